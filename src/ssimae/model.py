@@ -1,0 +1,145 @@
+"""The autoencoder of Table 1 (Bergmann et al., VISAPP 2019), shared by all four models.
+
+Encoder (the table, verbatim): 128x128x1 input, nine convolutions, latent vector of size d.
+Decoder: the encoder reversed, with transposed convolutions where the encoder shrinks the
+image (the strided 4x4 layers and the final 8x8 -> 1x1 layer). Leaky ReLU with slope 0.2
+after every layer except the last layer of the encoder and of the decoder, which are linear.
+
+Images are gray, float in [0, 1], shape (B, 1, 128, 128).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
+LEAKY_SLOPE = 0.2  # Table 1 caption
+DEFAULT_LATENT_DIM = 100  # Section 4.2, texture images
+
+
+class Layer(NamedTuple):
+    """One row of Table 1: output channels (None = latent d), kernel, stride, padding."""
+
+    name: str
+    out_channels: int | None
+    kernel: int
+    stride: int
+    padding: int
+
+
+# Table 1 of the paper, row by row. out_channels=None is the latent dimension d.
+TABLE1 = (
+    Layer("conv1", 32, 4, 2, 1),
+    Layer("conv2", 32, 4, 2, 1),
+    Layer("conv3", 32, 3, 1, 1),
+    Layer("conv4", 64, 4, 2, 1),
+    Layer("conv5", 64, 3, 1, 1),
+    Layer("conv6", 128, 4, 2, 1),
+    Layer("conv7", 64, 3, 1, 1),
+    Layer("conv8", 32, 3, 1, 1),
+    Layer("conv9", None, 8, 1, 0),
+)
+
+
+def _channels(latent_dim: int, in_channels: int) -> list[int]:
+    """[in, c1, ..., c9] channel counts along the encoder."""
+    return [in_channels] + [latent_dim if l.out_channels is None else l.out_channels for l in TABLE1]
+
+
+def build_encoder(latent_dim: int = DEFAULT_LATENT_DIM, in_channels: int = 1, out_multiplier: int = 1) -> nn.Sequential:
+    """Encoder of Table 1: (B, in_channels, 128, 128) -> (B, latent_dim * out_multiplier, 1, 1).
+
+    ``out_multiplier=2`` gives the VAE's mean and log-variance in one output.
+    """
+    ch = _channels(latent_dim, in_channels)
+    layers: list[nn.Module] = []
+    for i, spec in enumerate(TABLE1):
+        last = i == len(TABLE1) - 1
+        out = ch[i + 1] * (out_multiplier if last else 1)
+        layers.append(nn.Conv2d(ch[i], out, spec.kernel, spec.stride, spec.padding))
+        if not last:
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(*layers)
+
+
+def build_decoder(latent_dim: int = DEFAULT_LATENT_DIM, out_channels: int = 1) -> nn.Sequential:
+    """Decoder = the encoder reversed: (B, latent_dim, 1, 1) -> (B, out_channels, 128, 128).
+
+    A layer that shrinks the image in the encoder (stride 2, or the 8x8 kernel without
+    padding) becomes a transposed convolution with the same kernel, stride and padding;
+    the size-preserving 3x3 layers stay plain convolutions.
+    """
+    ch = _channels(latent_dim, out_channels)
+    layers: list[nn.Module] = []
+    for j, i in enumerate(reversed(range(len(TABLE1)))):
+        spec = TABLE1[i]
+        first_in, out = ch[i + 1], ch[i]
+        shrinks = spec.stride > 1 or spec.padding * 2 < spec.kernel - 1
+        conv = nn.ConvTranspose2d if shrinks else nn.Conv2d
+        layers.append(conv(first_in, out, spec.kernel, spec.stride, spec.padding))
+        if j != len(TABLE1) - 1:
+            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+    return nn.Sequential(*layers)
+
+
+class AutoEncoder(nn.Module):
+    """Deterministic autoencoder (the l2-, SSIM- and feature-matching AE)."""
+
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = build_encoder(latent_dim)
+        self.decoder = build_decoder(latent_dim)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 128, 128) -> reconstruction of the same shape."""
+        return self.decoder(self.encoder(x))
+
+
+class VAE(nn.Module):
+    """Variational autoencoder on the same architecture (Kingma and Welling, 2014).
+
+    The last encoder layer outputs 2*d channels: the mean and the log-variance of the
+    diagonal Gaussian Q(z|x). The decoder gives the mean of P(x|z).
+    """
+
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = build_encoder(latent_dim, out_multiplier=2)
+        self.decoder = build_decoder(latent_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised draw z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction from the posterior mean (deterministic)."""
+        mu, _ = self.encode(x)
+        return self.decoder(mu)
+
+
+def build_model(kind: str, latent_dim: int = DEFAULT_LATENT_DIM) -> nn.Module:
+    """The network for a model kind: 'l2', 'ssim', 'fm' -> AutoEncoder; 'vae' -> VAE."""
+    if kind == "vae":
+        return VAE(latent_dim)
+    if kind in ("l2", "ssim", "fm"):
+        return AutoEncoder(latent_dim)
+    raise ValueError(f"unknown model kind {kind!r} (expected one of l2, ssim, vae, fm)")

@@ -1,0 +1,139 @@
+"""Structural similarity (SSIM) as a differentiable per-pixel map, its loss and residual.
+
+SSIM(x, y) = l(x, y)^alpha * c(x, y)^beta * s(x, y)^gamma with, over a local window,
+    l = (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1)          luminance
+    c = (2 sigma_x sigma_y + c2) / (sigma_x^2 + sigma_y^2 + c2)  contrast
+    s = (sigma_xy + c3) / (sigma_x sigma_y + c3)              structure
+c1 = (0.01 L)^2, c2 = (0.03 L)^2, c3 = c2 / 2 for data range L (Wang et al., 2004).
+Local statistics use a K x K window (K = 11 in the paper): Gaussian with sigma 1.5
+(default, as skimage's ``gaussian_weights=True``) or uniform. Variances are population
+variances (skimage's ``use_sample_covariance=False``).
+
+With alpha = beta = gamma = 1 the product c * s collapses to
+(2 sigma_xy + c2) / (sigma_x^2 + sigma_y^2 + c2); that fused form is used then (faster,
+and its gradient is finite where a window is flat).
+
+Shapes: images (B, C, H, W), float; maps (B, C, H, W) (same size: the image is padded by
+reflection before filtering, so values within K // 2 of the border differ from skimage's,
+which pads differently).
+Reference: Bergmann et al., VISAPP 2019, Sec. 3; Wang et al., IEEE TIP 13(4), 2004.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+WINDOW_SIZE = 11  # K in the paper, Sec. 4.2
+GAUSSIAN_SIGMA = 1.5  # Wang et al. (2004); skimage's default with gaussian_weights=True
+K1, K2 = 0.01, 0.03
+
+
+def window_1d(size: int = WINDOW_SIZE, sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True,
+              dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """Normalised 1-D window of ``size`` taps (Gaussian with ``sigma`` or uniform); the 2-D
+    window is its outer product."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"SSIM window size must be odd and positive, got {size}")
+    if gaussian:
+        r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+        w = torch.exp(-(r**2) / (2 * sigma**2))
+    else:
+        w = torch.ones(size, dtype=torch.float64)
+    return (w / w.sum()).to(dtype=dtype, device=device)
+
+
+def _filter(stack: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Separable same-size filtering of every channel of (B, N, H, W) with window ``w``."""
+    n = stack.shape[1]
+    k = w.numel()
+    pad = k // 2
+    mode = "reflect" if min(stack.shape[-2:]) > pad else "replicate"
+    stack = F.pad(stack, (pad, pad, pad, pad), mode=mode)
+    stack = F.conv2d(stack, w.view(1, 1, 1, k).expand(n, 1, 1, k), groups=n)
+    return F.conv2d(stack, w.view(1, 1, k, 1).expand(n, 1, k, 1), groups=n)
+
+
+def local_stats(x: torch.Tensor, y: torch.Tensor, window_size: int = WINDOW_SIZE,
+                sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True):
+    """Local means, variances and covariance of x and y: five (B, C, H, W) tensors
+    mu_x, mu_y, var_x, var_y, cov_xy (population moments, window-weighted)."""
+    if x.shape != y.shape:
+        raise ValueError(f"SSIM needs equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
+    b, c, h, w_ = x.shape
+    w = window_1d(window_size, sigma, gaussian, dtype=x.dtype, device=x.device)
+    # One grouped convolution filters all five moment images of every channel at once.
+    stack = torch.stack([x, y, x * x, y * y, x * y], dim=2).reshape(b, c * 5, h, w_)
+    f = _filter(stack, w).reshape(b, c, 5, h, w_)
+    mu_x, mu_y, exx, eyy, exy = f.unbind(dim=2)
+    var_x = exx - mu_x * mu_x
+    var_y = eyy - mu_y * mu_y
+    cov = exy - mu_x * mu_y
+    return mu_x, mu_y, var_x, var_y, cov
+
+
+def _constants(data_range: float):
+    c1 = (K1 * data_range) ** 2
+    c2 = (K2 * data_range) ** 2
+    return c1, c2, c2 / 2
+
+
+def ssim_components(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
+                    window_size: int = WINDOW_SIZE, sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True):
+    """Luminance, contrast and structure maps l, c, s, each (B, C, H, W).
+
+    l and c lie in [0, 1] for non-negative images; s in [-1, 1]."""
+    c1, c2, c3 = _constants(data_range)
+    mu_x, mu_y, var_x, var_y, cov = local_stats(x, y, window_size, sigma, gaussian)
+    # Clamp before the square root: rounding can make a flat window's variance -1e-9, and
+    # sqrt'(0) is infinite; 1e-12 moves sigma by at most 1e-6.
+    sd_x = torch.sqrt(var_x.clamp_min(1e-12))
+    sd_y = torch.sqrt(var_y.clamp_min(1e-12))
+    lum = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+    con = (2 * sd_x * sd_y + c2) / (var_x + var_y + c2)
+    struct = (cov + c3) / (sd_x * sd_y + c3)
+    return lum, con, struct
+
+
+def _power(t: torch.Tensor, e: float) -> torch.Tensor:
+    if e == 1:
+        return t
+    return torch.sign(t) * t.abs().pow(e)  # sign kept: structure can be negative
+
+
+def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_size: int = WINDOW_SIZE,
+             sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True,
+             alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0) -> torch.Tensor:
+    """Per-pixel SSIM of x and y, (B, C, H, W) -> (B, C, H, W), values in [-1, 1].
+
+    Equals ``skimage.metrics.structural_similarity(x, y, data_range=L, full=True,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)[1]`` away from the
+    borders for the defaults. Exponents other than 1 are applied sign-preserving.
+    """
+    if alpha == beta == gamma == 1:
+        c1, c2, _ = _constants(data_range)
+        mu_x, mu_y, var_x, var_y, cov = local_stats(x, y, window_size, sigma, gaussian)
+        lum = (2 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
+        return lum * (2 * cov + c2) / (var_x + var_y + c2)
+    lum, con, struct = ssim_components(x, y, data_range, window_size, sigma, gaussian)
+    return _power(lum, alpha) * _power(con, beta) * _power(struct, gamma)
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Training loss of the SSIM-autoencoder: 1 - mean SSIM (a scalar, in [0, 2])."""
+    return 1.0 - ssim_map(x, y, **kwargs).mean()
+
+
+def ssim_residual(x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
+    """Residual map of the paper: 1 - SSIM(x, y) per pixel, (B, C, H, W), in [0, 2]."""
+    return 1.0 - ssim_map(x, y, **kwargs)
+
+
+def ssim_options(window_size: int = WINDOW_SIZE, sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True,
+                 alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, data_range: float = 1.0) -> dict:
+    """The keyword arguments of :func:`ssim_map` as a plain dict (stored in checkpoints)."""
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"SSIM sigma must be positive, got {sigma}")
+    return dict(window_size=window_size, sigma=sigma, gaussian=gaussian, alpha=alpha, beta=beta,
+                gamma=gamma, data_range=data_range)

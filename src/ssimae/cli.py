@@ -1,0 +1,252 @@
+"""The ``ssimae`` command line: train, evaluate, predict, compare, demo, make-demo-data.
+
+Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ssimae.errors import SsimaeError
+
+DATA_KEYS = ("format", "train_dir", "test_dir", "mask_dir", "mask_suffix", "test_fraction", "skip_bad")
+
+
+def _size(text: str):
+    """'256' -> (256, 256); '256x320' (height x width) -> (256, 320)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
+    return tuple(parts)
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="ROOT", required=required,
+                   help="dataset folder (MVTec AD, NanoTWICE, Magnetic Tile; detected automatically)")
+    g.add_argument("--format", choices=["auto", "mvtec", "nanotwice", "magnetic-tile", "generic"], default=None,
+                   help="force the dataset layout (default: auto)")
+    g.add_argument("--train-dir", help="generic layout: folder of defect-free training images")
+    g.add_argument("--test-dir", help="generic layout: folder of test images (subfolders = defect types)")
+    g.add_argument("--mask-dir", help="generic layout: folder of masks, matched by file name")
+    g.add_argument("--mask-suffix", default=None, help="generic layout: mask name = image stem + suffix")
+    g.add_argument("--test-fraction", type=float, default=None,
+                   help="share of defect-free images kept for testing where the layout has no split (default 0.2)")
+    g.add_argument("--skip-bad", action="store_true", default=None,
+                   help="log and skip unreadable images instead of stopping")
+
+
+def data_kwargs(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in DATA_KEYS if getattr(args, k, None) is not None}
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    from ssimae.presets import PRESETS
+
+    g = p.add_argument_group("training (paper defaults)")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="per-dataset defaults of the paper")
+    g.add_argument("--epochs", type=int, default=None, help="epochs (default 200)")
+    g.add_argument("--patches-per-epoch", type=int, default=None, help="random 128x128 crops per epoch (default 10000)")
+    g.add_argument("--batch-size", type=int, default=None, help="patches per step (default 32)")
+    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-4)")
+    g.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default 1e-5)")
+    g.add_argument("--latent-dim", type=int, default=None, help="latent size d (default 100)")
+    g.add_argument("--resize", type=_size, default=None, metavar="N|HxW",
+                   help="resize images to this size before cropping (the paper: 256 for 512x512 textures)")
+    g.add_argument("--scale", type=float, default=None, help="or scale images by this factor")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall-clock budget")
+    g.add_argument("--val-fraction", type=float, default=None,
+                   help="share of training images held back to choose the threshold (default 0.1)")
+    g.add_argument("--min-defect-area", type=int, default=None,
+                   help="threshold rule: largest region (px) allowed on validation images (default 0)")
+    g.add_argument("--stride", type=int, default=None, help="sliding-window stride at test time (default 30)")
+    g.add_argument("--opening-diameter", type=int, default=None, help="opening disk diameter, 0 disables (default 4)")
+    g.add_argument("--ssim-window", type=int, default=None, help="SSIM window size K (default 11)")
+    g.add_argument("--ssim-uniform", action="store_true", help="uniform instead of Gaussian (sigma 1.5) SSIM window")
+    g.add_argument("--vae-samples", type=int, default=None, help="VAE: latent samples N per patch (default 6)")
+    g.add_argument("--kl-weight", type=float, default=None, help="VAE: weight of the KL term (default 1)")
+    g.add_argument("--fm-weight", type=float, default=None, help="feature-matching weight lambda (default 1)")
+    g.add_argument("--alexnet-weights", default=None, metavar="PATH",
+                   help="fm: path of alexnet-owt-7be5be79.pth (else torch hub cache / download)")
+    g.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default 0)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def train_config(args: argparse.Namespace, model: str):
+    """A TrainConfig from parsed options: explicit options > preset > paper defaults."""
+    from ssimae.patches import Preprocess
+    from ssimae.presets import apply_preset
+    from ssimae.ssim import ssim_options
+    from ssimae.train import TrainConfig
+
+    opts = apply_preset(args.preset, {"latent_dim": args.latent_dim, "resize": args.resize})
+    kw = {"model": model, "seed": args.seed, "device": args.device, "max_minutes": args.max_minutes}
+    for name in ("epochs", "patches_per_epoch", "batch_size", "lr", "weight_decay", "val_fraction",
+                 "min_defect_area", "stride", "opening_diameter", "vae_samples", "kl_weight", "fm_weight",
+                 "alexnet_weights"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
+    if opts.get("latent_dim") is not None:
+        kw["latent_dim"] = opts["latent_dim"]
+    if args.workers is not None:
+        kw["num_workers"] = args.workers
+    if opts.get("resize") is not None and args.scale is not None:
+        raise SsimaeError("give --resize or --scale, not both")
+    resize = opts.get("resize")
+    kw["preprocess"] = Preprocess(size=None if resize is None else tuple(resize), scale=args.scale).to_dict()
+    kw["ssim"] = ssim_options(window_size=args.ssim_window or 11, gaussian=not args.ssim_uniform)
+    return TrainConfig(**kw)
+
+
+def cmd_train(args) -> None:
+    from ssimae.train import train
+
+    if args.data is None and args.train_dir is None:
+        raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
+    cfg = train_config(args, args.model)
+    path = train(cfg, args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
+                 progress=not args.quiet)
+    print(f"checkpoint: {path}")
+
+
+def _dataset_for_run(args) -> tuple[str | None, dict]:
+    """Dataset options for evaluating a run: the run's own, overridden by those given."""
+    from ssimae.checkpoint import load_checkpoint
+
+    data = dict(load_checkpoint(args.run)["config"].get("data") or {})
+    root = args.data or data.pop("root", None)
+    data.pop("root", None)
+    data.update(data_kwargs(args))
+    if root is None:
+        raise SsimaeError("give --data ROOT")
+    return root, data
+
+
+def cmd_evaluate(args) -> None:
+    from ssimae.evaluate import evaluate
+
+    root, kw = _dataset_for_run(args)
+    m = evaluate(args.run, root, args.out, residual=args.residual, dataset_kwargs=kw, device=args.device,
+                 progress=not args.quiet)
+    print(f"pixel ROC AUC {m['pixel_roc_auc']:.4f}   AUC to FPR 0.3 {m['pixel_roc_auc_fpr30']:.4f}   "
+          f"PRO to FPR 0.3 {m['pro_auc_fpr30']:.4f}   image ROC AUC {m['image_roc_auc']:.4f}   "
+          f"({m['n_images']} images) -> {args.out}/metrics.json")
+
+
+def cmd_predict(args) -> None:
+    from ssimae.predict import predict
+
+    predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
+            progress=not args.quiet)
+
+
+def cmd_make_demo_data(args) -> None:
+    from ssimae.demo_data import make_demo_data
+
+    out = make_demo_data(args.dir, seed=args.seed)
+    print(f"demo dataset written to {out}")
+
+
+def cmd_demo(args) -> None:
+    from ssimae.demo import run_demo
+
+    run_demo(args.out, seed=args.seed, minutes_per_model=args.minutes_per_model, progress=not args.quiet)
+
+
+def cmd_compare(args) -> None:
+    from ssimae.compare import compare
+
+    if args.data is None and args.train_dir is None:
+        raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    configs = [train_config(args, m) for m in models]
+    compare(configs, args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ssimae import __version__
+
+    parser = argparse.ArgumentParser(prog="ssimae", description=(
+        "Unsupervised defect segmentation with SSIM-autoencoders (Bergmann et al., VISAPP 2019). "
+        "Train on defect-free images, then segment defects in new ones."))
+    parser.add_argument("--version", action="version", version=f"ssimae {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train an autoencoder on defect-free images",
+                       description="Train one autoencoder of the paper on the defect-free images of a dataset.")
+    p.add_argument("--model", choices=["ssim", "l2", "vae", "fm"], default="ssim", help="which model (default ssim)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    add_data_args(p)
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="pixel ROC / PRO / image AUC of a trained run on a test set",
+                       description="Evaluate a run with the paper's protocol; writes metrics.json, roc.csv, roc.png.")
+    p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("--out", required=True, metavar="REPORT", help="report folder")
+    p.add_argument("--residual", choices=["l2", "ssim", "vae"], default=None,
+                   help="residual map to score with (default: the model's own)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    add_data_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="heat map, defect mask and overlay for images",
+                       description="Segment defects in images or folders (searched recursively).")
+    p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
+    p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("compare", help="train and evaluate several models side by side (the paper's comparison)",
+                       description="Train each model with the same data, seed and budget; evaluate all.")
+    p.add_argument("--models", default="ssim,l2,vae,fm", help="comma-separated (default ssim,l2,vae,fm)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    add_data_args(p)
+    add_train_args(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("demo", help="the whole job on built-in synthetic data (no download)",
+                       description="Make the demo dataset, train the SSIM-AE and the l2-AE, evaluate, report.")
+    p.add_argument("--out", default="demo-out", metavar="DIR", help="report folder (default demo-out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes-per-model", type=float, default=None, help="training budget per model")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("make-demo-data", help="write the synthetic demo dataset (MVTec layout)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_demo_data)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except SsimaeError as e:
+        print(f"ssimae: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ssimae: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The paper's comparison (its Table 1 models side by side) on any dataset.
+
+Each model is trained with the same data, seed and budget, then scored on the same test
+images with the paper's protocol. Besides each model's own residual, the l2-AE is also
+scored with the SSIM residual and the SSIM-AE with the l2 residual, so the effect of the
+training loss and of the residual map can be told apart.
+
+Writes to OUT: runs/<model>/ (checkpoints), reports/<model>-<residual>/ (metrics.json,
+roc.csv, roc.png), roc.png (all curves), examples.png (input, reconstructions, residuals,
+ground truth), results.md and results.json (the table).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ssimae.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
+from ssimae.datasets import load_dataset
+from ssimae.detector import Detector
+from ssimae.errors import SsimaeError
+from ssimae.evaluate import json_safe, report, score_test_set
+from ssimae.images import read_image
+from ssimae.plots import comparison_figure, markdown_table, plot_roc
+from ssimae.train import TrainConfig, train
+
+RESIDUALS_FOR = {"ssim": ("ssim", "l2"), "l2": ("l2", "ssim"), "vae": ("vae",), "fm": ("l2", "ssim")}
+TABLE_COLUMNS = ["model", "residual", "pixel_roc_auc", "pixel_roc_auc_fpr30", "pro_auc_fpr30", "image_roc_auc",
+                 "train_minutes", "patches_per_s"]
+
+
+def example_indices(types: list[str], n: int = 4) -> list[int]:
+    """Up to ``n`` test images for the figure: the first of each defect type in turn, then a good one."""
+    order: list[int] = []
+    by_type: dict[str, list[int]] = {}
+    for i, t in enumerate(types):
+        by_type.setdefault(t, []).append(i)
+    defect_types = [t for t in by_type if t != "good"]
+    k = 0
+    while len(order) < n - 1 and any(k < len(by_type[t]) for t in defect_types):
+        for t in defect_types:
+            if k < len(by_type[t]) and len(order) < n - 1:
+                order.append(by_type[t][k])
+        k += 1
+    if "good" in by_type:
+        order.append(by_type["good"][0])
+    return order[:n]
+
+
+def _train_or_reuse(cfg: TrainConfig, data_root, run_dir: Path, dataset_kwargs, progress, log) -> None:
+    ckpt = run_dir / CHECKPOINT_NAME
+    if ckpt.exists():
+        state = load_checkpoint(ckpt)
+        if state["finished"] or state["threshold"] is not None:
+            log(f"{cfg.model}: reusing the trained run in {run_dir}")
+            return
+        log(f"{cfg.model}: resuming the interrupted run in {run_dir}")
+        train(cfg, data_root, run_dir, resume=True, progress=progress, log=log)
+        return
+    train(cfg, data_root, run_dir, dataset_kwargs=dataset_kwargs, progress=progress, log=log)
+
+
+def _throughput(run_dir: Path) -> float:
+    """Training patches/s over the whole run, from train_log.csv."""
+    rows = list(csv.DictReader((run_dir / "train_log.csv").open()))
+    patches = sum(int(r["patches"]) for r in rows)
+    seconds = sum(int(r["patches"]) / max(float(r["patches_per_s"]), 1e-9) for r in rows)
+    return patches / seconds if seconds else float("nan")
+
+
+def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict | None = None,
+            progress: bool = True, log=print, n_examples: int = 4) -> list[dict]:
+    """Train and evaluate every config's model; write the table and figures; return the rows."""
+    out = Path(out)
+    dataset_kwargs = dict(dataset_kwargs or {})
+    if configs:
+        dataset_kwargs.setdefault("seed", configs[0].seed)
+    dataset = load_dataset(data_root, **dataset_kwargs, log=log) if configs else None
+    if dataset is None or not dataset.test:
+        raise SsimaeError("no test images to compare on", data_root)
+    types = [s.defect_type for s in dataset.test]
+    keep = example_indices(types, n_examples)
+    rows, curves, per_model = [], {}, {}
+    for cfg in configs:
+        if cfg.model == "fm":
+            from ssimae.features import locate_alexnet_weights
+            try:
+                cfg = replace(cfg, alexnet_weights=str(locate_alexnet_weights(cfg.alexnet_weights)))
+            except SsimaeError as e:
+                log(f"skipping the feature-matching AE: {e}")
+                rows.append({"model": "fm", "residual": "skipped: no AlexNet weights"})
+                continue
+        run_dir = out / "runs" / cfg.model
+        log(f"== {cfg.model}-AE ==")
+        t0 = time.monotonic()
+        _train_or_reuse(cfg, data_root, run_dir, dataset_kwargs, progress, log)
+        train_minutes = (time.monotonic() - t0) / 60
+        detector = Detector.load(run_dir, cfg.device)
+        kinds = RESIDUALS_FOR[cfg.model]
+        scores = score_test_set(detector, dataset, kinds, progress, keep=set(keep))
+        for kind in kinds:
+            m = report(scores.maps[kind], scores.masks, scores.types, out / "reports" / f"{cfg.model}-{kind}",
+                       model=cfg.model, residual=kind, diameter=detector.opening_diameter,
+                       extra={"threshold": detector.threshold if kind == kinds[0] else None})
+            curve = m.pop("roc")
+            curves[f"{cfg.model}-AE, {kind} residual"] = (curve.fpr, curve.tpr, curve.auc)
+            rows.append({"model": cfg.model, "residual": kind, **{k: m[k] for k in TABLE_COLUMNS[2:6]},
+                         "per_type": m.get("per_type"), "train_minutes": train_minutes,
+                         "patches_per_s": _throughput(run_dir)})
+        own = kinds[0]
+        per_model[cfg.model] = {i: {"reconstruction": scores.reconstructions[i], "residual": scores.maps[own][i]}
+                                for i in keep}
+        masks = scores.masks
+    if curves:
+        plot_roc(curves, out / "roc.png", title="Pixel-level ROC, all models")
+        figure_rows = [{"name": f"{dataset.test[i].defect_type}/{dataset.test[i].image.name}",
+                        "image": read_image(dataset.test[i].image), "mask": masks[i],
+                        "models": {m: per_model[m][i] for m in per_model}} for i in keep]
+        comparison_figure(figure_rows, list(per_model), out / "examples.png")
+    table = markdown_table(rows, TABLE_COLUMNS)
+    atomic_write_text(out / "results.md", table + "\n")
+    atomic_write_text(out / "results.json", json.dumps(json_safe(rows), indent=2))
+    log(table)
+    return rows

@@ -1,0 +1,99 @@
+"""Evaluation as in the paper (Sec. 4.2): residual maps of all test images, an opening with
+a disk of diameter 4 after thresholding, and the pixel-level ROC over the whole test set.
+
+Residual maps are computed at the resolution of the ground-truth masks (the maps are
+resized back to each image's size). Writes REPORT/metrics.json, roc.csv and roc.png.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ssimae.checkpoint import atomic_write_text
+from ssimae.datasets import Dataset, load_dataset
+from ssimae.detector import Detector
+from ssimae.errors import SsimaeError
+from ssimae.images import read_image, read_mask
+from ssimae.metrics import evaluate_maps, write_roc_csv
+from ssimae.plots import plot_roc
+
+
+@dataclass
+class Scores:
+    """Residual maps of a test set: maps[kind][i] (H_i, W_i), masks[i] bool, types[i],
+    and the reconstructions of the images whose index was asked for (``keep``)."""
+
+    maps: dict[str, list[np.ndarray]]
+    masks: list[np.ndarray]
+    types: list[str]
+    reconstructions: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def score_test_set(detector: Detector, dataset: Dataset, residuals=None, progress: bool = True,
+                   keep=()) -> Scores:
+    """Reconstruct every test image once and compute the residual maps of each kind in
+    ``residuals`` (default: the model's own) at the image's resolution."""
+    kinds = tuple(residuals or (detector.default_residual,))
+    scores = Scores({k: [] for k in kinds}, [], [])
+    for i, s in enumerate(tqdm(dataset.test, desc="scoring test images", disable=not progress, leave=False)):
+        img = read_image(s.image)
+        recon, maps = detector.analyze_many(img, kinds)
+        for k in kinds:
+            scores.maps[k].append(maps[k])
+        if i in keep:
+            scores.reconstructions[i] = recon
+        scores.masks.append(np.zeros(img.shape, bool) if s.mask is None else read_mask(s.mask, img.shape))
+        scores.types.append(s.defect_type)
+    return scores
+
+
+def json_safe(obj):
+    """Replace NaN/inf by None so metrics.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def report(maps, masks, types, out: str | os.PathLike, *, model: str, residual: str, diameter: int,
+           label: str | None = None, extra: dict | None = None) -> dict:
+    """Compute the metrics of residual maps and write metrics.json, roc.csv, roc.png to ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    m = evaluate_maps(maps, masks, types, diameter)
+    curve = m.pop("roc")
+    metrics = {"model": model, "residual": residual, "opening_diameter": diameter, **m, **(extra or {})}
+    write_roc_csv(out / "roc.csv", curve)
+    plot_roc({label or f"{model}-AE ({residual} residual)": (curve.fpr, curve.tpr, curve.auc)}, out / "roc.png")
+    atomic_write_text(out / "metrics.json", json.dumps(json_safe(metrics), indent=2))
+    return metrics | {"roc": curve}
+
+
+def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: str | os.PathLike, *,
+             residual: str | None = None, dataset_kwargs: dict | None = None, device: str | None = None,
+             progress: bool = True, log=print) -> dict:
+    """Evaluate a trained run on a dataset's test images; returns the metrics dict."""
+    detector = Detector.load(run, device)
+    dataset = load_dataset(data_root, **(dataset_kwargs or {}), log=log)
+    if not dataset.test:
+        raise SsimaeError("no test images found", data_root)
+    t0 = time.monotonic()
+    residual = residual or detector.default_residual
+    scores = score_test_set(detector, dataset, (residual,), progress)
+    seconds = time.monotonic() - t0
+    maps = scores.maps[residual]
+    return report(maps, scores.masks, scores.types, out, model=detector.kind, residual=residual,
+                  diameter=detector.opening_diameter,
+                  extra={"seconds_per_image": seconds / len(maps), "threshold": detector.threshold})

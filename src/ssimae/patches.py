@@ -1,0 +1,272 @@
+"""Training data of Sec. 4.2: random 128x128 patches cropped from defect-free images.
+
+The paper trains on 10 000 patches per epoch, randomly cropped from the training images,
+which may first be downscaled (512x512 textures -> 256x256). Here:
+
+* :class:`Preprocess` resizes an image (to a fixed size or by a factor, anti-aliased).
+* :func:`pad_to_patch` pads images smaller than a patch by symmetric reflection.
+* :class:`RandomPatches` is a torch Dataset of ``patches_per_epoch`` random patches whose
+  item ``i`` of epoch ``e`` depends only on ``(seed, e, i)`` (and the images and settings),
+  never on the number of DataLoader workers. Preprocessed images are held in memory when they
+  fit in ``cache_bytes``; otherwise they are read on demand through a small per-process LRU
+  cache (streaming), so memory stays bounded for datasets larger than memory.
+* :func:`make_loader` wraps it in a DataLoader that passes the epoch to its workers.
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from skimage.transform import resize
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from ssimae.errors import SsimaeError
+from ssimae.images import image_size, read_image
+from ssimae.model import PATCH_SIZE
+
+PATCHES_PER_EPOCH = 10_000  # Sec. 4.2: "trained on 10 000 defect-free patches of size 128x128"
+DEFAULT_CACHE_BYTES = 2 * 2**30  # hold preprocessed images in memory up to this size
+DEFAULT_LRU_BYTES = 256 * 2**20  # per-process cache of decoded images when streaming
+STREAMING_PATCHES_PER_IMAGE = 8  # consecutive patches per decoded image when streaming
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Optional resize applied to every image before cropping (and before testing).
+
+    size: fixed output (H, W), e.g. (256, 256) as in the paper for 512x512 textures.
+    scale: factor on both sides, output ``max(1, round(H * scale)) x max(1, round(W * scale))``.
+    At most one of them; neither means no resize. Resizing is bilinear
+    (skimage.transform.resize, order=1, mode="reflect"), with Gaussian anti-aliasing when
+    downscaling.
+    """
+
+    size: tuple[int, int] | None = None
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.scale is not None:
+            raise SsimaeError("give a resize size or a scale factor, not both")
+        if self.size is not None:
+            size = tuple(int(v) for v in self.size)
+            if len(size) != 2 or min(size) < 1:
+                raise SsimaeError(f"resize size must be two positive integers (H, W), got {self.size}")
+            object.__setattr__(self, "size", size)
+        if self.scale is not None:
+            if not float(self.scale) > 0:
+                raise SsimaeError(f"scale factor must be positive, got {self.scale}")
+            object.__setattr__(self, "scale", float(self.scale))
+
+    def output_shape(self, shape: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of an image after :meth:`apply`, for an input of shape (H, W)."""
+        if self.size is not None:
+            return self.size
+        if self.scale is not None:
+            return max(1, round(shape[0] * self.scale)), max(1, round(shape[1] * self.scale))
+        return int(shape[0]), int(shape[1])
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        """float (H, W) in [0, 1] -> float32 (H', W') in [0, 1], with (H', W') = output_shape."""
+        img = np.asarray(img, dtype=np.float32)
+        out = self.output_shape(img.shape)
+        if out == img.shape:
+            return img
+        down = out[0] < img.shape[0] or out[1] < img.shape[1]
+        res = resize(img, out, order=1, mode="reflect", anti_aliasing=down, preserve_range=True)
+        return np.clip(res, 0.0, 1.0).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for checkpoints: {"size": [H, W] or None, "scale": float or None}."""
+        return {"size": None if self.size is None else list(self.size), "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        unknown = set(d) - {"size", "scale"}
+        if unknown:
+            raise SsimaeError(f"unknown preprocessing settings: {', '.join(sorted(unknown))}")
+        return cls(size=d.get("size"), scale=d.get("scale"))
+
+
+def pad_to_patch(img: np.ndarray, patch: int = PATCH_SIZE) -> np.ndarray:
+    """Pad (H, W) on the bottom and right to at least (patch, patch); larger sides unchanged.
+
+    Padding mirrors the image including its edge pixel (numpy mode "symmetric": ... c b a | a b
+    c ...), repeatedly if the image is less than half a patch. Returns the input itself when
+    no padding is needed; dtype is kept.
+    """
+    h, w = img.shape
+    ph, pw = max(0, patch - h), max(0, patch - w)
+    if ph == 0 and pw == 0:
+        return img
+    return np.pad(img, ((0, ph), (0, pw)), mode="symmetric")
+
+
+def prepare_image(source: str | os.PathLike | np.ndarray, preprocess: Preprocess, patch_size: int = PATCH_SIZE) -> np.ndarray:
+    """File or float (H, W) array in [0, 1] -> preprocessed, padded float32 (H'', W'')."""
+    img = read_image(source) if isinstance(source, (str, os.PathLike)) else np.asarray(source, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"training images must be 2-D gray arrays, got shape {img.shape}")
+    return pad_to_patch(preprocess.apply(img), patch_size)
+
+
+class RandomPatches(torch.utils.data.Dataset):
+    """``patches_per_epoch`` random patches -> float32 tensors (1, patch, patch) in [0, 1].
+
+    Sampling of item i in epoch e (``set_epoch``): items are grouped in blocks of
+    ``patches_per_image`` consecutive indices; block ``i // patches_per_image`` picks an image
+    with probability proportional to its preprocessed area (H' * W', before padding), drawn
+    from ``numpy.random.default_rng((seed, e, block))``; the crop's top-left corner is uniform
+    over all positions of the padded image, drawn from ``default_rng((seed, e, i, 1))``.
+    So an item depends only on (seed, e, i) and the settings, not on workers or order.
+
+    Memory: arrays, and files whose preprocessed padded float32 size totals at most
+    ``cache_bytes``, are prepared once and held in memory. Larger sets of files stream: an
+    image is read when a patch needs it and kept in a per-process LRU cache of ``lru_bytes``.
+    ``patches_per_image`` defaults to 1 in memory (independent patches) and to
+    STREAMING_PATCHES_PER_IMAGE when streaming, so that each decoded image yields several
+    patches (consecutive indices share an image; batches of a DataLoader without shuffling,
+    as :func:`make_loader` makes, are contiguous).
+    """
+
+    def __init__(self, images: Sequence[str | os.PathLike] | Sequence[np.ndarray], patches_per_epoch: int = PATCHES_PER_EPOCH,
+                 patch_size: int = PATCH_SIZE, preprocess: Preprocess = Preprocess(), seed: int = 0,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, *, patches_per_image: int | None = None,
+                 lru_bytes: int = DEFAULT_LRU_BYTES, progress: bool = True):
+        if len(images) == 0:
+            raise SsimaeError("no training images")
+        if patches_per_epoch < 1 or patch_size < 1 or seed < 0:
+            raise ValueError("patches_per_epoch and patch_size must be positive, seed non-negative")
+        self.sources = list(images)
+        self.patches_per_epoch = int(patches_per_epoch)
+        self.patch_size = int(patch_size)
+        self.preprocess = preprocess
+        self.seed = int(seed)
+        self.epoch = 0
+        self.lru_bytes = int(lru_bytes)
+        arrays = [isinstance(s, np.ndarray) for s in self.sources]
+        shapes = [preprocess.output_shape(s.shape if a else image_size(s)) for s, a in zip(self.sources, arrays)]
+        self.shapes = [(max(h, patch_size), max(w, patch_size)) for h, w in shapes]  # padded
+        areas = np.array([h * w for h, w in shapes], dtype=np.float64)
+        self._cumulative = np.cumsum(areas / areas.sum())
+        self.nbytes = sum(h * w * 4 for h, w in self.shapes)
+        self.in_memory = all(arrays) or self.nbytes <= cache_bytes
+        default_k = 1 if self.in_memory else STREAMING_PATCHES_PER_IMAGE
+        self.patches_per_image = int(patches_per_image or default_k)
+        self.reads = 0  # images prepared by this process (for measurements)
+        self._lru: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lru_used = 0
+        self._images = self._load_all(progress) if self.in_memory else None
+
+    def _load_all(self, progress: bool) -> list[np.ndarray]:
+        """Prepare every image once (a few threads; decoders release the GIL)."""
+        n = len(self.sources)
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            it = pool.map(lambda s: prepare_image(s, self.preprocess, self.patch_size), self.sources)
+            images = list(tqdm(it, total=n, desc="loading images", disable=not progress or n < 100, leave=False))
+        self.reads += n
+        return images
+
+    def __len__(self) -> int:
+        return self.patches_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose patches are returned (items differ between epochs)."""
+        if epoch < 0:
+            raise ValueError("epoch must be non-negative")
+        self.epoch = int(epoch)
+
+    def locate(self, epoch: int, index: int) -> tuple[int, int, int]:
+        """(image index, top, left) of item ``index`` in ``epoch``, in preprocessed padded coordinates."""
+        block = index // self.patches_per_image
+        u = np.random.default_rng((self.seed, epoch, block)).random()
+        k = min(int(np.searchsorted(self._cumulative, u, side="right")), len(self.sources) - 1)
+        h, w = self.shapes[k]
+        rng = np.random.default_rng((self.seed, epoch, index, 1))
+        top = int(rng.integers(0, h - self.patch_size + 1))
+        left = int(rng.integers(0, w - self.patch_size + 1))
+        return k, top, left
+
+    def image(self, k: int) -> np.ndarray:
+        """Preprocessed, padded image k: float32 (H'', W'') in [0, 1] (from memory or the LRU)."""
+        if self._images is not None:
+            return self._images[k]
+        img = self._lru.get(k)
+        if img is not None:
+            self._lru.move_to_end(k)
+            return img
+        img = prepare_image(self.sources[k], self.preprocess, self.patch_size)
+        if img.shape != self.shapes[k]:
+            raise SsimaeError(f"image changed size while training: now {img.shape}, expected {self.shapes[k]}",
+                              self.sources[k])
+        self.reads += 1
+        self._lru[k] = img
+        self._lru_used += img.nbytes
+        while self._lru_used > self.lru_bytes and len(self._lru) > 1:
+            _, old = self._lru.popitem(last=False)
+            self._lru_used -= old.nbytes
+        return img
+
+    def __getitem__(self, index: int | tuple[int, int]) -> torch.Tensor:
+        """Item ``index`` of the current epoch, or of epoch e for ``index = (e, i)``."""
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
+        if not -self.patches_per_epoch <= i < self.patches_per_epoch:
+            raise IndexError(f"patch index {i} out of range for {self.patches_per_epoch} patches")
+        i %= self.patches_per_epoch
+        k, top, left = self.locate(epoch, i)
+        p = self.patch_size
+        crop = self.image(k)[top:top + p, left:left + p]
+        return torch.from_numpy(crop.copy())[None]
+
+    def __getstate__(self) -> dict:
+        """Pickle without the LRU contents (each worker process starts with an empty cache)."""
+        state = self.__dict__.copy()
+        state["_lru"], state["_lru_used"], state["reads"] = OrderedDict(), 0, 0
+        return state
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, i) for i in range(len(dataset)), reading ``dataset.epoch`` when iteration
+    starts, in the main process: persistent workers hold stale copies of the dataset, so the
+    epoch travels with each index instead."""
+
+    def __init__(self, dataset: RandomPatches):
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.dataset.epoch
+        return ((epoch, i) for i in range(len(self.dataset)))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+
+def _worker_init(_worker_id: int) -> None:
+    """DataLoader workers use one torch thread each (cropping is numpy work)."""
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int = 0, *, pin_memory: bool = False,
+                drop_last: bool = False, prefetch_factor: int | None = None) -> DataLoader:
+    """DataLoader of (B, 1, patch, patch) float32 batches over ``dataset`` in index order.
+
+    Items are already random, so there is no shuffling; call ``dataset.set_epoch(e)`` before
+    iterating epoch e (the :class:`EpochSampler` carries it to the workers). Workers are
+    persistent when ``num_workers > 0``. The loader has its own seeded torch generator, so
+    iterating it neither depends on nor advances the global torch RNG.
+    """
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(persistent_workers=True, worker_init_fn=_worker_init)
+        if prefetch_factor is not None:
+            kwargs["prefetch_factor"] = prefetch_factor
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset), num_workers=num_workers,
+                      pin_memory=pin_memory, drop_last=drop_last, generator=torch.Generator().manual_seed(0),
+                      **kwargs)

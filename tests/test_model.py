@@ -1,0 +1,90 @@
+"""Table 1 of the paper, layer by layer."""
+import pytest
+import torch
+from torch import nn
+
+from ssimae.model import LEAKY_SLOPE, PATCH_SIZE, TABLE1, VAE, AutoEncoder, build_model
+
+# Table 1 transcribed independently: (output H, W, C), kernel, stride, padding. "d" = latent.
+PAPER_TABLE1 = [
+    ((64, 64, 32), 4, 2, 1),
+    ((32, 32, 32), 4, 2, 1),
+    ((32, 32, 32), 3, 1, 1),
+    ((16, 16, 64), 4, 2, 1),
+    ((16, 16, 64), 3, 1, 1),
+    ((8, 8, 128), 4, 2, 1),
+    ((8, 8, 64), 3, 1, 1),
+    ((8, 8, 32), 3, 1, 1),
+    ((1, 1, "d"), 8, 1, 0),
+]
+
+
+def convs(seq):
+    return [m for m in seq if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+@pytest.mark.parametrize("d", [100, 500, 7])
+def test_encoder_matches_table1_layer_by_layer(d):
+    model = AutoEncoder(latent_dim=d)
+    assert PATCH_SIZE == 128
+    x = torch.zeros(2, 1, 128, 128)
+    layers = convs(model.encoder)
+    assert len(layers) == len(PAPER_TABLE1) == len(TABLE1)
+    for conv, ((h, w, c), k, s, p) in zip(layers, PAPER_TABLE1):
+        x = conv(x)
+        c = d if c == "d" else c
+        assert tuple(x.shape[1:]) == (c, h, w)
+        assert conv.kernel_size == (k, k) and conv.stride == (s, s) and conv.padding == (p, p)
+        assert isinstance(conv, nn.Conv2d)
+
+
+def test_activations_leaky_02_except_last_layers():
+    model = AutoEncoder(32)
+    for seq in (model.encoder, model.decoder):
+        mods = list(seq)
+        assert isinstance(mods[-1], (nn.Conv2d, nn.ConvTranspose2d)), "last layer must be linear"
+        acts = [m for m in mods if isinstance(m, nn.LeakyReLU)]
+        assert len(acts) == len(convs(seq)) - 1
+        assert all(a.negative_slope == LEAKY_SLOPE == 0.2 for a in acts)
+        # every conv but the last is followed by a leaky ReLU
+        for i, m in enumerate(mods[:-1]):
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                assert isinstance(mods[i + 1], nn.LeakyReLU)
+
+
+def test_decoder_is_reversed_encoder():
+    model = AutoEncoder(100)
+    z = torch.zeros(1, 100, 1, 1)
+    expected = [(32, 8, 8), (64, 8, 8), (128, 8, 8), (64, 16, 16), (64, 16, 16), (32, 32, 32), (32, 32, 32),
+                (32, 64, 64), (1, 128, 128)]
+    kinds = [nn.ConvTranspose2d, nn.Conv2d, nn.Conv2d, nn.ConvTranspose2d, nn.Conv2d, nn.ConvTranspose2d,
+             nn.Conv2d, nn.ConvTranspose2d, nn.ConvTranspose2d]
+    for conv, shape, kind in zip(convs(model.decoder), expected, kinds):
+        z = conv(z)
+        assert tuple(z.shape[1:]) == shape
+        assert type(conv) is kind
+    enc = [(c.kernel_size, c.stride, c.padding) for c in convs(model.encoder)]
+    dec = [(c.kernel_size, c.stride, c.padding) for c in convs(model.decoder)]
+    assert dec == enc[::-1]
+
+
+def test_vae_outputs_mean_and_logvar():
+    vae = VAE(16)
+    mu, logvar = vae.encode(torch.rand(3, 1, 128, 128))
+    assert mu.shape == logvar.shape == (3, 16, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    z1 = vae.sample(mu, logvar, torch.Generator().manual_seed(0))
+    z2 = vae.sample(mu, logvar, g)
+    assert torch.equal(z1, z2)
+    # reparameterisation: z - mu = exp(logvar/2) * eps with eps ~ N(0,1) from the same generator
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(z1, mu + torch.exp(0.5 * logvar) * eps)
+    assert vae(torch.rand(2, 1, 128, 128)).shape == (2, 1, 128, 128)
+
+
+def test_build_model_kinds():
+    assert isinstance(build_model("ssim"), AutoEncoder)
+    assert isinstance(build_model("vae"), VAE)
+    assert build_model("l2").latent_dim == 100
+    with pytest.raises(ValueError):
+        build_model("gan")

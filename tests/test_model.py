@@ -88,3 +88,19 @@ def test_build_model_kinds():
     assert build_model("l2").latent_dim == 100
     with pytest.raises(ValueError):
         build_model("gan")
+
+
+def test_he_initialisation():
+    torch.manual_seed(0)
+    model = AutoEncoder(100)
+    gain = (2 / (1 + 0.2**2)) ** 0.5
+    for conv in convs(model.encoder) + convs(model.decoder):
+        w = conv.weight
+        k = w.shape[2] * w.shape[3]
+        fan = (w.shape[1] if isinstance(conv, nn.Conv2d) else w.shape[0]) * k  # (out,in,k,k) vs (in,out,k,k)
+        assert w.std().item() == pytest.approx(gain / fan**0.5, rel=0.1)
+        assert torch.count_nonzero(conv.bias) == 0
+    # the signal keeps its scale through the encoder (the default init shrinks it ~100x)
+    x = torch.randn(8, 1, 128, 128)
+    z = model.encoder(x)
+    assert 0.1 < z.std().item() < 10

@@ -129,6 +129,15 @@ def test_loader_is_independent_of_workers_and_follows_epochs():
     assert not torch.equal(ref[0], ref[1])
 
 
+def test_loader_can_resume_inside_an_epoch():
+    ds = RandomPatches([rand(200, 300)], patches_per_epoch=40, seed=4)
+    ds.set_epoch(2)
+    loader = make_loader(ds, batch_size=8, start=16)
+    assert torch.equal(torch.cat(list(loader)), torch.stack([ds[(2, i)] for i in range(16, 40)]))
+    ds.set_epoch(3)  # later epochs are whole
+    assert torch.equal(torch.cat(list(loader)), torch.stack([ds[(3, i)] for i in range(40)]))
+
+
 def test_streaming_matches_in_memory_and_bounds_the_cache(tmp_path):
     paths = write_pngs(tmp_path, [(200, 210), (140, 300), (100, 90), (256, 256)])
     mem = RandomPatches(paths, patches_per_epoch=64, patches_per_image=4)

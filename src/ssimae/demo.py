@@ -18,7 +18,7 @@ from ssimae.plots import save_overlay
 from ssimae.train import TrainConfig
 
 # A CPU budget that keeps the whole demo under 10 minutes on 2 cores (measured; README).
-DEMO_TRAINING = dict(epochs=12, patches_per_epoch=1600, batch_size=16, latent_dim=100, val_fraction=0.1)
+DEMO_TRAINING = dict(epochs=10, patches_per_epoch=1600, batch_size=16, latent_dim=100, val_fraction=0.1)
 DEMO_MINUTES_PER_MODEL = 4.0  # safety net on slow machines; the patch budget normally ends first
 
 

@@ -198,6 +198,8 @@ def _to_unit(arr: np.ndarray, scale: float | None, path: Path) -> np.ndarray:
     """(H, W) array in file units -> float32 (H, W) in [0, 1] (rules in the module doc)."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
+    if scale is not None and arr.dtype in (np.uint8, np.uint16):
+        return arr.astype(np.float32) / np.float32(scale)  # exact operands: correctly rounded
     if scale is not None:
         return (arr.astype(np.float64) / scale).astype(np.float32)
     values = arr.astype(np.float64)

@@ -84,6 +84,23 @@ def build_decoder(latent_dim: int = DEFAULT_LATENT_DIM, out_channels: int = 1) -
     return nn.Sequential(*layers)
 
 
+def init_weights(module: nn.Module) -> None:
+    """He-normal initialisation for leaky ReLU (slope 0.2), zero biases.
+
+    The paper does not state an initialisation. PyTorch's default (uniform with a=sqrt(5))
+    shrinks the signal through the 18 layers: on our demo texture the autoencoder then
+    outputs the same flat image for every input for >16k patches (pixel AUC stuck at 0.77),
+    while with this initialisation it reaches 0.89 after 9.6k patches (measured, see the
+    README). Convolutions use fan-in; transposed convolutions use fan-out, i.e.
+    in_channels * k * k, the fan-in of the convolution they transpose.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            mode = "fan_in" if isinstance(m, nn.Conv2d) else "fan_out"
+            nn.init.kaiming_normal_(m.weight, a=LEAKY_SLOPE, mode=mode, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+
+
 class AutoEncoder(nn.Module):
     """Deterministic autoencoder (the l2-, SSIM- and feature-matching AE)."""
 
@@ -92,6 +109,7 @@ class AutoEncoder(nn.Module):
         self.latent_dim = latent_dim
         self.encoder = build_encoder(latent_dim)
         self.decoder = build_decoder(latent_dim)
+        init_weights(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
@@ -116,6 +134,7 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         self.encoder = build_encoder(latent_dim, out_multiplier=2)
         self.decoder = build_decoder(latent_dim)
+        init_weights(self)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""

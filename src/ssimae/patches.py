@@ -233,19 +233,22 @@ class RandomPatches(torch.utils.data.Dataset):
 
 
 class EpochSampler(Sampler):
-    """Yields (epoch, i) for i in range(len(dataset)), reading ``dataset.epoch`` when iteration
-    starts, in the main process: persistent workers hold stale copies of the dataset, so the
-    epoch travels with each index instead."""
+    """Yields (epoch, i) for i in range(start, len(dataset)), reading ``dataset.epoch`` when
+    iteration starts, in the main process: persistent workers hold stale copies of the dataset,
+    so the epoch travels with each index instead. ``start`` > 0 resumes inside an epoch; it
+    applies to the next iteration only (later epochs start at 0)."""
 
-    def __init__(self, dataset: RandomPatches):
+    def __init__(self, dataset: RandomPatches, start: int = 0):
         self.dataset = dataset
+        self.start = int(start)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.dataset.epoch
-        return ((epoch, i) for i in range(len(self.dataset)))
+        epoch, start = self.dataset.epoch, min(self.start, len(self.dataset))
+        self.start = 0
+        return ((epoch, i) for i in range(start, len(self.dataset)))
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.dataset) - min(self.start, len(self.dataset))
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -254,11 +257,12 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int = 0, *, pin_memory: bool = False,
-                drop_last: bool = False, prefetch_factor: int | None = None) -> DataLoader:
+                drop_last: bool = False, prefetch_factor: int | None = None, start: int = 0) -> DataLoader:
     """DataLoader of (B, 1, patch, patch) float32 batches over ``dataset`` in index order.
 
     Items are already random, so there is no shuffling; call ``dataset.set_epoch(e)`` before
-    iterating epoch e (the :class:`EpochSampler` carries it to the workers). Workers are
+    iterating epoch e (the :class:`EpochSampler` carries it to the workers); ``start`` skips
+    the first items of the first iteration (resuming mid-epoch). Workers are
     persistent when ``num_workers > 0``. The loader has its own seeded torch generator, so
     iterating it neither depends on nor advances the global torch RNG.
     """
@@ -267,6 +271,6 @@ def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int =
         kwargs.update(persistent_workers=True, worker_init_fn=_worker_init)
         if prefetch_factor is not None:
             kwargs["prefetch_factor"] = prefetch_factor
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset), num_workers=num_workers,
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset, start), num_workers=num_workers,
                       pin_memory=pin_memory, drop_last=drop_last, generator=torch.Generator().manual_seed(0),
                       **kwargs)

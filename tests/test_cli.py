@@ -69,8 +69,9 @@ def test_predict_mirrors_paths_and_raw_maps(trained_run, demo_root, tmp_path):
     assert np.array(Image.open(out2 / f"{one.stem}_mask.png")).max() == 0
 
 
-def test_resume_reproduces_uninterrupted_run(demo_root, tmp_path):
-    args = ["--data", str(demo_root), "--model", "l2", "--epochs", "2", "--patches-per-epoch", "16",
+@pytest.mark.parametrize("model", ["l2", "vae"])
+def test_resume_reproduces_uninterrupted_run(demo_root, tmp_path, model):
+    args = ["--data", str(demo_root), "--model", model, "--epochs", "2", "--patches-per-epoch", "16",
             "--batch-size", "8", "--latent-dim", "8", "--quiet"]
     full, part = tmp_path / "full", tmp_path / "part"
     assert main(["train", "--out", str(full), *args]) == 0

@@ -12,25 +12,10 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from ssimae.metrics import (RocCurve, evaluate_maps, image_roc_auc, image_scores,
                             json_summary, partial_auc, pixel_roc, pro_auc, pro_curve,
                             roc_with_opening, select_threshold, write_roc_csv)
+from reference import brute_opening
 from ssimae.morphology import disk, gray_opening
 
 EIGHT = np.ones((3, 3), bool)
-
-
-def brute_opening(x, d):
-    """Set definition of the opening (outside pixels ignored); identity for d == 0."""
-    if d == 0:
-        return x.copy()
-    offsets = np.argwhere(disk(d))
-    h, w = x.shape
-    out = np.zeros_like(x, dtype=bool)
-    for zi in range(-d, h + 1):
-        for zj in range(-d, w + 1):
-            p = offsets + (zi, zj)
-            p = p[(p[:, 0] >= 0) & (p[:, 0] < h) & (p[:, 1] >= 0) & (p[:, 1] < w)]
-            if len(p) and x[p[:, 0], p[:, 1]].all():
-                out[p[:, 0], p[:, 1]] = True
-    return out
 
 
 def random_set(seed, shapes=((9, 11), (12, 7), (10, 10)), levels=8):

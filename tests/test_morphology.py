@@ -4,23 +4,9 @@ import numpy as np
 import pytest
 from skimage.morphology import opening as sk_opening
 
+from reference import brute_opening
 from ssimae.morphology import (OPENING_DIAMETER, binary_opening, disk, gray_opening,
                                segment)
-
-
-def brute_opening(x: np.ndarray, d: int) -> np.ndarray:
-    """Union of all translates of disk(d) whose part inside the image lies in ``x``
-    (pixels outside the image are ignored); every translate meeting the image is tried."""
-    offsets = np.argwhere(disk(d))
-    h, w = x.shape
-    out = np.zeros_like(x, dtype=bool)
-    for zi in range(-d, h + 1):
-        for zj in range(-d, w + 1):
-            p = offsets + (zi, zj)
-            p = p[(p[:, 0] >= 0) & (p[:, 0] < h) & (p[:, 1] >= 0) & (p[:, 1] < w)]
-            if len(p) and x[p[:, 0], p[:, 1]].all():
-                out[p[:, 0], p[:, 1]] = True
-    return out
 
 
 def test_paper_diameter():

@@ -77,7 +77,7 @@ def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict 
     dataset_kwargs = dict(dataset_kwargs or {})
     if configs:
         dataset_kwargs.setdefault("seed", configs[0].seed)
-    dataset = load_dataset(data_root, **dataset_kwargs, log=log) if configs else None
+    dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress) if configs else None
     if dataset is None or not dataset.test:
         raise SsimaeError("no test images to compare on", data_root)
     types = [s.defect_type for s in dataset.test]

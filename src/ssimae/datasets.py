@@ -436,11 +436,11 @@ def _parallel(fn: Callable, args: Iterable[tuple], total: int, desc: str, bar: b
         return list(tqdm(results, total=total, desc=desc, disable=not bar, leave=False))
 
 
-def _verify(found: _Found, issues: _Issues) -> tuple[list[Path], list[Sample]]:
+def _verify(found: _Found, issues: _Issues, progress: bool = True) -> tuple[list[Path], list[Sample]]:
     """Fully decode every image and mask once -> (usable train images, usable test samples)."""
     images = list(dict.fromkeys(found.train + [s.image for s in found.test]))
     masks = [s for s in found.test if s.mask is not None]
-    bar = len(images) + len(masks) >= PROGRESS_MIN_FILES
+    bar = progress and len(images) + len(masks) >= PROGRESS_MIN_FILES
     checked = dict(zip(images, _parallel(_check_image, [(p,) for p in images], len(images), "checking images", bar)))
     for path in images:
         shape, constant, err = checked[path]
@@ -476,7 +476,7 @@ def load_dataset(root: str | os.PathLike | None = None, format: str = "auto", *,
                  train_dir: str | os.PathLike | None = None, test_dir: str | os.PathLike | None = None,
                  mask_dir: str | os.PathLike | None = None, mask_suffix: str = "",
                  test_fraction: float = 0.2, seed: int = 0, skip_bad: bool = False, verify: bool = True,
-                 log: Callable[[str], object] | None = print) -> Dataset:
+                 log: Callable[[str], object] | None = print, progress: bool = True) -> Dataset:
     """Find (and with ``verify`` fully decode once) a dataset's training and test files.
 
     root: the dataset folder for "mvtec", "nanotwice", "magnetic-tile" or "auto" (see
@@ -484,6 +484,7 @@ def load_dataset(root: str | os.PathLike | None = None, format: str = "auto", *,
     "generic"; either may be left out (no training or no test images). test_fraction and
     seed split MT_Free for "magnetic-tile" (:func:`split_names`). skip_bad: log, record and
     leave out bad files instead of raising. log: gets one line per message (None: silent).
+    progress: show a progress bar while checking (only for 100 files or more).
     Raises SsimaeError for bad input (see the module doc).
     """
     issues = _Issues(skip_bad, log)
@@ -501,7 +502,7 @@ def load_dataset(root: str | os.PathLike | None = None, format: str = "auto", *,
             found = _load_nanotwice(root_path, issues)
         else:
             found = _load_magnetic_tile(root_path, issues, test_fraction, seed)
-    train, test = _verify(found, issues) if verify else (found.train, found.test)
+    train, test = _verify(found, issues, progress) if verify else (found.train, found.test)
     if found.train and not train:
         raise SsimaeError("no usable training images (all were skipped)", found.train_folder)
     if fmt != "generic" and not test:

@@ -86,7 +86,7 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
              progress: bool = True, log=print) -> dict:
     """Evaluate a trained run on a dataset's test images; returns the metrics dict."""
     detector = Detector.load(run, device)
-    dataset = load_dataset(data_root, **(dataset_kwargs or {}), log=log)
+    dataset = load_dataset(data_root, **(dataset_kwargs or {}), log=log, progress=progress)
     if not dataset.test:
         raise SsimaeError("no test images found", data_root)
     t0 = time.monotonic()

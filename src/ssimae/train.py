@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ssimae.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint, save_checkpoint
@@ -33,7 +32,7 @@ from ssimae.errors import SsimaeError
 from ssimae.images import read_image
 from ssimae.metrics import select_threshold
 from ssimae.model import PATCH_SIZE, VAE, build_model
-from ssimae.patches import Preprocess, RandomPatches
+from ssimae.patches import Preprocess, RandomPatches, make_loader
 from ssimae.ssim import ssim_loss, ssim_options
 
 MODELS = ("ssim", "l2", "vae", "fm")
@@ -168,7 +167,7 @@ def train(cfg: TrainConfig, data_root: str | None, out: str | Path, *, resume: b
 
     dataset_kwargs = dict(dataset_kwargs or {})
     dataset_kwargs.setdefault("seed", cfg.seed)  # the train/test split of layouts without one
-    dataset = load_dataset(data_root, **dataset_kwargs, log=log)
+    dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress)
     cfg.data = {"root": None if data_root is None else str(Path(data_root).resolve()), **dataset_kwargs}
     train_paths, val_paths = split_validation(dataset.train, cfg.val_fraction, cfg.seed)
     if not train_paths:
@@ -195,7 +194,7 @@ def train(cfg: TrainConfig, data_root: str | None, out: str | Path, *, resume: b
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2, sort_keys=True))
 
     patches = RandomPatches(train_paths, cfg.patches_per_epoch, PATCH_SIZE, Preprocess.from_dict(cfg.preprocess),
-                            seed=cfg.seed)
+                            seed=cfg.seed, progress=progress)
     n_steps = math.ceil(cfg.patches_per_epoch / cfg.batch_size)
     start = time.monotonic()
     budget = None if cfg.max_minutes is None else cfg.max_minutes * 60
@@ -205,12 +204,13 @@ def train(cfg: TrainConfig, data_root: str | None, out: str | Path, *, resume: b
         save_checkpoint(ckpt_path, config=asdict(cfg), model=model.state_dict(), optimizer=opt.state_dict(),
                         epoch=epoch, step=step, threshold=threshold, finished=finished)
 
+    # One loader for the whole run: its own seeded generator (the global RNG, which the VAE
+    # samples from, is not touched), persistent workers, and a mid-epoch start on resume.
+    loader = make_loader(patches, cfg.batch_size, cfg.num_workers, pin_memory=device.type == "cuda",
+                         start=step * cfg.batch_size)
     model.train()
     while epoch < cfg.epochs and not stopped:
         patches.set_epoch(epoch)
-        subset = Subset(patches, range(step * cfg.batch_size, len(patches)))
-        loader = DataLoader(subset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda")
         t0, seen, total = time.monotonic(), 0, 0.0
         bar = tqdm(loader, total=n_steps - step, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)

@@ -144,3 +144,41 @@ def test_every_command_has_help(cmd, capsys):
         main([cmd, "--help"])
     assert e.value.code == 0
     assert "usage: ssimae " + cmd in capsys.readouterr().out
+
+
+def _not_an_image(data):
+    f = data / "train" / "good" / "notes.png"
+    f.write_text("this is not an image")
+    return f
+
+
+def _zero_bytes(data):
+    f = data / "train" / "good" / "000.png"
+    f.write_bytes(b"")
+    return f
+
+
+def _mask_without_image(data):
+    f = data / "ground_truth" / "cut" / "099_mask.png"
+    Image.fromarray(np.zeros((160, 160), np.uint8)).save(f)
+    return f
+
+
+def _image_without_mask(data):
+    (data / "ground_truth" / "cut" / "000_mask.png").unlink()
+    return data / "test" / "cut" / "000.png"
+
+
+@pytest.mark.parametrize("damage", [_not_an_image, _zero_bytes, _mask_without_image, _image_without_mask])
+def test_bad_data_stops_before_training(demo_root, tmp_path, capsys, damage):
+    data = tmp_path / "data"
+    shutil.copytree(demo_root, data)
+    bad = damage(data)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), *TINY]) == 2
+    one_error_line(capsys, bad.name)
+    assert not (run / "model.pt").exists()
+    if damage in (_not_an_image, _zero_bytes):  # --skip-bad logs the file and trains on the rest
+        assert main(["train", "--data", str(data), "--out", str(run), "--skip-bad", *TINY]) == 0
+        assert f"skipping {bad}" in capsys.readouterr().out
+        assert (run / "model.pt").exists()

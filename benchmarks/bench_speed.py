@@ -1,6 +1,7 @@
 """Speed of training and inference, measured side by side in one run (issue #2).
 
     python benchmarks/bench_speed.py [--steps 20] [--batch-size 32] [--threads N]
+                                     [--data ROOT] [--checkpoint RUN]
 
 Reports
 - training patches/s with the l2 loss and the SSIM loss (same network, same batches)
@@ -8,6 +9,9 @@ Reports
 - inference patches/s of the bare network, and ms per 256x256 image through the whole
   sliding window (stride 30: 36 patches, averaging, SSIM residual map), with the
   window's overhead over the bare network on the same 36 patches (aim: at most 15%).
+By default the network is freshly initialised and the batch is uniform noise; --data takes
+the training batch from random crops of a dataset's training images and --checkpoint starts
+from a trained run's weights (step times should not depend on either; this checks it).
 Figures are ratios against a baseline measured in the same run; absolute numbers depend
 on the machine.
 """
@@ -20,8 +24,11 @@ import time
 import numpy as np
 import torch
 
+from ssimae.checkpoint import load_checkpoint, resolve_checkpoint
+from ssimae.datasets import load_dataset
 from ssimae.detector import Detector
 from ssimae.model import AutoEncoder
+from ssimae.patches import RandomPatches
 from ssimae.ssim import ssim_loss, ssim_options
 from ssimae.window import patch_starts
 
@@ -43,15 +50,25 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--data", default=None, help="dataset root: train on crops of its training images")
+    ap.add_argument("--checkpoint", default=None, help="run folder or checkpoint: start from its weights")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
-    model = AutoEncoder(100).to(dev)
+    model = AutoEncoder(100)
+    if args.checkpoint:
+        model.load_state_dict(load_checkpoint(resolve_checkpoint(args.checkpoint))["model"])
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
-    x = torch.rand(args.batch_size, 1, 128, 128, device=dev)
+    if args.data:
+        train_images = load_dataset(args.data, verify=False, log=None).train
+        crops = RandomPatches(train_images, args.batch_size, progress=False)
+        x = torch.stack([crops[i] for i in range(args.batch_size)]).to(dev)
+    else:
+        x = torch.rand(args.batch_size, 1, 128, 128, device=dev)
     losses = {"l2": lambda: torch.mean((model(x) - x) ** 2), "ssim": lambda: ssim_loss(model(x), x)}
 
     def step(name):
@@ -80,7 +97,8 @@ def main() -> None:
     det = Detector(model, cfg, device=dev)
     full = timed(lambda: det.residual_map(img.numpy()), args.steps)
 
-    print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}")
+    print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"data {args.data or 'uniform noise'}, weights {args.checkpoint or 'fresh'}")
     print("| measurement | value |")
     print("|---|---|")
     print(f"| training, l2 loss | {train['l2']:.1f} patches/s |")

@@ -8,6 +8,7 @@ from scipy.stats import norm
 
 from conftest import TINY
 from ssimae.cli import main
+from ssimae.compare import example_indices
 from ssimae.detector import Detector
 from ssimae.model import VAE
 from ssimae.ssim import ssim_options
@@ -111,6 +112,21 @@ def test_compare_skips_fm_without_weights(demo_root, tmp_path, capsys):
     assert main(["evaluate", str(out / "runs" / "ssim"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert ev["pixel_roc_auc"] == pytest.approx(r["pixel_roc_auc"])
+    # run again: finished runs are reused, and the table still reports their training time
+    assert main(["compare", "--data", str(demo_root), "--models", "ssim", "--out", str(out), *TINY]) == 0
+    assert "reusing the trained run" in capsys.readouterr().out
+    again = json.loads((out / "results.json").read_text())[0]
+    assert again["train_minutes"] == pytest.approx(r["train_minutes"])
+    assert again["pixel_roc_auc"] == pytest.approx(r["pixel_roc_auc"])
+
+
+def test_example_images_one_per_type_then_good():
+    types = ["good", "cut", "cut", "spot", "good", "cut"]
+    assert example_indices(types, 4) == [1, 3, 2, 0]
+    areas = [0, 5, 50, 7, 0, 20]  # largest defect of each type first
+    assert example_indices(types, 4, areas) == [2, 3, 5, 0]
+    assert example_indices(types, 2, areas) == [2, 0]
+    assert example_indices(["good"], 4) == [0]
 
 
 def test_compare_with_fm_weights(demo_root, tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from ssimae.datasets import load_dataset
 from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.evaluate import json_safe, report, score_test_set
-from ssimae.images import read_image
+from ssimae.images import read_image, read_mask
 from ssimae.plots import comparison_figure, markdown_table, plot_roc
 from ssimae.train import TrainConfig, train
 
@@ -31,12 +30,20 @@ TABLE_COLUMNS = ["model", "residual", "pixel_roc_auc", "pixel_roc_auc_fpr30", "p
                  "train_minutes", "patches_per_s"]
 
 
-def example_indices(types: list[str], n: int = 4) -> list[int]:
-    """Up to ``n`` test images for the figure: the first of each defect type in turn, then a good one."""
+def example_indices(types: list[str], n: int = 4, defect_areas: list[int] | None = None) -> list[int]:
+    """Up to ``n`` test images for the figure: one of each defect type in turn, then a good one.
+
+    Within a type, images are taken in dataset order, or by decreasing defect area when
+    ``defect_areas`` (defect pixels per test image) is given, so the figure shows defects
+    that are visible at its scale.
+    """
     order: list[int] = []
     by_type: dict[str, list[int]] = {}
     for i, t in enumerate(types):
         by_type.setdefault(t, []).append(i)
+    if defect_areas is not None:
+        for t in by_type:
+            by_type[t].sort(key=lambda i: -defect_areas[i])
     defect_types = [t for t in by_type if t != "good"]
     k = 0
     while len(order) < n - 1 and any(k < len(by_type[t]) for t in defect_types):
@@ -62,12 +69,16 @@ def _train_or_reuse(cfg: TrainConfig, data_root, run_dir: Path, dataset_kwargs, 
     train(cfg, data_root, run_dir, dataset_kwargs=dataset_kwargs, progress=progress, log=log)
 
 
-def _throughput(run_dir: Path) -> float:
-    """Training patches/s over the whole run, from train_log.csv."""
+def _training_time(run_dir: Path) -> tuple[float, float]:
+    """(minutes in the training loop, patches/s over the whole run), from train_log.csv.
+
+    Read from the log rather than timed here, so a reused or resumed run reports its
+    real training time.
+    """
     rows = list(csv.DictReader((run_dir / "train_log.csv").open()))
     patches = sum(int(r["patches"]) for r in rows)
     seconds = sum(int(r["patches"]) / max(float(r["patches_per_s"]), 1e-9) for r in rows)
-    return patches / seconds if seconds else float("nan")
+    return seconds / 60, (patches / seconds if seconds else float("nan"))
 
 
 def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict | None = None,
@@ -81,7 +92,8 @@ def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict 
     if dataset is None or not dataset.test:
         raise SsimaeError("no test images to compare on", data_root)
     types = [s.defect_type for s in dataset.test]
-    keep = example_indices(types, n_examples)
+    areas = [0 if s.mask is None else int(read_mask(s.mask).sum()) for s in dataset.test]
+    keep = example_indices(types, n_examples, areas)
     rows, curves, per_model = [], {}, {}
     for cfg in configs:
         if cfg.model == "fm":
@@ -94,9 +106,8 @@ def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict 
                 continue
         run_dir = out / "runs" / cfg.model
         log(f"== {cfg.model}-AE ==")
-        t0 = time.monotonic()
         _train_or_reuse(cfg, data_root, run_dir, dataset_kwargs, progress, log)
-        train_minutes = (time.monotonic() - t0) / 60
+        train_minutes, patches_per_s = _training_time(run_dir)
         detector = Detector.load(run_dir, cfg.device)
         kinds = RESIDUALS_FOR[cfg.model]
         scores = score_test_set(detector, dataset, kinds, progress, keep=set(keep))
@@ -108,14 +119,14 @@ def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict 
             curves[f"{cfg.model}-AE, {kind} residual"] = (curve.fpr, curve.tpr, curve.auc)
             rows.append({"model": cfg.model, "residual": kind, **{k: m[k] for k in TABLE_COLUMNS[2:6]},
                          "per_type": m.get("per_type"), "train_minutes": train_minutes,
-                         "patches_per_s": _throughput(run_dir)})
+                         "patches_per_s": patches_per_s})
         own = kinds[0]
         per_model[cfg.model] = {i: {"reconstruction": scores.reconstructions[i], "residual": scores.maps[own][i]}
                                 for i in keep}
         masks = scores.masks
     if curves:
         plot_roc(curves, out / "roc.png", title="Pixel-level ROC, all models")
-        figure_rows = [{"name": f"{dataset.test[i].defect_type}/{dataset.test[i].image.name}",
+        figure_rows = [{"name": f"{dataset.test[i].defect_type}\n{dataset.test[i].image.name}",
                         "image": read_image(dataset.test[i].image), "mask": masks[i],
                         "models": {m: per_model[m][i] for m in per_model}} for i in keep]
         comparison_figure(figure_rows, list(per_model), out / "examples.png")

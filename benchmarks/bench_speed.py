@@ -60,7 +60,11 @@ def main() -> None:
     torch.manual_seed(0)
     model = AutoEncoder(100)
     if args.checkpoint:
-        model.load_state_dict(load_checkpoint(resolve_checkpoint(args.checkpoint))["model"])
+        state = load_checkpoint(resolve_checkpoint(args.checkpoint))
+        if state["config"]["model"] == "vae":
+            raise SystemExit(f"{args.checkpoint}: a VAE run; --checkpoint needs an ssim, l2 or fm run")
+        model = AutoEncoder(state["config"]["latent_dim"])  # the run's d, so its weights fit
+        model.load_state_dict(state["model"])
     model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
     if args.data:

@@ -21,15 +21,16 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from ssimae.checkpoint import load_checkpoint, resolve_checkpoint
 from ssimae.datasets import load_dataset
 from ssimae.detector import Detector
-from ssimae.model import AutoEncoder
+from ssimae.models import get_model
+from ssimae.network import AutoEncoder
 from ssimae.patches import RandomPatches
-from ssimae.ssim import ssim_loss, ssim_options
+from ssimae.settings import InferenceSettings
+from ssimae.ssim import ssim_loss
 from ssimae.window import patch_starts
 
 
@@ -61,9 +62,11 @@ def main() -> None:
     model = AutoEncoder(100)
     if args.checkpoint:
         state = load_checkpoint(resolve_checkpoint(args.checkpoint))
-        if state["config"]["model"] == "vae":
-            raise SystemExit(f"{args.checkpoint}: a VAE run; --checkpoint needs an ssim, l2 or fm run")
-        model = AutoEncoder(state["config"]["latent_dim"])  # the run's d, so its weights fit
+        run = state["settings"].train
+        model = get_model(run.model).build(run.latent_dim, run.params)  # the run's d, so its weights fit
+        if type(model) is not AutoEncoder:
+            raise SystemExit(f"{args.checkpoint}: a {run.model} run; --checkpoint needs a plain autoencoder "
+                             f"(ssim, l2 or fm run)")
         model.load_state_dict(state["model"])
     model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, weight_decay=1e-5)
@@ -97,8 +100,7 @@ def main() -> None:
     patches = torch.rand(n_patches, 1, 128, 128, device=dev)
     with torch.no_grad():
         bare = timed(lambda: (model(patches), sync()), args.steps)
-    cfg = {"model": "ssim", "latent_dim": 100, "preprocess": {}, "ssim": ssim_options(), "stride": 30}
-    det = Detector(model, cfg, device=dev)
+    det = Detector(model, "ssim", InferenceSettings(), device=dev)
     full = timed(lambda: det.residual_map(img.numpy()), args.steps)
 
     print(f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "

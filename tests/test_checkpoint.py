@@ -6,16 +6,18 @@ import torch
 
 from ssimae.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from ssimae.errors import SsimaeError
-from ssimae.model import AutoEncoder
+from ssimae.network import AutoEncoder
+from ssimae.settings import InferenceSettings, RunSettings, TrainSettings
 
 
 def test_roundtrip(tmp_path):
     m = AutoEncoder(8)
     p = tmp_path / "run" / "model.pt"
-    save_checkpoint(p, config={"model": "ssim", "latent_dim": 8}, model=m.state_dict(), epoch=3, threshold=0.25)
+    settings = RunSettings(TrainSettings(latent_dim=8), InferenceSettings(threshold=0.25, stride=20))
+    save_checkpoint(p, settings=settings, model=m.state_dict(), epoch=3)
     ck = load_checkpoint(p)
-    assert ck["config"] == {"model": "ssim", "latent_dim": 8}
-    assert ck["epoch"] == 3 and ck["threshold"] == 0.25
+    assert ck["settings"] == settings
+    assert ck["epoch"] == 3 and ck["settings"].inference.threshold == 0.25
     for k, v in m.state_dict().items():
         assert torch.equal(ck["model"][k], v)
     # a run folder resolves to its model.pt
@@ -41,7 +43,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 def test_bad_files_rejected_clearly(tmp_path, content):
     p = tmp_path / "model.pt"
     if content is None:  # truncated real checkpoint
-        save_checkpoint(p, config={"model": "l2", "latent_dim": 4}, model=AutoEncoder(4).state_dict())
+        save_checkpoint(p, settings=RunSettings(TrainSettings(model="l2", latent_dim=4)), model=AutoEncoder(4).state_dict())
         data = p.read_bytes()
         p.write_bytes(data[: len(data) // 2])
     else:

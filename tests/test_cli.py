@@ -7,12 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from PIL import Image
 
-from conftest import TINY
 from ssimae.checkpoint import load_checkpoint
 from ssimae.cli import main
 from ssimae.images import read_image
+from ssimae.settings import RunSettings
 
 
 def one_error_line(capsys, *needles):
@@ -27,14 +28,16 @@ def one_error_line(capsys, *needles):
 def test_train_writes_run_folder(trained_run):
     assert {p.name for p in trained_run.iterdir()} >= {"model.pt", "config.json", "train_log.csv"}
     ck = load_checkpoint(trained_run)
-    cfg = ck["config"]
+    t, i = ck["settings"].train, ck["settings"].inference
     assert ck["finished"] and ck["epoch"] == 1
-    assert cfg["model"] == "ssim" and cfg["latent_dim"] == 8
+    assert t.model == "ssim" and t.latent_dim == 8
     # paper defaults are stored for inference
-    assert cfg["stride"] == 30 and cfg["opening_diameter"] == 4 and cfg["lr"] == 2e-4
-    assert cfg["weight_decay"] == 1e-5 and cfg["ssim"]["window_size"] == 11
-    assert ck["threshold"] is not None and np.isfinite(ck["threshold"])
-    assert json.loads((trained_run / "config.json").read_text())["model"] == "ssim"
+    assert i.stride == 30 and i.opening_diameter == 4 and t.lr == 2e-4
+    assert t.weight_decay == 1e-5 and i.ssim.window_size == 11 and i.residual == "ssim"
+    assert i.threshold is not None and np.isfinite(i.threshold) and i.threshold_rule == "max-region"
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["version"] == 2 and config["train"]["model"] == "ssim" and config["inference"]["stride"] == 30
+    assert RunSettings.from_dict(config) == ck["settings"]  # the final settings, threshold included
 
 
 def test_evaluate_writes_metrics(trained_run, demo_root, tmp_path):

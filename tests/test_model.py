@@ -3,7 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from ssimae.model import LEAKY_SLOPE, PATCH_SIZE, TABLE1, VAE, AutoEncoder, build_model
+from ssimae.errors import SsimaeError
+from ssimae.models import get_model
+from ssimae.models.vae import VAE
+from ssimae.network import LEAKY_SLOPE, PATCH_SIZE, TABLE1, AutoEncoder
 
 # Table 1 transcribed independently: (output H, W, C), kernel, stride, padding. "d" = latent.
 PAPER_TABLE1 = [
@@ -82,12 +85,16 @@ def test_vae_outputs_mean_and_logvar():
     assert vae(torch.rand(2, 1, 128, 128)).shape == (2, 1, 128, 128)
 
 
-def test_build_model_kinds():
-    assert isinstance(build_model("ssim"), AutoEncoder)
-    assert isinstance(build_model("vae"), VAE)
-    assert build_model("l2").latent_dim == 100
-    with pytest.raises(ValueError):
-        build_model("gan")
+def test_registry_builds_each_models_network():
+    def build(name, d=100):
+        m = get_model(name)
+        return m.build(d, m.Params())
+
+    assert type(build("ssim")) is AutoEncoder and type(build("l2")) is AutoEncoder and type(build("fm")) is AutoEncoder
+    assert isinstance(build("vae"), VAE)
+    assert build("l2").latent_dim == 100 and build("vae", 16).latent_dim == 16
+    with pytest.raises(SsimaeError, match="unknown model 'gan'"):
+        get_model("gan")
 
 
 def test_he_initialisation():

@@ -4,14 +4,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from scipy.stats import norm
 
-from conftest import TINY
 from ssimae.cli import main
 from ssimae.compare import example_indices
 from ssimae.detector import Detector
-from ssimae.model import VAE
-from ssimae.ssim import ssim_options
+from ssimae.models.vae import VAE, VaeParams
+from ssimae.settings import InferenceSettings
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +39,7 @@ def alexnet_file(path):
 
 def vae_detector(seed=0, samples=6):
     torch.manual_seed(1)
-    cfg = {"model": "vae", "latent_dim": 4, "preprocess": {}, "ssim": ssim_options(), "stride": 30,
-           "vae_samples": samples, "vae_obs_var": 0.01, "seed": seed}
-    return Detector(VAE(4), cfg)
+    return Detector(VAE(4), "vae", InferenceSettings(seed=seed), VaeParams(samples=samples, obs_var=0.01))
 
 
 def test_vae_residual_equals_reconstruction_probability_by_hand():
@@ -52,8 +50,8 @@ def test_vae_residual_equals_reconstruction_probability_by_hand():
     x = torch.from_numpy(img)[None, None]
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        mu, logvar = det.model.encode(x)
-        dec = torch.stack([det.model.decode(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g))
+        mu, logvar = det.network.encode(x)
+        dec = torch.stack([det.network.decode(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g))
                            for _ in range(6)]).double().numpy()[:, 0, 0]
     ref = -norm.logpdf(img, loc=dec.mean(0), scale=np.sqrt(dec.var(0) + 0.01))
     assert np.allclose(ours, ref, atol=1e-4)
@@ -65,7 +63,7 @@ def test_vae_scoring_deterministic_under_seed():
     assert np.array_equal(a, b)
     c = vae_detector(5).residual_map(img)
     assert not np.array_equal(a, c)
-    assert vae_detector().vae_samples == 6  # the paper's N
+    assert vae_detector().params.samples == 6 == VaeParams().samples  # the paper's N
 
 
 def test_vae_trains_and_evaluates(demo_root, tmp_path):
@@ -83,7 +81,7 @@ def test_fm_trains_with_given_weights(demo_root, tmp_path):
     assert main(["train", "--data", str(demo_root), "--model", "fm", "--out", str(run),
                  "--alexnet-weights", str(weights), *TINY]) == 0
     det = Detector.load(run)
-    assert det.kind == "fm" and det.default_residual == "l2" and det.config["fm_weight"] == 1.0
+    assert det.model.name == "fm" and det.default_residual == "l2" and det.params.weight == 1.0
     # AlexNet's weights are not part of the autoencoder's checkpoint
     assert not any(k.startswith("features.") for k in torch.load(run / "model.pt", weights_only=True)["model"])
 
@@ -97,7 +95,7 @@ def test_fm_without_weights_is_one_clear_error(demo_root, tmp_path, capsys):
 def test_compare_skips_fm_without_weights(demo_root, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "--data", str(demo_root), "--models", "ssim,l2,vae,fm", "--out", str(out), *TINY]) == 0
-    assert "skipping the feature-matching AE" in capsys.readouterr().out
+    assert "skipping the FM-AE" in capsys.readouterr().out
     rows = json.loads((out / "results.json").read_text())
     got = {(r["model"], r["residual"]) for r in rows}
     assert {("ssim", "ssim"), ("ssim", "l2"), ("l2", "l2"), ("l2", "ssim"), ("vae", "vae")} <= got

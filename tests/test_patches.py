@@ -8,8 +8,9 @@ from PIL import Image
 from skimage.transform import resize
 
 from ssimae.errors import SsimaeError
-from ssimae.model import PATCH_SIZE
-from ssimae.patches import PATCHES_PER_EPOCH, Preprocess, RandomPatches, make_loader, pad_to_patch
+from ssimae.network import PATCH_SIZE
+from ssimae.patches import PATCHES_PER_EPOCH, RandomPatches, make_loader
+from ssimae.preprocess import Preprocess, pad_to_patch
 
 RNG = np.random.default_rng(2)
 

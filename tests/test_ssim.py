@@ -5,8 +5,16 @@ import torch
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from ssimae.ssim import (GAUSSIAN_SIGMA, WINDOW_SIZE, ssim_components, ssim_loss, ssim_map, ssim_residual,
-                         window_1d)
+from ssimae.errors import SsimaeError
+from ssimae.ssim import (
+    GAUSSIAN_SIGMA,
+    WINDOW_SIZE,
+    SsimOptions,
+    ssim_components,
+    ssim_loss,
+    ssim_map,
+    window_1d,
+)
 
 B = WINDOW_SIZE // 2  # border where padding conventions differ
 
@@ -68,12 +76,11 @@ def test_components_product_equals_fused_map():
     assert (lum >= 0).all() and (lum <= 1 + 1e-6).all() and (con <= 1 + 1e-6).all()
 
 
-def test_identical_images_and_loss_residual():
+def test_identical_images_and_loss():
     a = t(data.brick()[:64, :64].astype(np.float32) / 255)
     assert torch.allclose(ssim_map(a, a), torch.ones_like(a), atol=1e-5)
     assert abs(ssim_loss(a, a).item()) < 1e-5
     b = a.flip(-1)
-    assert torch.allclose(ssim_residual(a, b), 1 - ssim_map(a, b))
     assert ssim_loss(a, b).item() == pytest.approx(1 - ssim_map(a, b).mean().item(), abs=1e-6)
 
 
@@ -93,3 +100,14 @@ def test_window_normalised():
     assert np.allclose(w.numpy(), ref / ref.sum())
     with pytest.raises(ValueError):
         window_1d(10)
+
+
+def test_options_are_the_papers_and_checked():
+    opts = SsimOptions()
+    assert opts.kwargs() == {"window_size": 11, "sigma": 1.5, "gaussian": True, "alpha": 1.0, "beta": 1.0,
+                             "gamma": 1.0, "data_range": 1.0}
+    a, b = torch.rand(1, 1, 30, 30), torch.rand(1, 1, 30, 30)
+    assert torch.equal(ssim_map(a, b, **opts.kwargs()), ssim_map(a, b))
+    for bad in ({"window_size": 0}, {"window_size": 8}, {"sigma": 0.0}, {"sigma": float("nan")}):
+        with pytest.raises(SsimaeError):
+            SsimOptions(**bad)

@@ -3,8 +3,11 @@
 A checkpoint is a dict saved with ``torch.save``; it holds only tensors and plain
 Python values (the configuration as JSON text), so it is loaded with
 ``torch.load(weights_only=True)``, which never executes code from the file.
-Keys: format, version, config (JSON), model (state dict), optimizer (state dict or
-absent), epoch, step, threshold (float or None), rng (torch RNG state), finished.
+Keys (version 2): format, version, settings (JSON of :class:`ssimae.settings.RunSettings`:
+training and inference settings, the threshold among the latter), model (state dict),
+optimizer (state dict or absent), epoch, step, rng (torch RNG state), finished.
+Version 1 (a flat config dict and a threshold) still loads: :func:`load_checkpoint`
+converts it with :func:`ssimae.settings.settings_from_v1`.
 """
 from __future__ import annotations
 
@@ -16,9 +19,10 @@ from pathlib import Path
 import torch
 
 from ssimae.errors import SsimaeError
+from ssimae.settings import RunSettings, settings_from_v1
 
 FORMAT = "ssimae-checkpoint"
-VERSION = 1
+VERSION = 2
 CHECKPOINT_NAME = "model.pt"
 
 
@@ -43,25 +47,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_checkpoint(path: str | os.PathLike, *, config: dict, model: dict, optimizer: dict | None = None,
-                    epoch: int = 0, step: int = 0, threshold: float | None = None,
-                    finished: bool = False, extra: dict | None = None) -> None:
+def save_checkpoint(path: str | os.PathLike, *, settings: RunSettings, model: dict, optimizer: dict | None = None,
+                    epoch: int = 0, step: int = 0, finished: bool = False) -> None:
     """Save a checkpoint atomically (temporary file + rename)."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "config": json.dumps(config, sort_keys=True),
+        "settings": json.dumps(settings.to_dict(), sort_keys=True),
         "model": model,
         "epoch": int(epoch),
         "step": int(step),
-        "threshold": None if threshold is None else float(threshold),
         "finished": bool(finished),
         "rng": torch.get_rng_state(),
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer
-    if extra:
-        payload["extra"] = json.dumps(extra, sort_keys=True)
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -80,7 +80,7 @@ def resolve_checkpoint(run: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load and validate a checkpoint; returns it with ``config`` parsed into a dict.
+    """Load and validate a checkpoint; returns it with ``settings`` as a RunSettings.
 
     Corrupt, truncated or foreign files raise :class:`SsimaeError` naming the file.
     """
@@ -92,13 +92,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise SsimaeError(f"not a readable checkpoint (corrupt, truncated or not a torch file: {first[:120]})", path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise SsimaeError("not an ssimae checkpoint (it lacks the ssimae format marker)", path)
-    if ckpt.get("version") != VERSION:
-        raise SsimaeError(f"checkpoint version {ckpt.get('version')} is not supported (expected {VERSION})", path)
+    version = ckpt.get("version")
+    if version not in (1, VERSION):
+        raise SsimaeError(f"checkpoint version {version} is not supported (expected 1 or {VERSION})", path)
     try:
-        ckpt["config"] = json.loads(ckpt["config"])
-        ckpt["extra"] = json.loads(ckpt["extra"]) if "extra" in ckpt else {}
         if not isinstance(ckpt["model"], dict):
             raise TypeError("model weights are not a state dict")
-    except (KeyError, TypeError, ValueError) as e:
-        raise SsimaeError(f"damaged ssimae checkpoint ({e})", path) from None
+        if version == 1:
+            ckpt["settings"] = settings_from_v1(json.loads(ckpt.pop("config")), ckpt.pop("threshold"))
+            ckpt.pop("extra", None)
+        else:
+            ckpt["settings"] = RunSettings.from_dict(json.loads(ckpt["settings"]), "stored settings")
+    except (KeyError, TypeError, ValueError, SsimaeError) as e:
+        problem = e.problem if isinstance(e, SsimaeError) else str(e)
+        raise SsimaeError(f"damaged ssimae checkpoint ({problem})", path) from None
     return ckpt

@@ -5,10 +5,14 @@ Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit statu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from pathlib import Path
+import typing
 
+from ssimae.datasets import FORMATS
 from ssimae.errors import SsimaeError
+from ssimae.models import MODELS, get_model
+from ssimae.residual import RESIDUALS
 
 DATA_KEYS = ("format", "train_dir", "test_dir", "mask_dir", "mask_suffix", "test_fraction", "skip_bad")
 
@@ -30,7 +34,7 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="ROOT", required=required,
                    help="dataset folder (MVTec AD, NanoTWICE, Magnetic Tile; detected automatically)")
-    g.add_argument("--format", choices=["auto", "mvtec", "nanotwice", "magnetic-tile", "generic"], default=None,
+    g.add_argument("--format", choices=["auto", *FORMATS], default=None,
                    help="force the dataset layout (default: auto)")
     g.add_argument("--train-dir", help="generic layout: folder of defect-free training images")
     g.add_argument("--test-dir", help="generic layout: folder of test images (subfolders = defect types)")
@@ -46,64 +50,95 @@ def data_kwargs(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in DATA_KEYS if getattr(args, k, None) is not None}
 
 
+def _model_options() -> dict[str, tuple[type, dict]]:
+    """Command-line options that the registered models declare on their Params fields:
+    {flag: (value type, field metadata)} (see :mod:`ssimae.models`)."""
+    options: dict[str, tuple[type, dict]] = {}
+    for model in MODELS.values():
+        hints = typing.get_type_hints(model.Params)
+        for f in dataclasses.fields(model.Params):
+            if "flag" in f.metadata:
+                tp = hints[f.name]
+                args = [a for a in typing.get_args(tp) if a is not type(None)]
+                options.setdefault(f.metadata["flag"], (args[0] if args else tp, dict(f.metadata)))
+    return options
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     from ssimae.presets import PRESETS
+    from ssimae.settings import InferenceSettings as I
+    from ssimae.settings import TrainSettings as T
+    from ssimae.ssim import WINDOW_SIZE
 
     g = p.add_argument_group("training (paper defaults)")
     g.add_argument("--preset", choices=sorted(PRESETS), help="per-dataset defaults of the paper")
-    g.add_argument("--epochs", type=int, default=None, help="epochs (default 200)")
-    g.add_argument("--patches-per-epoch", type=int, default=None, help="random 128x128 crops per epoch (default 10000)")
-    g.add_argument("--batch-size", type=int, default=None, help="patches per step (default 32)")
-    g.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 2e-4)")
-    g.add_argument("--weight-decay", type=float, default=None, help="Adam weight decay (default 1e-5)")
-    g.add_argument("--latent-dim", type=int, default=None, help="latent size d (default 100)")
+    g.add_argument("--epochs", type=int, default=None, help=f"epochs (default {T.epochs})")
+    g.add_argument("--patches-per-epoch", type=int, default=None, help=f"random 128x128 crops per epoch (default {T.patches_per_epoch})")
+    g.add_argument("--batch-size", type=int, default=None, help=f"patches per step (default {T.batch_size})")
+    g.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {T.lr:g})")
+    g.add_argument("--weight-decay", type=float, default=None, help=f"Adam weight decay (default {T.weight_decay:g})")
+    g.add_argument("--latent-dim", type=int, default=None, help=f"latent size d (default {T.latent_dim})")
     g.add_argument("--resize", type=_size, default=None, metavar="N|HxW",
                    help="resize images to this size before cropping (the paper: 256 for 512x512 textures)")
     g.add_argument("--scale", type=float, default=None, help="or scale images by this factor")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall-clock budget")
     g.add_argument("--val-fraction", type=float, default=None,
-                   help="share of training images held back to choose the threshold (default 0.1)")
-    g.add_argument("--min-defect-area", type=int, default=None,
-                   help="threshold rule: largest region (px) allowed on validation images (default 0)")
-    g.add_argument("--stride", type=int, default=None, help="sliding-window stride at test time (default 30)")
-    g.add_argument("--opening-diameter", type=int, default=None, help="opening disk diameter, 0 disables (default 4)")
-    g.add_argument("--ssim-window", type=int, default=None, help="SSIM window size K (default 11)")
-    g.add_argument("--ssim-uniform", action="store_true", help="uniform instead of Gaussian (sigma 1.5) SSIM window")
-    g.add_argument("--vae-samples", type=int, default=None, help="VAE: latent samples N per patch (default 6)")
-    g.add_argument("--kl-weight", type=float, default=None, help="VAE: weight of the KL term (default 1)")
-    g.add_argument("--fm-weight", type=float, default=None, help="feature-matching weight lambda (default 1)")
-    g.add_argument("--alexnet-weights", default=None, metavar="PATH",
-                   help="fm: path of alexnet-owt-7be5be79.pth (else torch hub cache / download)")
+                   help=f"share of training images held back to choose the threshold (default {T.val_fraction})")
     g.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default 0)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("inference (paper defaults, stored in the run)")
+    g.add_argument("--residual", choices=list(RESIDUALS), default=None,
+                   help="residual map of the run (default: the model's own)")
+    g.add_argument("--min-defect-area", type=int, default=None,
+                   help=f"threshold rule: largest region (px) allowed on validation images (default {I.min_defect_area})")
+    g.add_argument("--stride", type=int, default=None, help=f"sliding-window stride at test time (default {I.stride})")
+    g.add_argument("--opening-diameter", type=int, default=None, help=f"opening disk diameter, 0 disables (default {I.opening_diameter})")
+    g.add_argument("--ssim-window", type=int, default=None, help=f"SSIM window size K (default {WINDOW_SIZE})")
+    g.add_argument("--ssim-uniform", action="store_true", help="uniform instead of Gaussian (sigma 1.5) SSIM window")
+    g = p.add_argument_group("model-specific (paper defaults)")
+    for flag, (tp, meta) in _model_options().items():
+        g.add_argument(flag, type=tp, default=None, metavar=meta.get("metavar"), help=meta.get("help"))
 
 
-def train_config(args: argparse.Namespace, model: str):
-    """A TrainConfig from parsed options: explicit options > preset > paper defaults."""
-    from ssimae.patches import Preprocess
+def _given(args: argparse.Namespace, names) -> dict:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def run_settings(args: argparse.Namespace, model: str):
+    """RunSettings from parsed options: explicit options > preset > defaults (which live in
+    :mod:`ssimae.settings` and the models' Params)."""
+    from ssimae.preprocess import Preprocess
     from ssimae.presets import apply_preset
-    from ssimae.ssim import ssim_options
-    from ssimae.train import TrainConfig
+    from ssimae.settings import InferenceSettings, RunSettings, TrainSettings
+    from ssimae.ssim import SsimOptions
 
+    spec = get_model(model)
     opts = apply_preset(args.preset, {"latent_dim": args.latent_dim, "resize": args.resize})
-    kw = {"model": model, "seed": args.seed, "device": args.device, "max_minutes": args.max_minutes}
-    for name in ("epochs", "patches_per_epoch", "batch_size", "lr", "weight_decay", "val_fraction",
-                 "min_defect_area", "stride", "opening_diameter", "vae_samples", "kl_weight", "fm_weight",
-                 "alexnet_weights"):
-        if getattr(args, name) is not None:
-            kw[name] = getattr(args, name)
-    if opts.get("latent_dim") is not None:
-        kw["latent_dim"] = opts["latent_dim"]
-    if args.workers is not None:
-        kw["num_workers"] = args.workers
     if opts.get("resize") is not None and args.scale is not None:
         raise SsimaeError("give --resize or --scale, not both")
+    ssim_kw = {"window_size": args.ssim_window} if args.ssim_window is not None else {}
+    ssim = SsimOptions(**ssim_kw, **({"gaussian": False} if args.ssim_uniform else {}))
+    hints = typing.get_type_hints(spec.Params)
+    params = {f.name: ssim for f in dataclasses.fields(spec.Params) if hints[f.name] is SsimOptions}
+    params.update({f.name: getattr(args, _dest(f.metadata["flag"])) for f in dataclasses.fields(spec.Params)
+                   if "flag" in f.metadata and getattr(args, _dest(f.metadata["flag"]), None) is not None})
+    train = TrainSettings(model=model, seed=args.seed, device=args.device, max_minutes=args.max_minutes,
+                          params=spec.Params(**params),
+                          **_given(args, ["epochs", "patches_per_epoch", "batch_size", "lr", "weight_decay",
+                                          "val_fraction"]),
+                          **({"num_workers": args.workers} if args.workers is not None else {}),
+                          **({"latent_dim": opts["latent_dim"]} if opts.get("latent_dim") is not None else {}))
     resize = opts.get("resize")
-    kw["preprocess"] = Preprocess(size=None if resize is None else tuple(resize), scale=args.scale).to_dict()
-    kw["ssim"] = ssim_options(window_size=args.ssim_window or 11, gaussian=not args.ssim_uniform)
-    return TrainConfig(**kw)
+    inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale),
+                                  ssim=ssim, seed=args.seed,
+                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter"]))
+    return RunSettings(train, inference)
 
 
 def cmd_train(args) -> None:
@@ -111,8 +146,7 @@ def cmd_train(args) -> None:
 
     if args.data is None and args.train_dir is None:
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
-    cfg = train_config(args, args.model)
-    path = train(cfg, args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
+    path = train(run_settings(args, args.model), args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
                  progress=not args.quiet)
     print(f"checkpoint: {path}")
 
@@ -121,7 +155,7 @@ def _dataset_for_run(args) -> tuple[str | None, dict]:
     """Dataset options for evaluating a run: the run's own, overridden by those given."""
     from ssimae.checkpoint import load_checkpoint
 
-    data = dict(load_checkpoint(args.run)["config"].get("data") or {})
+    data = dict(load_checkpoint(args.run)["settings"].train.data)
     root = args.data or data.pop("root", None)
     data.pop("root", None)
     data.update(data_kwargs(args))
@@ -167,8 +201,9 @@ def cmd_compare(args) -> None:
     if args.data is None and args.train_dir is None:
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    configs = [train_config(args, m) for m in models]
-    compare(configs, args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
+    if not models:
+        raise SsimaeError(f"--models: name at least one model ({', '.join(MODELS)})")
+    compare([run_settings(args, m) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an autoencoder on defect-free images",
                        description="Train one autoencoder of the paper on the defect-free images of a dataset.")
-    p.add_argument("--model", choices=["ssim", "l2", "vae", "fm"], default="ssim", help="which model (default ssim)")
+    p.add_argument("--model", choices=list(MODELS), default="ssim", help="which model (default ssim)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     add_data_args(p)
@@ -193,8 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a run with the paper's protocol; writes metrics.json, roc.csv, roc.png.")
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
     p.add_argument("--out", required=True, metavar="REPORT", help="report folder")
-    p.add_argument("--residual", choices=["l2", "ssim", "vae"], default=None,
-                   help="residual map to score with (default: the model's own)")
+    p.add_argument("--residual", choices=list(RESIDUALS), default=None,
+                   help="residual map to score with (default: the run's own)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     add_data_args(p)
@@ -213,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="train and evaluate several models side by side (the paper's comparison)",
                        description="Train each model with the same data, seed and budget; evaluate all.")
-    p.add_argument("--models", default="ssim,l2,vae,fm", help="comma-separated (default ssim,l2,vae,fm)")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated (default {','.join(MODELS)})")
     p.add_argument("--out", required=True, metavar="DIR")
     add_data_args(p)
     add_train_args(p)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from ssimae.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
@@ -22,10 +21,11 @@ from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.evaluate import json_safe, report, score_test_set
 from ssimae.images import read_image, read_mask
+from ssimae.models import get_model
 from ssimae.plots import comparison_figure, markdown_table, plot_roc
-from ssimae.train import TrainConfig, train
+from ssimae.settings import RunSettings
+from ssimae.train import train
 
-RESIDUALS_FOR = {"ssim": ("ssim", "l2"), "l2": ("l2", "ssim"), "vae": ("vae",), "fm": ("l2", "ssim")}
 TABLE_COLUMNS = ["model", "residual", "pixel_roc_auc", "pixel_roc_auc_fpr30", "pro_auc_fpr30", "image_roc_auc",
                  "train_minutes", "patches_per_s"]
 
@@ -56,17 +56,18 @@ def example_indices(types: list[str], n: int = 4, defect_areas: list[int] | None
     return order[:n]
 
 
-def _train_or_reuse(cfg: TrainConfig, data_root, run_dir: Path, dataset_kwargs, progress, log) -> None:
+def _train_or_reuse(run: RunSettings, data_root, run_dir: Path, dataset_kwargs, progress, log) -> None:
     ckpt = run_dir / CHECKPOINT_NAME
+    name = run.train.model
     if ckpt.exists():
         state = load_checkpoint(ckpt)
-        if state["finished"] or state["threshold"] is not None:
-            log(f"{cfg.model}: reusing the trained run in {run_dir}")
+        if state["finished"] or state["settings"].inference.threshold is not None:
+            log(f"{name}: reusing the trained run in {run_dir}")
             return
-        log(f"{cfg.model}: resuming the interrupted run in {run_dir}")
-        train(cfg, data_root, run_dir, resume=True, progress=progress, log=log)
+        log(f"{name}: resuming the interrupted run in {run_dir}")
+        train(run, data_root, run_dir, resume=True, progress=progress, log=log)
         return
-    train(cfg, data_root, run_dir, dataset_kwargs=dataset_kwargs, progress=progress, log=log)
+    train(run, data_root, run_dir, dataset_kwargs=dataset_kwargs, progress=progress, log=log)
 
 
 def _training_time(run_dir: Path) -> tuple[float, float]:
@@ -81,48 +82,52 @@ def _training_time(run_dir: Path) -> tuple[float, float]:
     return seconds / 60, (patches / seconds if seconds else float("nan"))
 
 
-def compare(configs: list[TrainConfig], data_root, out, *, dataset_kwargs: dict | None = None,
+def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | None = None,
             progress: bool = True, log=print, n_examples: int = 4) -> list[dict]:
-    """Train and evaluate every config's model; write the table and figures; return the rows."""
+    """Train and evaluate every run's model; write the table and figures; return the rows.
+
+    Each model is scored with the residuals it lists (``Model.residuals()``, its own first).
+    A model that cannot be trained here (``Model.prepare`` fails, e.g. the fm-AE without
+    AlexNet weights) is skipped with a notice and a row saying why.
+    """
     out = Path(out)
     dataset_kwargs = dict(dataset_kwargs or {})
-    if configs:
-        dataset_kwargs.setdefault("seed", configs[0].seed)
-    dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress) if configs else None
+    if runs:
+        dataset_kwargs.setdefault("seed", runs[0].train.seed)
+    dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress) if runs else None
     if dataset is None or not dataset.test:
         raise SsimaeError("no test images to compare on", data_root)
     types = [s.defect_type for s in dataset.test]
     areas = [0 if s.mask is None else int(read_mask(s.mask).sum()) for s in dataset.test]
     keep = example_indices(types, n_examples, areas)
-    rows, curves, per_model = [], {}, {}
-    for cfg in configs:
-        if cfg.model == "fm":
-            from ssimae.features import locate_alexnet_weights
-            try:
-                cfg = replace(cfg, alexnet_weights=str(locate_alexnet_weights(cfg.alexnet_weights)))
-            except SsimaeError as e:
-                log(f"skipping the feature-matching AE: {e}")
-                rows.append({"model": "fm", "residual": "skipped: no AlexNet weights"})
-                continue
-        run_dir = out / "runs" / cfg.model
-        log(f"== {cfg.model}-AE ==")
-        _train_or_reuse(cfg, data_root, run_dir, dataset_kwargs, progress, log)
+    rows, curves, per_model, masks = [], {}, {}, []
+    for run in runs:
+        name = run.train.model
+        model = get_model(name)
+        try:
+            run.train.params = model.prepare(run.train.params)
+        except SsimaeError as e:
+            log(f"skipping the {model.title}: {e}")
+            rows.append({"model": name, "residual": f"skipped: {e.problem}"})
+            continue
+        run_dir = out / "runs" / name
+        log(f"== {model.title} ==")
+        _train_or_reuse(run, data_root, run_dir, dataset_kwargs, progress, log)
         train_minutes, patches_per_s = _training_time(run_dir)
-        detector = Detector.load(run_dir, cfg.device)
-        kinds = RESIDUALS_FOR[cfg.model]
-        scores = score_test_set(detector, dataset, kinds, progress, keep=set(keep))
-        for kind in kinds:
-            m = report(scores.maps[kind], scores.masks, scores.types, out / "reports" / f"{cfg.model}-{kind}",
-                       model=cfg.model, residual=kind, diameter=detector.opening_diameter,
-                       extra={"threshold": detector.threshold if kind == kinds[0] else None})
+        detector = Detector.load(run_dir, run.train.device)
+        residuals = (detector.default_residual,) + tuple(r for r in model.residuals() if r != detector.default_residual)
+        scores = score_test_set(detector, dataset, residuals, progress, keep=set(keep))
+        for residual in residuals:
+            m = report(scores.maps[residual], scores.masks, scores.types, out / "reports" / f"{name}-{residual}",
+                       model=name, residual=residual, diameter=detector.opening_diameter,
+                       extra={"threshold": detector.threshold if residual == residuals[0] else None})
             curve = m.pop("roc")
-            curves[f"{cfg.model}-AE, {kind} residual"] = (curve.fpr, curve.tpr, curve.auc)
-            rows.append({"model": cfg.model, "residual": kind, **{k: m[k] for k in TABLE_COLUMNS[2:6]},
+            curves[f"{model.title}, {residual} residual"] = (curve.fpr, curve.tpr, curve.auc)
+            rows.append({"model": name, "residual": residual, **{k: m[k] for k in TABLE_COLUMNS[2:6]},
                          "per_type": m.get("per_type"), "train_minutes": train_minutes,
                          "patches_per_s": patches_per_s})
-        own = kinds[0]
-        per_model[cfg.model] = {i: {"reconstruction": scores.reconstructions[i], "residual": scores.maps[own][i]}
-                                for i in keep}
+        per_model[name] = {i: {"reconstruction": scores.reconstructions[i], "residual": scores.maps[residuals[0]][i]}
+                           for i in keep}
         masks = scores.masks
     if curves:
         plot_roc(curves, out / "roc.png", title="Pixel-level ROC, all models")

@@ -240,24 +240,30 @@ def _load_nanotwice(root: Path, issues: _Issues) -> _Found:
     return _Found(train, test, normal)
 
 
-def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Deterministic train/test split of defect-free file names -> (train, test), both sorted.
+def seeded_split(items: Sequence, fraction: float, seed: int) -> tuple[list, list]:
+    """Deterministic split of ``items`` -> (kept, held out), both in the order drawn.
 
-    Rule: sort the names, permute them with ``numpy.random.default_rng(seed).permutation``,
-    the first ``round(test_fraction * n)`` go to test (at least 1 and at most n - 1 when
-    0 < test_fraction and n >= 2), the rest to train. test_fraction must be in [0, 1).
+    Rule: sort the items, permute them with ``numpy.random.default_rng(seed).permutation``;
+    the first ``round(fraction * n)`` are held out, at least 1 and at most n - 1 when
+    fraction > 0 and n >= 2 (none when n < 2). ``fraction`` must be in [0, 1). Used for the
+    test split of layouts without one and for the validation images of training.
     """
+    if not 0.0 <= fraction < 1.0:
+        raise SsimaeError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    items = sorted(items)
+    n = len(items)
+    n_held = min(max(int(round(fraction * n)), 1), n - 1) if fraction > 0 and n >= 2 else 0
+    order = np.random.default_rng(seed).permutation(n)
+    return [items[i] for i in order[n_held:]], [items[i] for i in order[:n_held]]
+
+
+def split_names(names: Sequence[str], test_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Deterministic train/test split of defect-free file names -> (train, test), both sorted
+    (:func:`seeded_split` with ``test_fraction``)."""
     if not 0.0 <= test_fraction < 1.0:
         raise SsimaeError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    names = sorted(names)
-    n = len(names)
-    n_test = int(round(test_fraction * n))
-    if test_fraction > 0 and n >= 2:
-        n_test = min(max(n_test, 1), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    test = sorted(names[i] for i in order[:n_test])
-    train = sorted(names[i] for i in order[n_test:])
-    return train, test
+    train, test = seeded_split(names, test_fraction, seed)
+    return sorted(train), sorted(test)
 
 
 def _mt_class_files(imgs: Path, issues: _Issues) -> dict[Path, Path | None]:

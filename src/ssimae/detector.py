@@ -7,9 +7,11 @@
 
 Pipeline for one image (Sec. 4.2): optional resize (the training preprocessing) ->
 reflection padding if smaller than a 128x128 patch -> sliding-window reconstruction at
-stride 30 with overlapping outputs averaged -> residual map (l2, SSIM or VAE) on the
-whole image -> padding cropped -> resized back to the input's resolution. Segmentation:
-residual > threshold, then an opening with a disk of diameter 4.
+stride 30 with overlapping outputs averaged (the model's per-patch inference, e.g. the
+VAE's N samples) -> residual map (:mod:`ssimae.residual`) on the whole image -> padding
+cropped -> resized back to the input's resolution. Segmentation: residual > threshold,
+then an opening with a disk of diameter 4. All settings come from
+:class:`ssimae.settings.InferenceSettings`.
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from skimage.transform import resize as sk_resize
 
 from ssimae.checkpoint import load_checkpoint
 from ssimae.errors import SsimaeError
-from ssimae.model import PATCH_SIZE, VAE, build_model
+from ssimae.models import Model, get_model
 from ssimae.morphology import segment as segment_map
-from ssimae.patches import Preprocess, pad_to_patch
-from ssimae.residual import DEFAULT_RESIDUAL, residual_map
+from ssimae.network import PATCH_SIZE
+from ssimae.preprocess import pad_to_patch
+from ssimae.residual import ResidualContext, residual_map
+from ssimae.settings import InferenceSettings
 from ssimae.window import sliding_window
 
 
@@ -45,86 +49,73 @@ class Analysis:
 
 
 class Detector:
-    """A trained autoencoder with the settings needed to score images."""
+    """A trained network with its model and inference settings: scores images.
 
-    def __init__(self, model: torch.nn.Module, config: dict, threshold: float | None = None,
-                 device: str | torch.device | None = None):
+    network: the trained module; model: a registered model (or its name); settings: the
+    inference settings (default: the paper's); params: the model's hyperparameters
+    (default: its defaults).
+    """
+
+    def __init__(self, network: torch.nn.Module, model: str | Model, settings: InferenceSettings | None = None,
+                 params=None, device: str | torch.device | None = None):
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
-        self.model = model.to(self.device).eval()
-        self.config = config
-        self.kind = config["model"]
-        self.threshold = threshold
-        self.preprocess = Preprocess.from_dict(config.get("preprocess") or {})
-        self.stride = int(config.get("stride", 30))
-        self.opening_diameter = int(config.get("opening_diameter", 4))
-        self.ssim_kwargs = dict(config.get("ssim") or {})
-        self.vae_samples = int(config.get("vae_samples", 6))
-        self.vae_obs_var = float(config.get("vae_obs_var", 0.01))
-        self.seed = int(config.get("seed", 0))
-        self.batch_size = int(config.get("infer_batch_size", 64))
+        self.network = network.to(self.device).eval()
+        self.model = get_model(model) if isinstance(model, str) else model
+        self.settings = settings if settings is not None else InferenceSettings()
+        self.params = params if params is not None else self.model.Params()
 
     @classmethod
     def load(cls, run: str | os.PathLike, device: str | None = None) -> "Detector":
         """Load a run folder or checkpoint file (weights only; no code is executed)."""
         ckpt = load_checkpoint(run)
-        config = ckpt["config"]
+        train = ckpt["settings"].train
+        model = get_model(train.model)
         try:
-            model = build_model(config["model"], int(config["latent_dim"]))
-            model.load_state_dict(ckpt["model"])
+            network = model.build(train.latent_dim, train.params)
+            network.load_state_dict(ckpt["model"])
         except (KeyError, ValueError, RuntimeError) as e:
             raise SsimaeError(f"checkpoint does not match its model configuration ({str(e).splitlines()[0][:120]})",
                               run) from None
-        return cls(model, config, ckpt.get("threshold"), device)
+        return cls(network, model, ckpt["settings"].inference, train.params, device)
+
+    @property
+    def threshold(self) -> float | None:
+        return self.settings.threshold
+
+    @property
+    def opening_diameter(self) -> int:
+        return self.settings.opening_diameter
 
     @property
     def default_residual(self) -> str:
-        return DEFAULT_RESIDUAL[self.kind]
-
-    def _patch_fn(self, generator: torch.Generator | None):
-        if not isinstance(self.model, VAE):
-            return self.model
-        n = self.vae_samples
-
-        def fn(batch: torch.Tensor) -> torch.Tensor:
-            mu, logvar = self.model.encode(batch)
-            total = torch.zeros_like(batch)
-            total_sq = torch.zeros_like(batch)
-            for _ in range(n):
-                y = self.model.decode(self.model.sample(mu, logvar, generator))
-                total += y
-                total_sq += y * y
-            return torch.cat([total / n, total_sq / n], dim=1)
-
-        return fn
+        """The run's residual (the model's own unless the settings name another)."""
+        return self.settings.residual or self.model.default_residual
 
     @torch.no_grad()
     def analyze(self, image: np.ndarray, residual: str | None = None) -> Analysis:
         """Reconstruct ``image`` ((H, W) float in [0, 1]) and compute its residual map
-        (``residual``: 'l2', 'ssim' or 'vae'; default: the model's own)."""
-        kind = residual or self.default_residual
-        recon, maps = self.analyze_many(image, (kind,))
-        return Analysis(recon, maps[kind])
+        (``residual``: a name in :data:`ssimae.residual.RESIDUALS`; default: the run's)."""
+        name = residual or self.default_residual
+        recon, maps = self.analyze_many(image, (name,))
+        return Analysis(recon, maps[name])
 
     @torch.no_grad()
     def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
         """One reconstruction of ``image`` and several residual maps of it:
-        ((H, W) reconstruction, {kind: (H, W) residual}), all at the input's resolution."""
+        ((H, W) reconstruction, {name: (H, W) residual}), all at the input's resolution."""
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 2:
             raise ValueError(f"expected a gray (H, W) image, got shape {image.shape}")
-        x = self.preprocess.apply(image)
+        s = self.settings
+        x = s.preprocess.apply(image)
         h, w = x.shape
-        xp = pad_to_patch(x, PATCH_SIZE)
-        t = torch.from_numpy(np.ascontiguousarray(xp)).to(self.device)
-        gen = None
-        if isinstance(self.model, VAE):
-            gen = torch.Generator(device=self.device).manual_seed(self.seed)
-        outputs = sliding_window(t, self._patch_fn(gen), PATCH_SIZE, self.stride, self.batch_size)
-        recon = outputs[0, :h, :w].float().cpu().numpy()
-        maps = {}
-        for kind in residuals:
-            res = residual_map(kind, t, outputs, self.ssim_kwargs, self.vae_obs_var)
-            maps[kind] = res[:h, :w].float().cpu().numpy()
+        t = torch.from_numpy(np.ascontiguousarray(pad_to_patch(x, PATCH_SIZE))).to(self.device)
+        fn = self.model.patch_fn(self.network, self.params, s.seed)
+        pooled = sliding_window(t, fn, PATCH_SIZE, s.stride, s.batch_size)
+        outputs = dict(zip(self.model.outputs, pooled))
+        ctx = ResidualContext(s, self.params)
+        recon = outputs["recon"][:h, :w].float().cpu().numpy()
+        maps = {name: residual_map(name, t, outputs, ctx)[:h, :w].float().cpu().numpy() for name in residuals}
         if (h, w) != image.shape:
             recon = _resize(recon, image.shape)
             maps = {k: _resize(v, image.shape) for k, v in maps.items()}

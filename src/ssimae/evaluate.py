@@ -22,12 +22,13 @@ from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.images import read_image, read_mask
 from ssimae.metrics import evaluate_maps, write_roc_csv
+from ssimae.models import get_model
 from ssimae.plots import plot_roc
 
 
 @dataclass
 class Scores:
-    """Residual maps of a test set: maps[kind][i] (H_i, W_i), masks[i] bool, types[i],
+    """Residual maps of a test set: maps[residual][i] (H_i, W_i), masks[i] bool, types[i],
     and the reconstructions of the images whose index was asked for (``keep``)."""
 
     maps: dict[str, list[np.ndarray]]
@@ -39,13 +40,13 @@ class Scores:
 def score_test_set(detector: Detector, dataset: Dataset, residuals=None, progress: bool = True,
                    keep=()) -> Scores:
     """Reconstruct every test image once and compute the residual maps of each kind in
-    ``residuals`` (default: the model's own) at the image's resolution."""
-    kinds = tuple(residuals or (detector.default_residual,))
-    scores = Scores({k: [] for k in kinds}, [], [])
+    ``residuals`` (default: the run's own) at the image's resolution."""
+    names = tuple(residuals or (detector.default_residual,))
+    scores = Scores({k: [] for k in names}, [], [])
     for i, s in enumerate(tqdm(dataset.test, desc="scoring test images", disable=not progress, leave=False)):
         img = read_image(s.image)
-        recon, maps = detector.analyze_many(img, kinds)
-        for k in kinds:
+        recon, maps = detector.analyze_many(img, names)
+        for k in names:
             scores.maps[k].append(maps[k])
         if i in keep:
             scores.reconstructions[i] = recon
@@ -68,7 +69,7 @@ def json_safe(obj):
 
 
 def report(maps, masks, types, out: str | os.PathLike, *, model: str, residual: str, diameter: int,
-           label: str | None = None, extra: dict | None = None) -> dict:
+           extra: dict | None = None) -> dict:
     """Compute the metrics of residual maps and write metrics.json, roc.csv, roc.png to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,7 @@ def report(maps, masks, types, out: str | os.PathLike, *, model: str, residual: 
     curve = m.pop("roc")
     metrics = {"model": model, "residual": residual, "opening_diameter": diameter, **m, **(extra or {})}
     write_roc_csv(out / "roc.csv", curve)
-    plot_roc({label or f"{model}-AE ({residual} residual)": (curve.fpr, curve.tpr, curve.auc)}, out / "roc.png")
+    plot_roc({f"{get_model(model).title} ({residual} residual)": (curve.fpr, curve.tpr, curve.auc)}, out / "roc.png")
     atomic_write_text(out / "metrics.json", json.dumps(json_safe(metrics), indent=2))
     return metrics | {"roc": curve}
 
@@ -94,6 +95,6 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
     scores = score_test_set(detector, dataset, (residual,), progress)
     seconds = time.monotonic() - t0
     maps = scores.maps[residual]
-    return report(maps, scores.masks, scores.types, out, model=detector.kind, residual=residual,
+    return report(maps, scores.masks, scores.types, out, model=detector.model.name, residual=residual,
                   diameter=detector.opening_diameter,
                   extra={"seconds_per_image": seconds / len(maps), "threshold": detector.threshold})

@@ -1,24 +1,73 @@
 """Residual maps: how much each pixel of an image differs from its reconstruction.
 
+The registry :data:`RESIDUALS` maps a name to a :class:`Residual`: a function of the image
+and the model's pooled outputs, and the outputs it needs. Built in:
+
 - ``l2``: per-pixel squared difference (x - x_hat)^2 (the paper's l2 baseline, and the
   residual of the feature-matching AE).
 - ``ssim``: 1 - SSIM(x, x_hat) per pixel (Sec. 3; window K=11, alpha=beta=gamma=1).
 - ``vae``: per-pixel reconstruction probability (An and Cho, 2015) as a negative
   log-likelihood, see :func:`vae_residual`.
 
-All maps are computed on the whole image after sliding-window reconstruction
-(:mod:`ssimae.window`), larger = more likely a defect. Shapes: (H, W) tensors.
+A new residual is one :func:`register_residual` entry. All maps are computed on the whole
+image after sliding-window reconstruction (:mod:`ssimae.window`); larger = more likely a
+defect. Shapes: (H, W) tensors.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 
-from ssimae.ssim import ssim_map
+from ssimae.errors import SsimaeError
+from ssimae.registry import Registry
+from ssimae.ssim import SsimOptions, ssim_map
 
-RESIDUALS = ("l2", "ssim", "vae")
-DEFAULT_RESIDUAL = {"l2": "l2", "ssim": "ssim", "fm": "l2", "vae": "vae"}
+
+@dataclass(frozen=True)
+class ResidualContext:
+    """What a residual may read besides the image and outputs: the run's inference
+    settings (:class:`ssimae.settings.InferenceSettings`) and the model's hyperparameters."""
+
+    settings: Any
+    params: Any = None
+
+
+ResidualFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor], ResidualContext], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Residual:
+    """A residual map: ``fn(x, outputs, ctx)`` with x the (H, W) image and ``outputs`` the
+    model's pooled (H, W) outputs by name (``needs`` lists those it reads)."""
+
+    name: str
+    fn: ResidualFn
+    needs: tuple[str, ...] = ("recon",)
+    description: str = ""
+
+
+RESIDUALS: Registry[Residual] = Registry("residual")
+
+
+def register_residual(name: str, needs: tuple[str, ...] = ("recon",), description: str = "", *,
+                      replace: bool = False):
+    """Decorator: register ``fn(x, outputs, ctx) -> (H, W) map`` as residual ``name``."""
+    def add(fn: ResidualFn) -> ResidualFn:
+        RESIDUALS.add(name, Residual(name, fn, tuple(needs), description), replace)
+        return fn
+
+    return add
+
+
+def unregister_residual(name: str) -> None:
+    RESIDUALS.pop(name, None)
+
+
+def get_residual(name: str) -> Residual:
+    return RESIDUALS.lookup(name)
 
 
 def l2_residual(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
@@ -26,9 +75,9 @@ def l2_residual(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     return (x - recon) ** 2
 
 
-def ssim_residual(x: torch.Tensor, recon: torch.Tensor, **ssim_kwargs) -> torch.Tensor:
+def ssim_residual(x: torch.Tensor, recon: torch.Tensor, options: SsimOptions = SsimOptions()) -> torch.Tensor:
     """1 - SSIM(x, recon) per pixel; (H, W) -> (H, W), in [0, 2]."""
-    return 1.0 - ssim_map(x[None, None], recon[None, None], **ssim_kwargs)[0, 0]
+    return 1.0 - ssim_map(x[None, None], recon[None, None], **options.kwargs())[0, 0]
 
 
 def vae_residual(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, obs_var: float) -> torch.Tensor:
@@ -45,24 +94,24 @@ def vae_residual(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, obs_var
     return 0.5 * torch.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v)
 
 
-def residual_map(kind: str, x: torch.Tensor, outputs: torch.Tensor, ssim_kwargs: dict | None = None,
-                 obs_var: float = 0.01) -> torch.Tensor:
-    """Residual map of type ``kind`` from the sliding-window outputs.
+register_residual("l2", description="per-pixel squared error (x - x_hat)^2")(
+    lambda x, out, ctx: l2_residual(x, out["recon"]))
+register_residual("ssim", description="1 - SSIM(x, x_hat) per pixel (window K = 11)")(
+    lambda x, out, ctx: ssim_residual(x, out["recon"], ctx.settings.ssim))
+register_residual("vae", needs=("recon", "second_moment"),
+                  description="VAE: negative log reconstruction probability over N latent samples")(
+    lambda x, out, ctx: vae_residual(x, out["recon"], out["second_moment"] - out["recon"] ** 2, ctx.params.obs_var))
 
-    x: (H, W) image. outputs: (1, H, W) reconstruction, or for the VAE (2, H, W) the
-    pooled mean and second moment of the decodings (the reconstruction is the mean).
+
+def residual_map(name: str, x: torch.Tensor, outputs: Mapping[str, torch.Tensor], ctx: ResidualContext) -> torch.Tensor:
+    """Residual map ``name`` of image x (H, W) from the model's pooled outputs {name: (H, W)}.
+
+    Computed in float64: scoring runs once per image, and float64 keeps SSIM within 1e-5
+    of skimage (float32's E[x^2] - E[x]^2 loses ~1e-4 in flat regions).
     """
-    # Scoring runs once per image: float64 keeps SSIM within 1e-5 of skimage (float32's
-    # E[x^2] - E[x]^2 loses ~1e-4 in flat regions).
-    x, outputs = x.double(), outputs.double()
-    recon = outputs[0]
-    if kind == "l2":
-        return l2_residual(x, recon)
-    if kind == "ssim":
-        return ssim_residual(x, recon, **(ssim_kwargs or {}))
-    if kind == "vae":
-        if outputs.shape[0] < 2:
-            raise ValueError("the vae residual needs the decodings' second moment (a VAE model)")
-        var = outputs[1] - recon**2
-        return vae_residual(x, recon, var, obs_var)
-    raise ValueError(f"unknown residual {kind!r} (expected one of {', '.join(RESIDUALS)})")
+    res = get_residual(name)
+    missing = [n for n in res.needs if n not in outputs]
+    if missing:
+        raise SsimaeError(f"the {name} residual needs the model output(s) {', '.join(missing)}, "
+                          f"which this model does not produce (it gives {', '.join(outputs)})")
+    return res.fn(x.double(), {k: v.double() for k, v in outputs.items()}, ctx)

@@ -1,4 +1,4 @@
-"""Structural similarity (SSIM) as a differentiable per-pixel map, its loss and residual.
+"""Structural similarity (SSIM) as a differentiable per-pixel map, its loss and its options.
 
 SSIM(x, y) = l(x, y)^alpha * c(x, y)^beta * s(x, y)^gamma with, over a local window,
     l = (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1)          luminance
@@ -21,9 +21,12 @@ Reference: Bergmann et al., VISAPP 2019, Sec. 3; Wang et al., IEEE TIP 13(4), 20
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from ssimae.errors import SsimaeError
 
 WINDOW_SIZE = 11  # K in the paper, Sec. 4.2
 GAUSSIAN_SIGMA = 1.5  # Wang et al. (2004); skimage's default with gaussian_weights=True
@@ -129,15 +132,31 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
     return 1.0 - ssim_map(x, y, **kwargs).mean()
 
 
-def ssim_residual(x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
-    """Residual map of the paper: 1 - SSIM(x, y) per pixel, (B, C, H, W), in [0, 2]."""
-    return 1.0 - ssim_map(x, y, **kwargs)
+@dataclass(frozen=True)
+class SsimOptions:
+    """The keyword arguments of :func:`ssim_map` as a typed, stored setting.
 
+    Defaults are the paper's: window K = 11 (Gaussian, sigma 1.5), alpha = beta = gamma = 1,
+    images in [0, 1]. ``ssim_map(x, y, **opts.kwargs())`` applies them.
+    """
 
-def ssim_options(window_size: int = WINDOW_SIZE, sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True,
-                 alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, data_range: float = 1.0) -> dict:
-    """The keyword arguments of :func:`ssim_map` as a plain dict (stored in checkpoints)."""
-    if not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"SSIM sigma must be positive, got {sigma}")
-    return dict(window_size=window_size, sigma=sigma, gaussian=gaussian, alpha=alpha, beta=beta,
-                gamma=gamma, data_range=data_range)
+    window_size: int = WINDOW_SIZE
+    sigma: float = GAUSSIAN_SIGMA
+    gaussian: bool = True
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    data_range: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) \
+                or self.window_size < 1 or self.window_size % 2 == 0:
+            raise SsimaeError(f"SSIM window size must be an odd positive integer, got {self.window_size!r}")
+        for name in ("sigma", "data_range"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise SsimaeError(f"SSIM {name} must be a positive number, got {v!r}")
+
+    def kwargs(self) -> dict:
+        """{name: value} for ``ssim_map(x, y, **kwargs)``."""
+        return asdict(self)

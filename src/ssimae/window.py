@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from ssimae.model import PATCH_SIZE
+from ssimae.network import PATCH_SIZE
 
 STRIDE = 30  # Sec. 4.2
 

@@ -1,11 +1,12 @@
-"""The autoencoder of Table 1 (Bergmann et al., VISAPP 2019), shared by all four models.
+"""The network of Table 1 (Bergmann et al., VISAPP 2019), shared by all four models.
 
 Encoder (the table, verbatim): 128x128x1 input, nine convolutions, latent vector of size d.
 Decoder: the encoder reversed, with transposed convolutions where the encoder shrinks the
 image (the strided 4x4 layers and the final 8x8 -> 1x1 layer). Leaky ReLU with slope 0.2
 after every layer except the last layer of the encoder and of the decoder, which are linear.
 
-Images are gray, float in [0, 1], shape (B, 1, 128, 128).
+Images are gray, float in [0, 1], shape (B, 1, 128, 128). The VAE's variant (an encoder
+with 2d outputs) lives with the rest of the VAE in :mod:`ssimae.models.vae`.
 """
 from __future__ import annotations
 
@@ -120,45 +121,3 @@ class AutoEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 128, 128) -> reconstruction of the same shape."""
         return self.decoder(self.encoder(x))
-
-
-class VAE(nn.Module):
-    """Variational autoencoder on the same architecture (Kingma and Welling, 2014).
-
-    The last encoder layer outputs 2*d channels: the mean and the log-variance of the
-    diagonal Gaussian Q(z|x). The decoder gives the mean of P(x|z).
-    """
-
-    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.encoder = build_encoder(latent_dim, out_multiplier=2)
-        self.decoder = build_decoder(latent_dim)
-        init_weights(self)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def sample(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised draw z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction from the posterior mean (deterministic)."""
-        mu, _ = self.encode(x)
-        return self.decoder(mu)
-
-
-def build_model(kind: str, latent_dim: int = DEFAULT_LATENT_DIM) -> nn.Module:
-    """The network for a model kind: 'l2', 'ssim', 'fm' -> AutoEncoder; 'vae' -> VAE."""
-    if kind == "vae":
-        return VAE(latent_dim)
-    if kind in ("l2", "ssim", "fm"):
-        return AutoEncoder(latent_dim)
-    raise ValueError(f"unknown model kind {kind!r} (expected one of l2, ssim, vae, fm)")

@@ -1,0 +1,101 @@
+"""The model registry: each of the paper's models (its Table 1 comparison) is one object.
+
+A model owns everything that differs between the l2-AE, the SSIM-AE, the VAE and the
+feature-matching AE: its network (:meth:`Model.build`), its training loss
+(:meth:`Model.loss`), its per-patch inference (:meth:`Model.patch_fn`, e.g. the VAE's N
+latent samples), the names of the outputs that inference produces (``outputs``), its
+own residual map (``default_residual``), the residuals ``compare`` reports for it
+(``compare_residuals``) and a dataclass of its own hyperparameters (``Params``).
+Training, inference, comparison and the command line read this registry; none of them
+branches on a model's name. Adding a model is one file with one :func:`register_model`:
+
+    @register_model
+    class MyAE(Model):
+        name, title, default_residual = "mine", "my AE", "l2"
+        def loss(self, net, params, device):
+            return lambda x: (net(x) - x).abs().mean()
+
+A field of ``Params`` whose metadata has a ``"flag"`` becomes a command-line option of
+``ssimae train``/``compare`` (``metadata={"flag": "--my-option", "help": "..."}``); a
+field of type :class:`ssimae.ssim.SsimOptions` receives the run's SSIM options.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from ssimae.network import AutoEncoder
+from ssimae.registry import Registry
+
+Loss = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, 128, 128) batch -> scalar
+PatchFn = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, 128, 128) -> (B, len(outputs), 128, 128)
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """Hyperparameters of a model that has none of its own."""
+
+
+class Model:
+    """Base class of a registered model (override what differs; see the module docstring)."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]  # e.g. "SSIM-AE", for tables and plots
+    Params: ClassVar[type] = NoParams
+    default_residual: ClassVar[str]
+    compare_residuals: ClassVar[tuple[str, ...]] = ()  # default: (default_residual,)
+    outputs: ClassVar[tuple[str, ...]] = ("recon",)  # channels of patch_fn's output
+
+    def build(self, latent_dim: int, params) -> nn.Module:
+        """The network (Table 1 autoencoder by default), freshly initialised."""
+        return AutoEncoder(latent_dim)
+
+    def prepare(self, params):
+        """Check and complete ``params`` before training starts (e.g. find pretrained weights);
+        raises SsimaeError when the model cannot be trained here. Returns the params."""
+        return params
+
+    def loss(self, net: nn.Module, params, device: torch.device) -> Loss:
+        """The training loss as fn(batch) -> scalar tensor."""
+        raise NotImplementedError
+
+    def patch_fn(self, net: nn.Module, params, seed: int) -> PatchFn:
+        """Per-patch inference: batch -> outputs named by ``outputs`` (channel by channel).
+        ``seed`` seeds any sampling, so residual maps are reproducible."""
+        return net
+
+    def residuals(self) -> tuple[str, ...]:
+        """Residuals ``compare`` reports: the model's own first."""
+        rest = tuple(r for r in self.compare_residuals if r != self.default_residual)
+        return (self.default_residual, *rest)
+
+
+MODELS: Registry[Model] = Registry("model")
+
+
+def register_model(model: type[Model] | Model, *, replace: bool = False):
+    """Add a model (a :class:`Model` subclass, instantiated here, or an instance) to the
+    registry under its ``name``; usable as a class decorator. Returns its argument."""
+    instance = model() if isinstance(model, type) else model
+    MODELS.add(instance.name, instance, replace)
+    return model
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model from the registry (for tests and plug-ins)."""
+    MODELS.pop(name, None)
+
+
+def get_model(name: str) -> Model:
+    """The registered model called ``name``; SsimaeError listing the choices otherwise."""
+    return MODELS.lookup(name)
+
+
+# The paper's four models, registered in the order of its comparison (import order matters).
+from ssimae.models import ssim_ae  # noqa: E402,F401,I001
+from ssimae.models import l2_ae  # noqa: E402,F401,I001
+from ssimae.models import vae  # noqa: E402,F401,I001
+from ssimae.models import fm_ae  # noqa: E402,F401,I001

@@ -1,0 +1,17 @@
+"""The l2-autoencoder, the paper's baseline: trained and scored with the per-pixel squared error."""
+from __future__ import annotations
+
+import torch
+
+from ssimae.models import Model, register_model
+
+
+@register_model
+class L2AE(Model):
+    name = "l2"
+    title = "l2-AE"
+    default_residual = "l2"
+    compare_residuals = ("l2", "ssim")
+
+    def loss(self, net, params, device):
+        return lambda x: torch.mean((net(x) - x) ** 2)

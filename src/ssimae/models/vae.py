@@ -1,0 +1,114 @@
+"""The variational autoencoder (Kingma and Welling, 2014) on the Table 1 architecture, scored
+by its reconstruction probability (An and Cho, 2015) over N = 6 latent samples (Sec. 4.2).
+
+Loss: [sum (x - x_hat)^2 / (2 s^2) + kl_weight * KL(Q(z|x) || N(0, I))] / n_pixels, with the
+decoder's likelihood P(x|z) a Gaussian of fixed variance s^2 = ``obs_var``. Inference
+decodes N samples z ~ Q(z|x) per patch and returns their mean and second moment, which the
+sliding window pools over all patches covering a pixel; the ``vae`` residual
+(:func:`ssimae.residual.vae_residual`) turns them into a per-pixel negative log-likelihood.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ssimae.models import Model, register_model
+from ssimae.network import (
+    DEFAULT_LATENT_DIM,
+    build_decoder,
+    build_encoder,
+    init_weights,
+)
+
+SAMPLES = 6  # Sec. 4.2, N
+
+
+@dataclass(frozen=True)
+class VaeParams:
+    samples: int = field(default=SAMPLES, metadata={
+        "flag": "--vae-samples", "help": f"VAE: latent samples N per patch (default {SAMPLES})"})
+    obs_var: float = 0.01
+    kl_weight: float = field(default=1.0, metadata={
+        "flag": "--kl-weight", "help": "VAE: weight of the KL term (default 1)"})
+
+    def __post_init__(self):
+        from ssimae.errors import SsimaeError
+
+        if self.samples < 1:
+            raise SsimaeError(f"--vae-samples must be at least 1, got {self.samples}")
+        if not self.obs_var > 0:
+            raise SsimaeError(f"the VAE's observation variance must be positive, got {self.obs_var}")
+
+
+class VAE(nn.Module):
+    """Variational autoencoder on the same architecture (Kingma and Welling, 2014).
+
+    The last encoder layer outputs 2*d channels: the mean and the log-variance of the
+    diagonal Gaussian Q(z|x). The decoder gives the mean of P(x|z).
+    """
+
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = build_encoder(latent_dim, out_multiplier=2)
+        self.decoder = build_decoder(latent_dim)
+        init_weights(self)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 1, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised draw z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reconstruction from the posterior mean (deterministic)."""
+        mu, _ = self.encode(x)
+        return self.decoder(mu)
+@register_model
+class VariationalAE(Model):
+    name = "vae"
+    title = "VAE"
+    Params = VaeParams
+    default_residual = "vae"
+    outputs = ("recon", "second_moment")
+
+    def build(self, latent_dim, params):
+        return VAE(latent_dim)
+
+    def loss(self, net: VAE, params: VaeParams, device):
+        def vae_loss(x):
+            mu, logvar = net.encode(x)
+            x_hat = net.decode(net.sample(mu, logvar))
+            recon = ((x_hat - x) ** 2).flatten(1).sum(1) / (2 * params.obs_var)
+            kl = -0.5 * (1 + logvar - mu**2 - logvar.exp()).flatten(1).sum(1)
+            return (recon + params.kl_weight * kl).mean() / x[0].numel()
+
+        return vae_loss
+
+    def patch_fn(self, net: VAE, params: VaeParams, seed: int):
+        """Batch -> (B, 2, h, w): mean and second moment of N decodings of z ~ Q(z|x), drawn
+        from a generator seeded with seed (so a map does not depend on global RNG state)."""
+        device = next(net.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        n = params.samples
+
+        def fn(batch: torch.Tensor) -> torch.Tensor:
+            mu, logvar = net.encode(batch)
+            total = torch.zeros_like(batch)
+            total_sq = torch.zeros_like(batch)
+            for _ in range(n):
+                y = net.decode(net.sample(mu, logvar, gen))
+                total += y
+                total_sq += y * y
+            return torch.cat([total / n, total_sq / n], dim=1)
+
+        return fn

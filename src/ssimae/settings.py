@@ -1,0 +1,234 @@
+"""Typed, versioned settings of a run: how it was trained, and how it scores images.
+
+A run is described by two dataclasses, stored side by side in its checkpoint and its
+config.json (``{"version": 2, "train": {...}, "inference": {...}}``):
+
+* :class:`TrainSettings`: what only training needs: the model (a name in
+  :mod:`ssimae.models`) and its own hyperparameters (``params``, the model's dataclass),
+  the latent size d, the patch budget, the optimizer, the seed, the data.
+* :class:`InferenceSettings`: what scoring an image needs: preprocessing, the
+  sliding-window stride, the residual map and its SSIM options, the opening, and the
+  threshold with the rule that chose it. :class:`ssimae.detector.Detector` takes these.
+
+Every default lives here once, as the paper states it (Sec. 4.2), or in the module that
+owns the concept (stride: :mod:`ssimae.window`, opening: :mod:`ssimae.morphology`, SSIM
+window: :mod:`ssimae.ssim`, patches per epoch: :mod:`ssimae.patches`). Checkpoints of
+version 1 (one flat config dict) are read by :func:`settings_from_v1`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ssimae.errors import SsimaeError
+from ssimae.morphology import OPENING_DIAMETER
+from ssimae.network import DEFAULT_LATENT_DIM
+from ssimae.patches import PATCHES_PER_EPOCH
+from ssimae.preprocess import Preprocess
+from ssimae.ssim import SsimOptions
+from ssimae.window import STRIDE
+
+SETTINGS_VERSION = 2
+LEARNING_RATE = 2e-4  # Sec. 4.2
+WEIGHT_DECAY = 1e-5  # Sec. 4.2
+EPOCHS = 200  # Sec. 4.2
+BATCH_SIZE = 32  # not stated in the paper
+VAL_FRACTION = 0.1  # share of the defect-free training images held back for the threshold
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines how a model is trained (Sec. 4.2 defaults).
+
+    ``params`` is the model's own hyperparameter dataclass (``get_model(model).Params``);
+    None means its defaults. ``data`` records how the dataset was read (root, format, ...).
+    """
+
+    model: str = "ssim"
+    latent_dim: int = DEFAULT_LATENT_DIM
+    epochs: int = EPOCHS
+    patches_per_epoch: int = PATCHES_PER_EPOCH
+    batch_size: int = BATCH_SIZE
+    lr: float = LEARNING_RATE
+    weight_decay: float = WEIGHT_DECAY
+    seed: int = 0
+    max_minutes: float | None = None
+    val_fraction: float = VAL_FRACTION
+    num_workers: int = 0
+    device: str = "auto"
+    params: Any = None
+    data: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from ssimae.models import get_model
+
+        spec = get_model(self.model)
+        if self.params is None:
+            self.params = spec.Params()
+        elif isinstance(self.params, dict):
+            self.params = from_dict(spec.Params, self.params, f"{self.model} model settings")
+        elif not isinstance(self.params, spec.Params):
+            raise SsimaeError(f"{self.model} model settings must be a {spec.Params.__name__}, "
+                              f"got {type(self.params).__name__}")
+        for name in ("epochs", "patches_per_epoch", "batch_size", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise SsimaeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise SsimaeError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
+            raise SsimaeError(f"--max-minutes must be a number >= 0, got {self.max_minutes}")
+
+
+@dataclass
+class InferenceSettings:
+    """Everything needed to turn an image into a residual map and a defect mask.
+
+    residual: name in :mod:`ssimae.residual` (None = the model's own, fixed at training).
+    threshold: residual value above which an (opened) pixel is a defect; None until a
+    rule (``threshold_rule``, :mod:`ssimae.calibrate`) has chosen it on defect-free
+    validation images. ``seed`` seeds the VAE's latent samples (reproducible maps).
+    """
+
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    stride: int = STRIDE
+    residual: str | None = None
+    ssim: SsimOptions = field(default_factory=SsimOptions)
+    opening_diameter: int = OPENING_DIAMETER
+    threshold: float | None = None
+    threshold_rule: str = "max-region"
+    min_defect_area: int = 0
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.stride < 1:
+            raise SsimaeError(f"--stride must be at least 1, got {self.stride}")
+        if self.batch_size < 1:
+            raise SsimaeError(f"inference batch size must be at least 1, got {self.batch_size}")
+        if self.opening_diameter < 0:
+            raise SsimaeError(f"--opening-diameter must be 0 (no opening) or more, got {self.opening_diameter}")
+        if self.min_defect_area < 0:
+            raise SsimaeError(f"--min-defect-area must be 0 or more, got {self.min_defect_area}")
+        from ssimae.calibrate import THRESHOLD_RULES
+
+        if self.threshold_rule not in THRESHOLD_RULES:
+            raise SsimaeError(f"unknown threshold rule {self.threshold_rule!r}; "
+                              f"choose from {', '.join(THRESHOLD_RULES)}")
+        if self.threshold is not None and math.isnan(self.threshold):
+            raise SsimaeError("the threshold must be a number, got nan")
+
+
+@dataclass
+class RunSettings:
+    """A run's two halves; what ``train`` takes and the checkpoint stores."""
+
+    train: TrainSettings = field(default_factory=TrainSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+
+    def to_dict(self) -> dict:
+        """JSON-ready ``{"version": 2, "train": {...}, "inference": {...}}``."""
+        return {"version": SETTINGS_VERSION, "train": asdict(self.train), "inference": asdict(self.inference)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "settings") -> "RunSettings":
+        """Inverse of :meth:`to_dict`; wrong keys, types or version raise SsimaeError."""
+        if not isinstance(d, dict) or d.get("version") != SETTINGS_VERSION:
+            got = d.get("version") if isinstance(d, dict) else type(d).__name__
+            raise SsimaeError(f"{where}: settings version {got!r} is not supported (expected {SETTINGS_VERSION})")
+        unknown = set(d) - {"version", "train", "inference"}
+        if unknown:
+            raise SsimaeError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+        return cls(from_dict(TrainSettings, d.get("train", {}), f"{where}: train"),
+                   from_dict(InferenceSettings, d.get("inference", {}), f"{where}: inference"))
+
+
+def settings_from_v1(config: dict, threshold: float | None) -> RunSettings:
+    """Settings of a version-1 checkpoint (one flat dict, the threshold beside it)."""
+    from ssimae.models import get_model
+
+    c = dict(config)
+    ssim = SsimOptions(**c.get("ssim", {}))
+    spec = get_model(c.get("model", "ssim"))
+    param_names = {f.name for f in dataclasses.fields(spec.Params)}
+    # v1 prefixed the VAE's settings with "vae_" and the fm weight with "fm_".
+    v1_names = {"samples": "vae_samples", "obs_var": "vae_obs_var", "kl_weight": "kl_weight",
+                "weight": "fm_weight", "alexnet_weights": "alexnet_weights"}
+    params = {n: c[v1_names[n]] for n in param_names if v1_names.get(n) in c}
+    if "ssim" in param_names:
+        params["ssim"] = ssim
+    train_keys = {f.name for f in dataclasses.fields(TrainSettings)} - {"params"}
+    train = TrainSettings(**{k: c[k] for k in train_keys if k in c}, params=spec.Params(**params))
+    inference = InferenceSettings(
+        preprocess=from_dict(Preprocess, c.get("preprocess") or {}, "preprocess"), stride=c.get("stride", STRIDE),
+        residual=spec.default_residual, ssim=ssim, opening_diameter=c.get("opening_diameter", OPENING_DIAMETER),
+        threshold=threshold, min_defect_area=c.get("min_defect_area", 0),
+        batch_size=c.get("infer_batch_size", 64), seed=c.get("seed", 0))
+    return RunSettings(train, inference)
+
+
+# --- typed conversion from JSON-like dicts ---------------------------------------------------
+
+def from_dict(cls, data: dict, where: str):
+    """Build dataclass ``cls`` from a JSON-like dict, checking keys and value types.
+
+    Nested dataclass fields are converted recursively; lists become tuples where the
+    field is a tuple; ints are accepted for floats. Raises SsimaeError naming ``where``
+    and the field on unknown keys or wrong types.
+    """
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise SsimaeError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = set(data) - names
+    if unknown:
+        raise SsimaeError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise SsimaeError(f"{where}: {e}") from None
+
+
+def _convert(tp, value, where: str):
+    if tp is Any:
+        return value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _convert(a, value, where)
+            except SsimaeError:
+                continue
+        raise SsimaeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}.get(tp)
+    if ok is not None:
+        if not ok(value):
+            raise SsimaeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return float(value) if tp is float else value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise SsimaeError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        item_types = [args[0]] * len(value) if args[-1] is Ellipsis else args
+        return tuple(_convert(t, v, where) for t, v in zip(item_types, value))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise SsimaeError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise TypeError(f"{where}: unsupported settings type {tp!r}")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

@@ -9,6 +9,11 @@ Reports
 - inference patches/s of the bare network, and ms per 256x256 image through the whole
   sliding window (stride 30: 36 patches, averaging, SSIM residual map), with the
   window's overhead over the bare network on the same 36 patches (aim: at most 15%).
+- training patches/s of each recipe (ssimae.recipes: its batch size, memory format,
+  normalisation and loss; the SSIM-AE), next to the bare eager fp32 step (Table 1, SSIM loss,
+  batch 32) and the CPU's limit: this machine's fp32 matmul GFLOP/s (a 2048x2048 product,
+  the best case for its cores) divided by the FLOPs of one training patch (forward and
+  backward, counted by torch.utils.flop_counter);
 By default the network is freshly initialised and the batch is uniform noise; --data takes
 the training batch from random crops of a dataset's training images and --checkpoint starts
 from a trained run's weights (step times should not depend on either; this checks it).
@@ -113,6 +118,42 @@ def main() -> None:
     print(f"| inference, bare network ({n_patches} patches in one batch) | {n_patches / bare:.1f} patches/s |")
     print(f"| 256x256 image through the sliding window (+ SSIM residual) | {full * 1000:.1f} ms |")
     print(f"| sliding window overhead over the bare network | {100 * (full / bare - 1):+.1f}% |")
+    if dev.type == "cpu" and not args.checkpoint:
+        recipe_speeds(args, x[:1].cpu())
+
+
+def recipe_speeds(args, sample: torch.Tensor) -> None:
+    """Training patches/s of each recipe, the bare step, and the CPU's limit (see the docstring)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ssimae.recipes import RECIPES, apply_recipe
+    from ssimae.settings import TrainSettings
+    from ssimae.train import measure_throughput
+
+    a = torch.rand(2048, 2048)
+    gflops_peak = 2 * 2048**3 / timed(lambda: a @ a, 5) / 1e9
+    net = AutoEncoder(100)
+    x = sample.expand(4, -1, -1, -1).contiguous()
+    with FlopCounterMode(display=False) as counter:
+        ssim_loss(net(x), x).backward()
+    gflop_patch = counter.get_total_flops() / 4 / 1e9
+    patches = RandomPatches([sample[0, 0].numpy()], 64, progress=False)
+    rows = [("bare eager fp32 step (paper settings, batch 32)", TrainSettings(batch_size=32))]
+    for name in RECIPES:
+        opts = {k: v for k, v in apply_recipe(name, {}).items() if v is not None}
+        rows.append((f"recipe {name} ({', '.join(f'{k}={v}' for k, v in RECIPES[name].items()) or 'batch 32'})",
+                     TrainSettings(**opts)))
+    print()
+    print(f"CPU limit: {gflops_peak:.0f} GFLOP/s (fp32 matmul) / {gflop_patch:.2f} GFLOP per training patch "
+          f"= {gflops_peak / gflop_patch:.0f} patches/s")
+    print("| training step | patches/s | share of the CPU limit |")
+    print("|---|---|---|")
+    rates = []
+    for _ in range(2):  # two interleaved rounds, best of each
+        rates.append([measure_throughput(get_model("ssim"), t, patches, torch.device("cpu"), steps=args.steps)
+                      for _, t in rows])
+    for (label, _), rate in zip(rows, map(max, zip(*rates))):
+        print(f"| {label} | {rate:.1f} | {rate / (gflops_peak / gflop_patch):.0%} |")
 
 
 if __name__ == "__main__":

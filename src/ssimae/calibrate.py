@@ -14,12 +14,15 @@ from __future__ import annotations
 import os
 from typing import Callable, Sequence
 
+from dataclasses import replace
+
 import numpy as np
 from tqdm.auto import tqdm
 
 from ssimae.detector import Detector
 from ssimae.images import read_image
 from ssimae.metrics import select_threshold
+from ssimae.residual import get_residual
 from ssimae.settings import InferenceSettings
 
 RuleFn = Callable[[Sequence[np.ndarray], InferenceSettings], float]
@@ -34,10 +37,43 @@ def threshold_from_maps(maps: Sequence[np.ndarray], settings: InferenceSettings)
     return float(THRESHOLD_RULES[settings.threshold_rule](maps, settings))
 
 
+STATS_RESIDUALS = ("ssim", "l2")  # whose validation statistics every run stores
+
+
 def calibrate(detector: Detector, images: Sequence[str | os.PathLike], progress: bool = True) -> float | None:
-    """Threshold for ``detector`` from defect-free image files (None when there are none)."""
+    """Calibrate ``detector`` on defect-free image files: store the statistics of the
+    STATS_RESIDUALS maps in its settings (``residual_stats``, unsmoothed), then return the
+    threshold of its own residual (None when there are no images)."""
     if not images:
         return None
-    maps = [detector.residual_map(read_image(p))
-            for p in tqdm(images, desc="threshold on validation images", disable=not progress, leave=False)]
-    return threshold_from_maps(maps, detector.settings)
+    s = detector.settings
+    own = detector.default_residual
+    extra = (own,) if not get_residual(own).needs_stats else ()
+    collected = residual_statistics(detector, images, extra, progress)
+    if own in collected and s.smooth == 0:
+        own_maps = collected[own]
+    else:
+        own_maps = [detector.residual_map(read_image(p)) for p in images]
+    return threshold_from_maps(own_maps, s)
+
+
+def residual_statistics(detector: Detector, images: Sequence[str | os.PathLike], extra: tuple[str, ...] = (),
+                        progress: bool = True) -> dict[str, list[np.ndarray]]:
+    """Store [mean, std] of the STATS_RESIDUALS maps (unsmoothed) of defect-free ``images`` in
+    ``detector.settings.residual_stats``; returns those maps and the ``extra`` ones by name."""
+    names = tuple(dict.fromkeys(STATS_RESIDUALS + tuple(extra)))
+    s = detector.settings
+    raw = Detector(detector.network, detector.model, replace(s, smooth=0.0), detector.params, detector.device)
+    collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for p in tqdm(images, desc="calibrating on validation images", disable=not progress, leave=False):
+        _, maps = raw.analyze_many(read_image(p), names)
+        for n in names:
+            collected[n].append(maps[n])
+    s.residual_stats = {n: _pooled_stats(collected[n]) for n in STATS_RESIDUALS}
+    return collected
+
+
+def _pooled_stats(maps: Sequence[np.ndarray]) -> list[float]:
+    """[mean, standard deviation] of all pixels of all maps (of any sizes)."""
+    values = np.concatenate([m.ravel() for m in maps]).astype(np.float64)
+    return [float(values.mean()), float(values.std())]

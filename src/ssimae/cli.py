@@ -12,7 +12,11 @@ import typing
 from ssimae.datasets import FORMATS
 from ssimae.errors import SsimaeError
 from ssimae.models import MODELS, get_model
+from ssimae.network import NORMS
+from ssimae.patches import AUGMENTATIONS
+from ssimae.recipes import RECIPES, apply_recipe
 from ssimae.residual import RESIDUALS
+from ssimae.settings import SCHEDULES
 
 DATA_KEYS = ("format", "train_dir", "test_dir", "mask_dir", "mask_suffix", "test_fraction", "skip_bad")
 
@@ -92,6 +96,23 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default 0)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("recipes and budgets (beyond the paper; see ssimae.recipes)")
+    g.add_argument("--recipe", choices=list(RECIPES), default=None,
+                   help="paper (default: the paper's training) or fast (measured best at a CPU budget); "
+                        "explicit options win over the recipe")
+    g.add_argument("--budget-minutes", type=float, default=None,
+                   help="train for this long on this machine: converted once into --epochs from the measured "
+                        "throughput (both recorded, so the run repeats exactly)")
+    g.add_argument("--schedule", choices=list(SCHEDULES), default=None,
+                   help="learning rate: constant (paper) or cosine (warm-up, then decay to 0 at the end)")
+    g.add_argument("--warmup", type=float, default=None, help="share of steps of linear warm-up (cosine schedule)")
+    g.add_argument("--augment", choices=list(AUGMENTATIONS), default=None,
+                   help="random flips, or flips and 90-degree turns, of each patch (default none)")
+    g.add_argument("--l2-warmup", type=float, default=None,
+                   help="share of steps trained with the l2 loss before the model's own (default 0)")
+    g.add_argument("--norm", choices=list(NORMS), default=None,
+                   help="batch: BatchNorm after each hidden convolution (not in Table 1; default none)")
+    g.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format (speed only)")
     g = p.add_argument_group("inference (paper defaults, stored in the run)")
     g.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map of the run (default: the model's own)")
@@ -101,9 +122,16 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--opening-diameter", type=int, default=None, help=f"opening disk diameter, 0 disables (default {I.opening_diameter})")
     g.add_argument("--ssim-window", type=int, default=None, help=f"SSIM window size K (default {WINDOW_SIZE})")
     g.add_argument("--ssim-uniform", action="store_true", help="uniform instead of Gaussian (sigma 1.5) SSIM window")
+    g.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="Gaussian smoothing of the residual map before thresholding (beyond the paper; default 0)")
     g = p.add_argument_group("model-specific (paper defaults)")
     for flag, (tp, meta) in _model_options().items():
         g.add_argument(flag, type=tp, default=None, metavar=meta.get("metavar"), help=meta.get("help"))
+
+
+# Training options a recipe may set (ssimae.recipes); each is also a command-line option.
+RECIPE_OPTIONS = ("lr", "weight_decay", "batch_size", "schedule", "warmup", "augment", "l2_warmup", "norm",
+                  "channels_last")
 
 
 def _given(args: argparse.Namespace, names) -> dict:
@@ -128,16 +156,17 @@ def run_settings(args: argparse.Namespace, model: str):
     params = {f.name: ssim for f in dataclasses.fields(spec.Params) if hints[f.name] is SsimOptions}
     params.update({f.name: getattr(args, _dest(f.metadata["flag"])) for f in dataclasses.fields(spec.Params)
                    if "flag" in f.metadata and getattr(args, _dest(f.metadata["flag"]), None) is not None})
+    chosen = apply_recipe(args.recipe or "paper", {n: getattr(args, n, None) for n in RECIPE_OPTIONS})
     train = TrainSettings(model=model, seed=args.seed, device=args.device, max_minutes=args.max_minutes,
-                          params=spec.Params(**params),
-                          **_given(args, ["epochs", "patches_per_epoch", "batch_size", "lr", "weight_decay",
-                                          "val_fraction"]),
+                          params=spec.Params(**params), **{k: v for k, v in chosen.items() if v is not None},
+                          **_given(args, ["epochs", "patches_per_epoch", "val_fraction", "budget_minutes"]),
                           **({"num_workers": args.workers} if args.workers is not None else {}),
                           **({"latent_dim": opts["latent_dim"]} if opts.get("latent_dim") is not None else {}))
     resize = opts.get("resize")
     inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale),
                                   ssim=ssim, seed=args.seed,
-                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter"]))
+                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter",
+                                                  "smooth"]))
     return RunSettings(train, inference)
 
 
@@ -168,8 +197,8 @@ def cmd_evaluate(args) -> None:
     from ssimae.evaluate import evaluate
 
     root, kw = _dataset_for_run(args)
-    m = evaluate(args.run, root, args.out, residual=args.residual, dataset_kwargs=kw, device=args.device,
-                 progress=not args.quiet)
+    m = evaluate(args.run, root, args.out, residual=args.residual, smooth=args.smooth, dataset_kwargs=kw,
+                 device=args.device, progress=not args.quiet)
     print(f"pixel ROC AUC {m['pixel_roc_auc']:.4f}   AUC to FPR 0.3 {m['pixel_roc_auc_fpr30']:.4f}   "
           f"PRO to FPR 0.3 {m['pro_auc_fpr30']:.4f}   image ROC AUC {m['image_roc_auc']:.4f}   "
           f"({m['n_images']} images) -> {args.out}/metrics.json")
@@ -179,7 +208,7 @@ def cmd_predict(args) -> None:
     from ssimae.predict import predict
 
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
-            progress=not args.quiet)
+            residual=args.residual, smooth=args.smooth, progress=not args.quiet)
 
 
 def cmd_make_demo_data(args) -> None:
@@ -230,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="REPORT", help="report folder")
     p.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map to score with (default: the run's own)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="Gaussian smoothing of the residual map (default: the run's own)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     add_data_args(p)
@@ -242,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
+    p.add_argument("--residual", choices=list(RESIDUALS), default=None,
+                   help="residual map (default: the run's own; the stored threshold belongs to it)")
+    p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
+                   help="Gaussian smoothing of the residual map (default: the run's own)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)

@@ -9,7 +9,7 @@ Pipeline for one image (Sec. 4.2): optional resize (the training preprocessing) 
 reflection padding if smaller than a 128x128 patch -> sliding-window reconstruction at
 stride 30 with overlapping outputs averaged (the model's per-patch inference, e.g. the
 VAE's N samples) -> residual map (:mod:`ssimae.residual`) on the whole image -> padding
-cropped -> resized back to the input's resolution. Segmentation: residual > threshold,
+cropped -> optional Gaussian smoothing (``smooth``) -> resized back to the input's resolution. Segmentation: residual > threshold,
 then an opening with a disk of diameter 4. All settings come from
 :class:`ssimae.settings.InferenceSettings`.
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage as ndi
 from skimage.transform import resize as sk_resize
 
 from ssimae.checkpoint import load_checkpoint
@@ -71,7 +72,7 @@ class Detector:
         train = ckpt["settings"].train
         model = get_model(train.model)
         try:
-            network = model.build(train.latent_dim, train.params)
+            network = model.build(train.latent_dim, train.params, train.norm)
             network.load_state_dict(ckpt["model"])
         except (KeyError, ValueError, RuntimeError) as e:
             raise SsimaeError(f"checkpoint does not match its model configuration ({str(e).splitlines()[0][:120]})",
@@ -116,6 +117,8 @@ class Detector:
         ctx = ResidualContext(s, self.params)
         recon = outputs["recon"][:h, :w].float().cpu().numpy()
         maps = {name: residual_map(name, t, outputs, ctx)[:h, :w].float().cpu().numpy() for name in residuals}
+        if s.smooth > 0:
+            maps = {k: ndi.gaussian_filter(v, s.smooth, mode="reflect") for k, v in maps.items()}
         if (h, w) != image.shape:
             recon = _resize(recon, image.shape)
             maps = {k: _resize(v, image.shape) for k, v in maps.items()}

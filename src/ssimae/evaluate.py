@@ -10,19 +10,20 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ssimae.checkpoint import atomic_write_text
-from ssimae.datasets import Dataset, load_dataset
+from ssimae.checkpoint import atomic_write_text, load_checkpoint
+from ssimae.datasets import Dataset, load_dataset, seeded_split
 from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.images import read_image, read_mask
 from ssimae.metrics import evaluate_maps, write_roc_csv
 from ssimae.models import get_model
+from ssimae.residual import get_residual
 from ssimae.plots import plot_roc
 
 
@@ -82,19 +83,38 @@ def report(maps, masks, types, out: str | os.PathLike, *, model: str, residual: 
     return metrics | {"roc": curve}
 
 
+def validation_images(dataset: Dataset, run_settings) -> list:
+    """The run's own validation images (the seeded split of its training images)."""
+    t = run_settings.train
+    return seeded_split(dataset.train, t.val_fraction, t.seed)[1]
+
+
 def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: str | os.PathLike, *,
-             residual: str | None = None, dataset_kwargs: dict | None = None, device: str | None = None,
-             progress: bool = True, log=print) -> dict:
-    """Evaluate a trained run on a dataset's test images; returns the metrics dict."""
+             residual: str | None = None, smooth: float | None = None, dataset_kwargs: dict | None = None,
+             device: str | None = None, progress: bool = True, log=print) -> dict:
+    """Evaluate a trained run on a dataset's test images; returns the metrics dict.
+
+    ``residual`` and ``smooth`` override the run's own. A residual that needs validation
+    statistics the run lacks (runs older than those residuals) gets them from the run's
+    own validation images.
+    """
     detector = Detector.load(run, device)
+    if smooth is not None:
+        detector.settings = replace(detector.settings, smooth=smooth)
     dataset = load_dataset(data_root, **(dataset_kwargs or {}), log=log, progress=progress)
     if not dataset.test:
         raise SsimaeError("no test images found", data_root)
-    t0 = time.monotonic()
     residual = residual or detector.default_residual
+    if set(get_residual(residual).needs_stats) - set(detector.settings.residual_stats):
+        from ssimae.calibrate import residual_statistics
+
+        residual_statistics(detector, validation_images(dataset, load_checkpoint(run)["settings"]),
+                            progress=progress)
+    t0 = time.monotonic()
     scores = score_test_set(detector, dataset, (residual,), progress)
     seconds = time.monotonic() - t0
     maps = scores.maps[residual]
     return report(maps, scores.masks, scores.types, out, model=detector.model.name, residual=residual,
                   diameter=detector.opening_diameter,
-                  extra={"seconds_per_image": seconds / len(maps), "threshold": detector.threshold})
+                  extra={"seconds_per_image": seconds / len(maps), "threshold": detector.threshold,
+                         "smooth": detector.settings.smooth})

@@ -49,10 +49,23 @@ def _channels(latent_dim: int, in_channels: int) -> list[int]:
     return [in_channels] + [latent_dim if l.out_channels is None else l.out_channels for l in TABLE1]
 
 
-def build_encoder(latent_dim: int = DEFAULT_LATENT_DIM, in_channels: int = 1, out_multiplier: int = 1) -> nn.Sequential:
+NORMS = ("none", "batch")  # "batch": BatchNorm2d after each hidden convolution (not in Table 1)
+
+
+def _hidden(out_channels: int, norm: str) -> list[nn.Module]:
+    """What follows a hidden convolution: [BatchNorm2d if norm == "batch"], leaky ReLU 0.2."""
+    if norm not in NORMS:
+        raise ValueError(f"unknown normalisation {norm!r} (expected one of {', '.join(NORMS)})")
+    return ([nn.BatchNorm2d(out_channels)] if norm == "batch" else []) + [nn.LeakyReLU(LEAKY_SLOPE)]
+
+
+def build_encoder(latent_dim: int = DEFAULT_LATENT_DIM, in_channels: int = 1, out_multiplier: int = 1,
+                  norm: str = "none") -> nn.Sequential:
     """Encoder of Table 1: (B, in_channels, 128, 128) -> (B, latent_dim * out_multiplier, 1, 1).
 
-    ``out_multiplier=2`` gives the VAE's mean and log-variance in one output.
+    ``out_multiplier=2`` gives the VAE's mean and log-variance in one output. ``norm="batch"``
+    adds batch normalisation after every hidden convolution: an option beyond the paper
+    (Table 1 has none), off by default.
     """
     ch = _channels(latent_dim, in_channels)
     layers: list[nn.Module] = []
@@ -61,11 +74,11 @@ def build_encoder(latent_dim: int = DEFAULT_LATENT_DIM, in_channels: int = 1, ou
         out = ch[i + 1] * (out_multiplier if last else 1)
         layers.append(nn.Conv2d(ch[i], out, spec.kernel, spec.stride, spec.padding))
         if not last:
-            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+            layers += _hidden(out, norm)
     return nn.Sequential(*layers)
 
 
-def build_decoder(latent_dim: int = DEFAULT_LATENT_DIM, out_channels: int = 1) -> nn.Sequential:
+def build_decoder(latent_dim: int = DEFAULT_LATENT_DIM, out_channels: int = 1, norm: str = "none") -> nn.Sequential:
     """Decoder = the encoder reversed: (B, latent_dim, 1, 1) -> (B, out_channels, 128, 128).
 
     A layer that shrinks the image in the encoder (stride 2, or the 8x8 kernel without
@@ -81,7 +94,7 @@ def build_decoder(latent_dim: int = DEFAULT_LATENT_DIM, out_channels: int = 1) -
         conv = nn.ConvTranspose2d if shrinks else nn.Conv2d
         layers.append(conv(first_in, out, spec.kernel, spec.stride, spec.padding))
         if j != len(TABLE1) - 1:
-            layers.append(nn.LeakyReLU(LEAKY_SLOPE))
+            layers += _hidden(out, norm)
     return nn.Sequential(*layers)
 
 
@@ -105,11 +118,11 @@ def init_weights(module: nn.Module) -> None:
 class AutoEncoder(nn.Module):
     """Deterministic autoencoder (the l2-, SSIM- and feature-matching AE)."""
 
-    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM):
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none"):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = build_encoder(latent_dim)
-        self.decoder = build_decoder(latent_dim)
+        self.encoder = build_encoder(latent_dim, norm=norm)
+        self.decoder = build_decoder(latent_dim, norm=norm)
         init_weights(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ PATCHES_PER_EPOCH = 10_000  # Sec. 4.2: "trained on 10 000 defect-free patches o
 DEFAULT_CACHE_BYTES = 2 * 2**30  # hold preprocessed images in memory up to this size
 DEFAULT_LRU_BYTES = 256 * 2**20  # per-process cache of decoded images when streaming
 STREAMING_PATCHES_PER_IMAGE = 8  # consecutive patches per decoded image when streaming
+AUGMENTATIONS = ("none", "flips", "dihedral")  # see RandomPatches (the paper: none)
 
 
 class RandomPatches(torch.utils.data.Dataset):
@@ -42,6 +43,8 @@ class RandomPatches(torch.utils.data.Dataset):
     with probability proportional to its preprocessed area (H' * W', before padding), drawn
     from ``numpy.random.default_rng((seed, e, block))``; the crop's top-left corner is uniform
     over all positions of the padded image, drawn from ``default_rng((seed, e, i, 1))``.
+    With ``augment`` ("flips" or "dihedral", options beyond the paper) the crop is then turned
+    or flipped by :func:`augment_patch`, drawn from ``default_rng((seed, e, i, 2))``.
     So an item depends only on (seed, e, i) and the settings, not on workers or order.
 
     Memory: arrays, and files whose preprocessed padded float32 size totals at most
@@ -56,11 +59,14 @@ class RandomPatches(torch.utils.data.Dataset):
     def __init__(self, images: Sequence[str | os.PathLike] | Sequence[np.ndarray], patches_per_epoch: int = PATCHES_PER_EPOCH,
                  patch_size: int = PATCH_SIZE, preprocess: Preprocess = Preprocess(), seed: int = 0,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, *, patches_per_image: int | None = None,
-                 lru_bytes: int = DEFAULT_LRU_BYTES, progress: bool = True):
+                 lru_bytes: int = DEFAULT_LRU_BYTES, progress: bool = True, augment: str = "none"):
         if len(images) == 0:
             raise SsimaeError("no training images")
         if patches_per_epoch < 1 or patch_size < 1 or seed < 0:
             raise ValueError("patches_per_epoch and patch_size must be positive, seed non-negative")
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r} (expected one of {', '.join(AUGMENTATIONS)})")
+        self.augment = augment
         self.sources = list(images)
         self.patches_per_epoch = int(patches_per_epoch)
         self.patch_size = int(patch_size)
@@ -140,6 +146,8 @@ class RandomPatches(torch.utils.data.Dataset):
         k, top, left = self.locate(epoch, i)
         p = self.patch_size
         crop = self.image(k)[top:top + p, left:left + p]
+        if self.augment != "none":
+            crop = augment_patch(crop, self.augment, np.random.default_rng((self.seed, epoch, i, 2)))
         return torch.from_numpy(crop.copy())[None]
 
     def __getstate__(self) -> dict:
@@ -147,6 +155,23 @@ class RandomPatches(torch.utils.data.Dataset):
         state = self.__dict__.copy()
         state["_lru"], state["_lru_used"], state["reads"] = OrderedDict(), 0, 0
         return state
+
+
+def augment_patch(patch: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A random symmetry of a square (H, W) patch (a view; copy before writing).
+
+    "flips": left-right and up-down flips, each with probability 1/2 (4 outcomes);
+    "dihedral": a turn by k * 90 degrees (k uniform in 0..3), then a left-right flip with
+    probability 1/2 (all 8 symmetries of the square). "none": the patch itself.
+    """
+    if kind == "flips":
+        lr, ud = rng.integers(0, 2, size=2)
+        return patch[::-1 if ud else 1, ::-1 if lr else 1]
+    if kind == "dihedral":
+        k, lr = rng.integers(0, 4), rng.integers(0, 2)
+        out = np.rot90(patch, k)
+        return out[:, ::-1] if lr else out
+    return patch
 
 
 class EpochSampler(Sampler):

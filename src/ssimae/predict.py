@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import replace
 from pathlib import Path, PurePath
 
 import numpy as np
@@ -46,7 +47,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
-            progress: bool = True, log=print) -> list[Path]:
+            residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print) -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image.
 
@@ -54,6 +55,11 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     mid-scale and maps of different images compare), or to the map's maximum when the
     threshold is not positive."""
     detector = Detector.load(run, device)
+    if smooth is not None:
+        detector.settings = replace(detector.settings, smooth=smooth)
+    if residual is not None and residual != detector.default_residual and threshold is None:
+        raise SsimaeError(f"the stored threshold belongs to the {detector.default_residual} residual; "
+                          f"give --threshold for the {residual} residual", run)
     t = detector.threshold if threshold is None else threshold
     if t is None:
         raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
@@ -62,7 +68,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     written = []
     for f, rel in tqdm(files, desc="predicting", disable=not progress):
         img = read_image(f)
-        res = detector.residual_map(img)
+        res = detector.residual_map(img, residual)
         mask = segment(res, t, detector.opening_diameter)
         base = out / rel
         base.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,17 @@ and the model's pooled outputs, and the outputs it needs. Built in:
 - ``vae``: per-pixel reconstruction probability (An and Cho, 2015) as a negative
   log-likelihood, see :func:`vae_residual`.
 
+Beyond the paper (options, measured in docs/results/recipe/):
+
+- ``msgms``: 1 - multi-scale gradient-magnitude similarity (as in RIAD, Zavrtanik et al.,
+  Pattern Recognition 2021), see :func:`msgms_residual`.
+- ``ssim+l2``: the SSIM and l2 residuals, each standardised by its mean and standard
+  deviation over the defect-free validation images (``InferenceSettings.residual_stats``,
+  stored by :mod:`ssimae.calibrate`), added.
+
+Any map can also be smoothed with a Gaussian before thresholding (``InferenceSettings.smooth``,
+applied by the detector).
+
 A new residual is one :func:`register_residual` entry. All maps are computed on the whole
 image after sliding-window reconstruction (:mod:`ssimae.window`); larger = more likely a
 defect. Shapes: (H, W) tensors.
@@ -47,16 +58,17 @@ class Residual:
     fn: ResidualFn
     needs: tuple[str, ...] = ("recon",)
     description: str = ""
+    needs_stats: tuple[str, ...] = ()  # residuals whose validation statistics it reads
 
 
 RESIDUALS: Registry[Residual] = Registry("residual")
 
 
 def register_residual(name: str, needs: tuple[str, ...] = ("recon",), description: str = "", *,
-                      replace: bool = False):
+                      needs_stats: tuple[str, ...] = (), replace: bool = False):
     """Decorator: register ``fn(x, outputs, ctx) -> (H, W) map`` as residual ``name``."""
     def add(fn: ResidualFn) -> ResidualFn:
-        RESIDUALS.add(name, Residual(name, fn, tuple(needs), description), replace)
+        RESIDUALS.add(name, Residual(name, fn, tuple(needs), description, tuple(needs_stats)), replace)
         return fn
 
     return add
@@ -94,6 +106,48 @@ def vae_residual(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, obs_var
     return 0.5 * torch.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v)
 
 
+GMS_C = 0.0026  # RIAD's stabilising constant of the gradient-magnitude similarity
+MSGMS_SCALES = 4  # full resolution and three halvings, as in RIAD
+_PREWITT = torch.tensor([[1.0, 0.0, -1.0]] * 3) / 3
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """sqrt(gx^2 + gy^2) of (B, 1, H, W) with 3x3 Prewitt filters (cross-correlation, mirror
+    padding without repeating the edge pixel); same shape."""
+    k = torch.stack([_PREWITT, _PREWITT.T])[:, None].to(x)
+    g = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), k)
+    return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2)
+
+
+def msgms_residual(x: torch.Tensor, recon: torch.Tensor, scales: int = MSGMS_SCALES, c: float = GMS_C) -> torch.Tensor:
+    """1 - MSGMS(x, recon) per pixel; (H, W) -> (H, W), in [0, 1].
+
+    GMS = (2 g_x g_r + c) / (g_x^2 + g_r^2 + c) of the gradient magnitudes of image and
+    reconstruction, computed on ``scales`` levels of a pyramid (2x2 average pooling), each
+    level upsampled bilinearly (half-pixel centres) to (H, W), and averaged.
+    """
+    h, w = x.shape
+    a, b = x[None, None], recon[None, None]
+    total = torch.zeros_like(a)
+    for level in range(scales):
+        if level:
+            if min(a.shape[-2:]) < 4:
+                scales = level
+                break
+            a, b = torch.nn.functional.avg_pool2d(a, 2), torch.nn.functional.avg_pool2d(b, 2)
+        ga, gb = gradient_magnitude(a), gradient_magnitude(b)
+        gms = (2 * ga * gb + c) / (ga**2 + gb**2 + c)
+        total += gms if level == 0 else torch.nn.functional.interpolate(gms, size=(h, w), mode="bilinear",
+                                                                         align_corners=False)
+    return 1.0 - total[0, 0] / scales
+
+
+def standardised(name: str, m: torch.Tensor, ctx: "ResidualContext") -> torch.Tensor:
+    """(m - mean) / std of residual ``name`` on the defect-free validation images."""
+    mean, std = ctx.settings.residual_stats[name]
+    return (m - mean) / max(std, 1e-12)
+
+
 register_residual("l2", description="per-pixel squared error (x - x_hat)^2")(
     lambda x, out, ctx: l2_residual(x, out["recon"]))
 register_residual("ssim", description="1 - SSIM(x, x_hat) per pixel (window K = 11)")(
@@ -101,6 +155,12 @@ register_residual("ssim", description="1 - SSIM(x, x_hat) per pixel (window K = 
 register_residual("vae", needs=("recon", "second_moment"),
                   description="VAE: negative log reconstruction probability over N latent samples")(
     lambda x, out, ctx: vae_residual(x, out["recon"], out["second_moment"] - out["recon"] ** 2, ctx.params.obs_var))
+register_residual("msgms", description="1 - multi-scale gradient-magnitude similarity (RIAD)")(
+    lambda x, out, ctx: msgms_residual(x, out["recon"]))
+register_residual("ssim+l2", needs_stats=("ssim", "l2"),
+                  description="SSIM and l2 residuals, each standardised on the validation images, added")(
+    lambda x, out, ctx: standardised("ssim", ssim_residual(x, out["recon"], ctx.settings.ssim), ctx)
+    + standardised("l2", l2_residual(x, out["recon"]), ctx))
 
 
 def residual_map(name: str, x: torch.Tensor, outputs: Mapping[str, torch.Tensor], ctx: ResidualContext) -> torch.Tensor:
@@ -114,4 +174,8 @@ def residual_map(name: str, x: torch.Tensor, outputs: Mapping[str, torch.Tensor]
     if missing:
         raise SsimaeError(f"the {name} residual needs the model output(s) {', '.join(missing)}, "
                           f"which this model does not produce (it gives {', '.join(outputs)})")
+    missing = [n for n in res.needs_stats if n not in ctx.settings.residual_stats]
+    if missing:
+        raise SsimaeError(f"the {name} residual needs statistics of the {', '.join(missing)} residual(s) on "
+                          f"defect-free validation images, which this run does not hold")
     return res.fn(x.double(), {k: v.double() for k, v in outputs.items()}, ctx)

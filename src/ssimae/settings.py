@@ -26,8 +26,8 @@ from typing import Any
 
 from ssimae.errors import SsimaeError
 from ssimae.morphology import OPENING_DIAMETER
-from ssimae.network import DEFAULT_LATENT_DIM
-from ssimae.patches import PATCHES_PER_EPOCH
+from ssimae.network import DEFAULT_LATENT_DIM, NORMS
+from ssimae.patches import AUGMENTATIONS, PATCHES_PER_EPOCH
 from ssimae.preprocess import Preprocess
 from ssimae.ssim import SsimOptions
 from ssimae.window import STRIDE
@@ -38,6 +38,7 @@ WEIGHT_DECAY = 1e-5  # Sec. 4.2
 EPOCHS = 200  # Sec. 4.2
 BATCH_SIZE = 32  # not stated in the paper
 VAL_FRACTION = 0.1  # share of the defect-free training images held back for the threshold
+SCHEDULES = ("constant", "cosine")  # learning-rate schedules (the paper: constant)
 
 
 @dataclass
@@ -62,6 +63,16 @@ class TrainSettings:
     device: str = "auto"
     params: Any = None
     data: dict = field(default_factory=dict)
+    # Beyond the paper (ssimae.recipes; the defaults are the paper's training):
+    recipe: str = "paper"
+    schedule: str = "constant"  # or "cosine": linear warm-up, then cosine decay to 0 at the end
+    warmup: float = 0.0  # share of all steps spent in the linear warm-up (cosine schedule)
+    augment: str = "none"  # or "flips" (random h/v flips) or "dihedral" (flips and 90-degree turns)
+    l2_warmup: float = 0.0  # share of all steps trained with the l2 loss before the model's own
+    norm: str = "none"  # or "batch": BatchNorm after each hidden convolution (not in Table 1)
+    channels_last: bool = False  # NHWC memory format (speed only)
+    budget_minutes: float | None = None  # a time budget, converted once into ``epochs``
+    measured_patches_per_s: float | None = None  # the throughput that conversion measured
 
     def __post_init__(self) -> None:
         from ssimae.models import get_model
@@ -79,6 +90,15 @@ class TrainSettings:
                 raise SsimaeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.val_fraction < 1:
             raise SsimaeError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        choices = {"schedule": SCHEDULES, "augment": AUGMENTATIONS, "norm": NORMS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SsimaeError(f"--{name}: unknown value {getattr(self, name)!r}; choose from {', '.join(allowed)}")
+        for name in ("warmup", "l2_warmup"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SsimaeError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.budget_minutes is not None and not (math.isfinite(self.budget_minutes) and self.budget_minutes > 0):
+            raise SsimaeError(f"--budget-minutes must be a positive number, got {self.budget_minutes}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
             raise SsimaeError(f"--max-minutes must be a number >= 0, got {self.max_minutes}")
 
@@ -88,6 +108,9 @@ class InferenceSettings:
     """Everything needed to turn an image into a residual map and a defect mask.
 
     residual: name in :mod:`ssimae.residual` (None = the model's own, fixed at training).
+    smooth: sigma of a Gaussian applied to the residual map before thresholding (0 = the
+    paper: none). residual_stats: mean and standard deviation of residual maps on the
+    defect-free validation images (for the standardised residuals), set by calibration.
     threshold: residual value above which an (opened) pixel is a defect; None until a
     rule (``threshold_rule``, :mod:`ssimae.calibrate`) has chosen it on defect-free
     validation images. ``seed`` seeds the VAE's latent samples (reproducible maps).
@@ -103,8 +126,12 @@ class InferenceSettings:
     min_defect_area: int = 0
     batch_size: int = 64
     seed: int = 0
+    smooth: float = 0.0  # Gaussian sigma (px) applied to the residual map before thresholding (0: none)
+    residual_stats: dict = field(default_factory=dict)  # {residual: [mean, std]} on the validation images
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.smooth) and self.smooth >= 0):
+            raise SsimaeError(f"--smooth must be a number >= 0, got {self.smooth}")
         if self.stride < 1:
             raise SsimaeError(f"--stride must be at least 1, got {self.stride}")
         if self.batch_size < 1:

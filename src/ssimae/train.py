@@ -32,7 +32,7 @@ from ssimae.errors import SsimaeError
 from ssimae.models import get_model
 from ssimae.network import PATCH_SIZE
 from ssimae.patches import RandomPatches, make_loader
-from ssimae.settings import RunSettings
+from ssimae.settings import RunSettings, TrainSettings
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -76,10 +76,65 @@ def _training_images(run: RunSettings, data_root, dataset_kwargs: dict, log, pro
     return train_paths, val_paths
 
 
-def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, out: Path, save, progress, log) -> bool:
+def learning_rate(step: int, total: int, t: TrainSettings) -> float:
+    """Learning rate of (0-based) step ``step`` of ``total``: constant ``t.lr`` (the paper), or
+    for ``schedule="cosine"`` a linear warm-up over the first ``t.warmup`` share of the steps
+    followed by a cosine decay that reaches 0 at the end of the budget."""
+    if t.schedule == "constant":
+        return t.lr
+    warm = int(round(t.warmup * total))
+    if step < warm:
+        return t.lr * (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    return t.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _l2_loss(net):
+    return lambda x: torch.mean((net(x) - x) ** 2)
+
+
+def _to_device(x: torch.Tensor, device, t: TrainSettings) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if t.channels_last else x
+
+
+def _build(model, t: TrainSettings, device) -> torch.nn.Module:
+    net = model.build(t.latent_dim, t.params, t.norm).to(device)
+    return net.to(memory_format=torch.channels_last) if t.channels_last else net
+
+
+def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, steps: int = 6) -> float:
+    """Training patches per second of this run's step on this machine: ``steps`` timed steps
+    (after one untimed) of a throw-away copy of the network, so the run itself, and the
+    global RNG it draws from, are untouched."""
+    rng = torch.get_rng_state()
+    try:
+        net = _build(model, t, device)
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        loss_fn = model.loss(net, t.params, device)
+        batch = _to_device(torch.stack([patches[(0, i % len(patches))] for i in range(t.batch_size)]), device, t)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        for i in range(steps + 1):
+            if i == 1:
+                sync()
+                t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            loss_fn(batch).backward()
+            opt.step()
+        sync()
+        return steps * t.batch_size / (time.perf_counter() - t0)
+    finally:
+        torch.set_rng_state(rng)
+
+
+def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, out: Path, save, progress, log,
+          warm_loss=None) -> bool:
     """Run the epochs from ``state`` ({"epoch", "step", "rows"}); returns True when the
     time limit stopped it. Saves the checkpoint and the log after every epoch."""
     n_steps = math.ceil(t.patches_per_epoch / t.batch_size)
+    total_steps = n_steps * t.epochs
+    warm_steps = int(round(t.l2_warmup * total_steps))
     start = time.monotonic()
     budget = None if t.max_minutes is None else t.max_minutes * 60
     stopped = False
@@ -89,8 +144,11 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
         bar = tqdm(loader, total=n_steps - state["step"], desc=f"epoch {state['epoch'] + 1}/{t.epochs}",
                    disable=not progress, leave=False, dynamic_ncols=True)
         for x in bar:
-            x = x.to(device, non_blocking=True)
-            loss = loss_fn(x)
+            x = _to_device(x, device, t)
+            global_step = state["epoch"] * n_steps + state["step"]
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(global_step, total_steps, t)
+            loss = (warm_loss if global_step < warm_steps else loss_fn)(x)
             if not torch.isfinite(loss):
                 raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {loss.item()}); "
                                   f"the last good checkpoint is kept", out / CHECKPOINT_NAME)
@@ -118,6 +176,16 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
     return stopped
 
 
+def _convert_budget(model, t: TrainSettings, patches: RandomPatches, device, log) -> None:
+    """Turn ``t.budget_minutes`` into ``t.epochs`` once, from the throughput measured here;
+    both are recorded, so the run is repeated exactly by its epochs, not by a clock."""
+    t.measured_patches_per_s = round(measure_throughput(model, t, patches, device), 1)
+    total = t.measured_patches_per_s * t.budget_minutes * 60
+    t.epochs = max(1, int(round(total / t.patches_per_epoch)))
+    log(f"budget of {t.budget_minutes:g} minutes at {t.measured_patches_per_s:g} patches/s measured here: "
+        f"{t.epochs} epochs x {t.patches_per_epoch} patches ({t.epochs * t.patches_per_epoch} patches)")
+
+
 def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: bool = False,
           dataset_kwargs: dict | None = None, progress: bool = True, log=print) -> Path:
     """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt)."""
@@ -129,12 +197,16 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
     t.params = model.prepare(t.params)
     run.inference.residual = run.inference.residual or model.default_residual
     train_paths, val_paths = _training_images(run, data_root, dataset_kwargs, log, progress)
-    log(f"training the {model.title} on {len(train_paths)} images ({len(val_paths)} held back for the threshold), "
-        f"{t.epochs} epochs x {t.patches_per_epoch} patches")
 
     device = pick_device(t.device)
+    patches = RandomPatches(train_paths, t.patches_per_epoch, PATCH_SIZE, run.inference.preprocess, seed=t.seed,
+                            progress=progress, augment=t.augment)
+    if t.budget_minutes is not None and ckpt is None:
+        _convert_budget(model, t, patches, device, log)
+    log(f"training the {model.title} on {len(train_paths)} images ({len(val_paths)} held back for the threshold), "
+        f"{t.epochs} epochs x {t.patches_per_epoch} patches, recipe {t.recipe}")
     torch.manual_seed(t.seed)
-    net = model.build(t.latent_dim, t.params).to(device)
+    net = _build(model, t, device)
     opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     loss_fn = model.loss(net, t.params, device)
     state = {"epoch": 0, "step": 0, "rows": []}
@@ -153,14 +225,12 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
         save_checkpoint(ckpt_path, settings=run, model=net.state_dict(), optimizer=opt.state_dict(),
                         epoch=state["epoch"], step=state["step"], finished=finished)
 
-    patches = RandomPatches(train_paths, t.patches_per_epoch, PATCH_SIZE, run.inference.preprocess, seed=t.seed,
-                            progress=progress)
     # One loader for the whole run: its own seeded generator (the global RNG, which the VAE
     # samples from, is not touched), persistent workers, and a mid-epoch start on resume.
     loader = make_loader(patches, t.batch_size, t.num_workers, pin_memory=device.type == "cuda",
                          start=state["step"] * t.batch_size)
     net.train()
-    if _loop(state, loss_fn, opt, loader, patches, device, t, out, save, progress, log):
+    if _loop(state, loss_fn, opt, loader, patches, device, t, out, save, progress, log, _l2_loss(net)):
         log(f"stopped after {t.max_minutes} minutes (--max-minutes) at epoch {state['epoch'] + 1}, "
             f"step {state['step']}; continue with --resume")
 

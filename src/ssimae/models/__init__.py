@@ -49,9 +49,10 @@ class Model:
     compare_residuals: ClassVar[tuple[str, ...]] = ()  # default: (default_residual,)
     outputs: ClassVar[tuple[str, ...]] = ("recon",)  # channels of patch_fn's output
 
-    def build(self, latent_dim: int, params) -> nn.Module:
-        """The network (Table 1 autoencoder by default), freshly initialised."""
-        return AutoEncoder(latent_dim)
+    def build(self, latent_dim: int, params, norm: str = "none") -> nn.Module:
+        """The network (Table 1 autoencoder by default), freshly initialised; ``norm`` as in
+        :func:`ssimae.network.build_encoder`."""
+        return AutoEncoder(latent_dim, norm)
 
     def prepare(self, params):
         """Check and complete ``params`` before training starts (e.g. find pretrained weights);

@@ -49,11 +49,11 @@ class VAE(nn.Module):
     diagonal Gaussian Q(z|x). The decoder gives the mean of P(x|z).
     """
 
-    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM):
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none"):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = build_encoder(latent_dim, out_multiplier=2)
-        self.decoder = build_decoder(latent_dim)
+        self.encoder = build_encoder(latent_dim, out_multiplier=2, norm=norm)
+        self.decoder = build_decoder(latent_dim, norm=norm)
         init_weights(self)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,8 +81,8 @@ class VariationalAE(Model):
     default_residual = "vae"
     outputs = ("recon", "second_moment")
 
-    def build(self, latent_dim, params):
-        return VAE(latent_dim)
+    def build(self, latent_dim, params, norm="none"):
+        return VAE(latent_dim, norm)
 
     def loss(self, net: VAE, params: VaeParams, device):
         def vae_loss(x):

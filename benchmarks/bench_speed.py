@@ -126,7 +126,7 @@ def recipe_speeds(args, sample: torch.Tensor) -> None:
     """Training patches/s of each recipe, the bare step, and the CPU's limit (see the docstring)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ssimae.recipes import RECIPES, apply_recipe
+    from ssimae.recipes import RECIPES, recipe_settings
     from ssimae.settings import TrainSettings
     from ssimae.train import measure_throughput
 
@@ -140,9 +140,9 @@ def recipe_speeds(args, sample: torch.Tensor) -> None:
     patches = RandomPatches([sample[0, 0].numpy()], 64, progress=False)
     rows = [("bare eager fp32 step (paper settings, batch 32)", TrainSettings(batch_size=32))]
     for name in RECIPES:
-        opts = {k: v for k, v in apply_recipe(name, {}).items() if v is not None}
-        rows.append((f"recipe {name} ({', '.join(f'{k}={v}' for k, v in RECIPES[name].items()) or 'batch 32'})",
-                     TrainSettings(**opts)))
+        train_opts, _ = recipe_settings(name)
+        rows.append((f"recipe {name} ({', '.join(f'{k}={v}' for k, v in train_opts.items() if k != 'recipe') or 'batch 32'})",
+                     TrainSettings(**train_opts)))
     print()
     print(f"CPU limit: {gflops_peak:.0f} GFLOP/s (fp32 matmul) / {gflop_patch:.2f} GFLOP per training patch "
           f"= {gflops_peak / gflop_patch:.0f} patches/s")

@@ -35,6 +35,7 @@ VARIANTS = {
     "bn-cos1e-3": ["--norm", "batch", "--lr", "1e-3", "--schedule", "cosine", "--warmup", "0.05"],
     "bs8": ["--batch-size", "8"],
     "chlast": ["--channels-last"],
+    "d500": ["--latent-dim", "500"],
     "scale05": ["--scale", "0.5"],
     "fast": ["--recipe", "fast"],
 }

@@ -17,7 +17,7 @@ from ssimae.images import read_image
 from ssimae.metrics import select_threshold
 from ssimae.network import AutoEncoder
 from ssimae.patches import RandomPatches, augment_patch
-from ssimae.recipes import RECIPES, apply_recipe
+from ssimae.recipes import INFERENCE_OPTIONS, RECIPES, apply_recipe
 from ssimae.residual import ResidualContext, msgms_residual, residual_map
 from ssimae.settings import InferenceSettings, TrainSettings
 from ssimae.train import learning_rate
@@ -39,7 +39,8 @@ def test_fast_recipe_fills_only_what_is_not_given():
     r = parse("--recipe", "fast")
     assert r.train.recipe == "fast"
     for key, value in RECIPES["fast"].items():
-        assert getattr(r.train, key) == value
+        assert getattr(r.inference if key in INFERENCE_OPTIONS else r.train, key) == value
+    assert parse("--recipe", "fast", "--smooth", "0").inference.smooth == 0.0
     assert parse("--recipe", "fast", "--lr", "3e-4").train.lr == 3e-4  # explicit options win
     assert apply_recipe("fast", {"lr": None})["lr"] == RECIPES["fast"].get("lr")
     with pytest.raises(ValueError):
@@ -213,3 +214,13 @@ def test_bad_recipe_options_are_one_line(option, demo_root, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("ssimae: error:") and "\n" not in err and not (tmp_path / "r").exists()
 
+
+
+def test_demo_uses_the_fast_recipe_and_a_fixed_patch_budget():
+    from ssimae.demo import demo_settings
+
+    for r in demo_settings(seed=3):
+        assert r.train.recipe == "fast" and r.train.seed == 3 and r.inference.seed == 3
+        assert r.train.epochs * r.train.patches_per_epoch == 12_000 and r.train.budget_minutes is None
+        assert r.train.latent_dim == RECIPES["fast"]["latent_dim"] and r.inference.smooth == RECIPES["fast"]["smooth"]
+    assert [r.train.model for r in demo_settings()] == ["ssim", "l2"]

@@ -14,7 +14,7 @@ from ssimae.errors import SsimaeError
 from ssimae.models import MODELS, get_model
 from ssimae.network import NORMS
 from ssimae.patches import AUGMENTATIONS
-from ssimae.recipes import RECIPES, apply_recipe
+from ssimae.recipes import RECIPES, recipe_settings
 from ssimae.residual import RESIDUALS
 from ssimae.settings import SCHEDULES
 
@@ -131,7 +131,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 # Training options a recipe may set (ssimae.recipes); each is also a command-line option.
 RECIPE_OPTIONS = ("lr", "weight_decay", "batch_size", "schedule", "warmup", "augment", "l2_warmup", "norm",
-                  "channels_last")
+                  "channels_last", "smooth")
 
 
 def _given(args: argparse.Namespace, names) -> dict:
@@ -139,8 +139,8 @@ def _given(args: argparse.Namespace, names) -> dict:
 
 
 def run_settings(args: argparse.Namespace, model: str):
-    """RunSettings from parsed options: explicit options > preset > defaults (which live in
-    :mod:`ssimae.settings` and the models' Params)."""
+    """RunSettings from parsed options: explicit options > preset > recipe > defaults (which
+    live in :mod:`ssimae.settings` and the models' Params)."""
     from ssimae.preprocess import Preprocess
     from ssimae.presets import apply_preset
     from ssimae.settings import InferenceSettings, RunSettings, TrainSettings
@@ -156,17 +156,16 @@ def run_settings(args: argparse.Namespace, model: str):
     params = {f.name: ssim for f in dataclasses.fields(spec.Params) if hints[f.name] is SsimOptions}
     params.update({f.name: getattr(args, _dest(f.metadata["flag"])) for f in dataclasses.fields(spec.Params)
                    if "flag" in f.metadata and getattr(args, _dest(f.metadata["flag"]), None) is not None})
-    chosen = apply_recipe(args.recipe or "paper", {n: getattr(args, n, None) for n in RECIPE_OPTIONS})
+    chosen, inference_chosen = recipe_settings(args.recipe or "paper", latent_dim=opts.get("latent_dim"),
+                                               **{n: getattr(args, n, None) for n in RECIPE_OPTIONS})
     train = TrainSettings(model=model, seed=args.seed, device=args.device, max_minutes=args.max_minutes,
-                          params=spec.Params(**params), **{k: v for k, v in chosen.items() if v is not None},
+                          params=spec.Params(**params), **chosen,
                           **_given(args, ["epochs", "patches_per_epoch", "val_fraction", "budget_minutes"]),
-                          **({"num_workers": args.workers} if args.workers is not None else {}),
-                          **({"latent_dim": opts["latent_dim"]} if opts.get("latent_dim") is not None else {}))
+                          **({"num_workers": args.workers} if args.workers is not None else {}))
     resize = opts.get("resize")
     inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale),
-                                  ssim=ssim, seed=args.seed,
-                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter",
-                                                  "smooth"]))
+                                  ssim=ssim, seed=args.seed, **inference_chosen,
+                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter"]))
     return RunSettings(train, inference)
 
 

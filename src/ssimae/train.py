@@ -105,20 +105,23 @@ def _build(model, t: TrainSettings, device) -> torch.nn.Module:
 
 def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, steps: int = 6) -> float:
     """Training patches per second of this run's step on this machine: ``steps`` timed steps
-    (after one untimed) of a throw-away copy of the network, so the run itself, and the
-    global RNG it draws from, are untouched."""
+    (after one untimed) of a throw-away copy of the network, each on a batch cut from
+    ``patches`` as the loader does, so the run itself, and the global RNG it draws from, are
+    untouched."""
     rng = torch.get_rng_state()
     try:
         net = _build(model, t, device)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         loss_fn = model.loss(net, t.params, device)
-        batch = _to_device(torch.stack([patches[(0, i % len(patches))] for i in range(t.batch_size)]), device, t)
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         for i in range(steps + 1):
             if i == 1:
                 sync()
                 t0 = time.perf_counter()
+            # the batch is cut and moved here, as the loader does, so its cost is counted too
+            items = [patches[(0, (i * t.batch_size + j) % len(patches))] for j in range(t.batch_size)]
+            batch = _to_device(torch.stack(items), device, t)
             opt.zero_grad(set_to_none=True)
             loss_fn(batch).backward()
             opt.step()

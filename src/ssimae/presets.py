@@ -20,8 +20,12 @@ def apply_preset(name: str | None, options: dict) -> dict:
         return dict(options)
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return fill_missing(options, PRESETS[name])
+
+
+def fill_missing(options: dict, values: dict) -> dict:
+    """A copy of ``options`` with ``values`` filled in where an option is None or absent
+    (how presets and recipes apply: what the user gave wins)."""
     out = dict(options)
-    for key, value in PRESETS[name].items():
-        if out.get(key) is None:
-            out[key] = value
+    out.update({k: v for k, v in values.items() if out.get(k) is None})
     return out

@@ -14,6 +14,8 @@ how to train, not how long: the budget is ``--epochs x --patches-per-epoch`` (or
 """
 from __future__ import annotations
 
+from ssimae.presets import fill_missing
+
 RECIPES: dict[str, dict] = {
     "paper": {},
     # Measured in docs/results/recipe/ (demo data, SSIM-AE, 12,000 patches, one lever at a
@@ -36,12 +38,7 @@ def apply_recipe(name: str, options: dict) -> dict:
     raise ValueError."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r} (choose from {', '.join(RECIPES)})")
-    out = dict(options)
-    for key, value in RECIPES[name].items():
-        if out.get(key) is None:
-            out[key] = value
-    out["recipe"] = name
-    return out
+    return fill_missing(options, RECIPES[name]) | {"recipe": name}
 
 
 def recipe_settings(name: str, **given) -> tuple[dict, dict]:

@@ -12,9 +12,8 @@ A new rule is one entry of :data:`THRESHOLD_RULES`.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
-
 from dataclasses import replace
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm

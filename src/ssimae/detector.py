@@ -9,9 +9,9 @@ Pipeline for one image (Sec. 4.2): optional resize (the training preprocessing) 
 reflection padding if smaller than a 128x128 patch -> sliding-window reconstruction at
 stride 30 with overlapping outputs averaged (the model's per-patch inference, e.g. the
 VAE's N samples) -> residual map (:mod:`ssimae.residual`) on the whole image -> padding
-cropped -> optional Gaussian smoothing (``smooth``) -> resized back to the input's resolution. Segmentation: residual > threshold,
-then an opening with a disk of diameter 4. All settings come from
-:class:`ssimae.settings.InferenceSettings`.
+cropped -> optional Gaussian smoothing (``smooth``) -> resized back to the input's
+resolution. Segmentation: residual > threshold, then an opening with a disk of diameter 4.
+All settings come from :class:`ssimae.settings.InferenceSettings`.
 """
 from __future__ import annotations
 

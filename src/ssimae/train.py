@@ -89,10 +89,6 @@ def learning_rate(step: int, total: int, t: TrainSettings) -> float:
     return t.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def _l2_loss(net):
-    return lambda x: torch.mean((net(x) - x) ** 2)
-
-
 def _to_device(x: torch.Tensor, device, t: TrainSettings) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if t.channels_last else x
@@ -233,7 +229,8 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
     loader = make_loader(patches, t.batch_size, t.num_workers, pin_memory=device.type == "cuda",
                          start=state["step"] * t.batch_size)
     net.train()
-    if _loop(state, loss_fn, opt, loader, patches, device, t, out, save, progress, log, _l2_loss(net)):
+    if _loop(state, loss_fn, opt, loader, patches, device, t, out, save, progress, log,
+             get_model("l2").loss(net, None, device)):
         log(f"stopped after {t.max_minutes} minutes (--max-minutes) at epoch {state['epoch'] + 1}, "
             f"step {state['step']}; continue with --resume")
 

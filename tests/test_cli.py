@@ -89,6 +89,17 @@ def test_resume_reproduces_uninterrupted_run(demo_root, tmp_path, model):
         assert torch.allclose(a["model"][k], b["model"][k], atol=1e-6), k
 
 
+def test_resume_without_epochs_keeps_the_runs_length(demo_root, tmp_path):
+    """--resume with no --epochs finishes the run's own epochs, not the default 200."""
+    args = ["--data", str(demo_root), "--model", "l2", "--patches-per-epoch", "16", "--batch-size", "8",
+            "--latent-dim", "8", "--quiet"]
+    part = tmp_path / "part"
+    assert main(["train", "--out", str(part), *args, "--epochs", "2", "--max-minutes", "0"]) == 0
+    assert main(["train", "--out", str(part), *args, "--resume"]) == 0
+    ck = load_checkpoint(part)
+    assert ck["finished"] and ck["epoch"] == 2 and ck["settings"].train.epochs == 2
+
+
 def test_refuses_to_overwrite_run(trained_run, demo_root, capsys):
     before = (trained_run / "model.pt").read_bytes()
     assert main(["train", "--data", str(demo_root), "--out", str(trained_run), *TINY]) == 2

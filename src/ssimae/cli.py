@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
 from ssimae.datasets import FORMATS
 from ssimae.errors import SsimaeError
@@ -174,7 +175,14 @@ def cmd_train(args) -> None:
 
     if args.data is None and args.train_dir is None:
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
-    path = train(run_settings(args, args.model), args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
+    run = run_settings(args, args.model)
+    if args.resume and args.epochs is None:  # keep the run's own length (a budget run's converted one too)
+        from ssimae.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+        ckpt = Path(args.out) / CHECKPOINT_NAME
+        if ckpt.exists():
+            run.train.epochs = load_checkpoint(ckpt)["settings"].train.epochs
+    path = train(run, args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
                  progress=not args.quiet)
     print(f"checkpoint: {path}")
 

@@ -124,6 +124,9 @@ class InferenceSettings:
     threshold: float | None = None
     threshold_rule: str = "max-region"
     min_defect_area: int = 0
+    target_fpr: float = 1e-3  # the "fpr" rule: share of validation pixels allowed above the threshold
+    quantile: float = 0.95  # the "quantile" rule: quantile of the validation images' scores
+    threshold_history: tuple[dict, ...] = ()  # earlier thresholds, oldest first (``ssimae calibrate``)
     batch_size: int = 64
     seed: int = 0
     smooth: float = 0.0  # Gaussian sigma (px) applied to the residual map before thresholding (0: none)
@@ -140,6 +143,10 @@ class InferenceSettings:
             raise SsimaeError(f"--opening-diameter must be 0 (no opening) or more, got {self.opening_diameter}")
         if self.min_defect_area < 0:
             raise SsimaeError(f"--min-defect-area must be 0 or more, got {self.min_defect_area}")
+        if not (math.isfinite(self.target_fpr) and 0 < self.target_fpr < 1):
+            raise SsimaeError(f"--target-fpr must be in (0, 1), got {self.target_fpr}")
+        if not (math.isfinite(self.quantile) and 0 <= self.quantile <= 1):
+            raise SsimaeError(f"--quantile must be in [0, 1], got {self.quantile}")
         from ssimae.calibrate import THRESHOLD_RULES
 
         if self.threshold_rule not in THRESHOLD_RULES:
@@ -192,7 +199,7 @@ def settings_from_v1(config: dict, threshold: float | None) -> RunSettings:
     inference = InferenceSettings(
         preprocess=from_dict(Preprocess, c.get("preprocess") or {}, "preprocess"), stride=c.get("stride", STRIDE),
         residual=spec.default_residual, ssim=ssim, opening_diameter=c.get("opening_diameter", OPENING_DIAMETER),
-        threshold=threshold, min_defect_area=c.get("min_defect_area", 0),
+        threshold=threshold, threshold_rule="max-region", min_defect_area=c.get("min_defect_area", 0),
         batch_size=c.get("infer_batch_size", 64), seed=c.get("seed", 0))
     return RunSettings(train, inference)
 

@@ -13,7 +13,7 @@ from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.evaluate import validation_images
 from ssimae.images import read_image
-from ssimae.morphology import binary_opening
+from ssimae.morphology import binary_opening, gray_opening
 from ssimae.settings import InferenceSettings
 
 
@@ -53,6 +53,16 @@ def test_quantile_rule_matches_numpy_quantile_of_brute_force_scores(q):
         assert threshold_from_maps(maps, InferenceSettings(threshold_rule="max-region")) == ref
 
 
+def test_new_runs_use_the_measured_rule_and_old_ones_keep_theirs():
+    # fpr at 1e-3: the best pixel IoU in docs/results/thresholds/ (README, "Which threshold rule")
+    s = InferenceSettings()
+    assert (s.threshold_rule, s.target_fpr) == ("fpr", 1e-3)
+    old = InferenceSettings(threshold_rule="max-region", threshold=0.5)
+    from ssimae.settings import RunSettings
+
+    assert RunSettings.from_dict(RunSettings(inference=old).to_dict()).inference.threshold_rule == "max-region"
+
+
 def test_every_rule_is_registered_and_bad_options_are_refused():
     assert {"max-region", "fpr", "quantile"} <= set(THRESHOLD_RULES)
     for bad in ({"target_fpr": 0.0}, {"target_fpr": 1.0}, {"target_fpr": float("nan")}, {"quantile": -0.1},
@@ -86,7 +96,8 @@ def test_calibrate_round_trips_and_keeps_history(run_copy, demo_root, capsys):
     assert inf.threshold == fpr_threshold(maps, inf.opening_diameter, 0.01)
     assert (inf.threshold_rule, inf.target_fpr) == ("fpr", 0.01)
     [entry] = inf.threshold_history
-    assert entry["previous_threshold"] == t0 and entry["previous"]["threshold_rule"] == "max-region"
+    assert entry["previous_threshold"] == t0 and entry["previous"]["threshold_rule"] == "fpr"
+    assert entry["previous"]["target_fpr"] == 1e-3
     assert entry["n_images"] == len(maps)
     # weights, optimizer state and RNG state are untouched; config.json says the same
     assert all((after["model"][k] == v).all() for k, v in before["model"].items())
@@ -96,16 +107,20 @@ def test_calibrate_round_trips_and_keeps_history(run_copy, demo_root, capsys):
     # back to the original rule on the run's own validation images: the original threshold
     files = [str(p) for p in own_validation_files(run_copy, demo_root)]
     good_args = [a for f in files for a in ("--good", f)]
-    assert main(["calibrate", str(run_copy), *good_args, "--threshold-rule", "max-region", "--quiet"]) == 0
+    assert main(["calibrate", str(run_copy), *good_args, "--target-fpr", "1e-3", "--quiet"]) == 0
     inf = load_checkpoint(run_copy)["settings"].inference
     assert inf.threshold == t0 and len(inf.threshold_history) == 2
+    assert main(["calibrate", str(run_copy), *good_args, "--threshold-rule", "max-region", "--quiet"]) == 0
+    maps = [Detector.load(run_copy).residual_map(read_image(f)) for f in files]
+    assert load_checkpoint(run_copy)["settings"].inference.threshold == max(float(m.max()) for m in
+                                                                            [gray_opening(m, 4) for m in maps])
 
 
 def test_predict_says_which_threshold(run_copy, demo_root, tmp_path, capsys):
     good = demo_root / "train" / "good"
     one = next((demo_root / "test").rglob("*.png"))
     assert main(["predict", str(run_copy), str(one), "--out", str(tmp_path / "a"), "--quiet"]) == 0
-    assert "stored: max-region rule, chosen at training" in capsys.readouterr().out
+    assert "stored: fpr rule, chosen at training" in capsys.readouterr().out
     assert main(["calibrate", str(run_copy), "--good", str(good), "--threshold-rule", "quantile", "--quiet"]) == 0
     assert main(["predict", str(run_copy), str(one), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert f"stored: quantile rule, recalibrated" in capsys.readouterr().out

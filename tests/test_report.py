@@ -20,11 +20,14 @@ def test_predict_report_has_a_row_per_image(trained_run, demo_root, tmp_path):
     verdicts = {j["path"]: j for j in map(json.loads, open(out / "predictions.jsonl"))}
     rows = page.tables["images"]
     assert len(rows) == len(verdicts) == len(list((demo_root / "test").rglob("*.png")))
-    for cells in rows:
+    for cells in rows:  # path, type (the subfolder), score, verdict, defect area, thumbnails
         v = verdicts[cells[0]]
-        assert cells[1] == _fmt(v["score"]) and cells[2] == ("defective" if v["defective"] else "no defect")
-        assert int(cells[3]) == v["defect_area"]
+        assert cells[1] == cells[0].split("/")[0]
+        assert cells[2] == _fmt(v["score"]) and cells[3] == ("defective" if v["defective"] else "no defect")
+        assert int(cells[4]) == v["defect_area"]
     assert sum(link.startswith("thumbs/") for link in page.links) == 4 * len(rows)  # input, recon, heat map, overlay
+    folders = {p.parent.name for p in (demo_root / "test").rglob("*.png")}
+    assert {a["data-type"] for a in page.row_attrs["images"]} == folders  # filterable by subfolder
 
 
 def test_evaluate_report_matches_metrics_json(trained_run, demo_root, tmp_path):

@@ -105,4 +105,4 @@ def test_predict_writes_verdicts(trained_run, demo_root, tmp_path, capsys):
         assert sorted(tuple(g.values()) for g in regions) == reference_regions(mask)
         n_bad += j["defective"]
     text = capsys.readouterr().out
-    assert f"{n_bad} of {len(rows)} images defective" in text and "stored: max-region rule" in text
+    assert f"{n_bad} of {len(rows)} images defective" in text and "stored: fpr rule" in text

@@ -6,9 +6,10 @@ Rules (``InferenceSettings.threshold_rule``):
   region larger than ``min_defect_area`` pixels after the opening
   (:func:`ssimae.metrics.select_threshold`); with ``min_defect_area = 0`` the largest
   opened residual of any validation image.
-- ``fpr``: the smallest threshold at which at most a share ``target_fpr`` of all pixels of
-  the validation images is marked defect after the opening (a per-pixel false-positive
-  rate on defect-free images), :func:`fpr_threshold`.
+- ``fpr`` (the default of new runs, measured: docs/results/thresholds/): the smallest
+  threshold at which at most a share ``target_fpr`` of all pixels of the validation images
+  is marked defect after the opening (a per-pixel false-positive rate on defect-free
+  images), :func:`fpr_threshold`.
 - ``quantile``: the ``quantile`` of the validation images' scores (the largest value of
   each opened residual map, :func:`ssimae.metrics.image_scores`), so that about a share
   ``1 - quantile`` of defect-free images is flagged; ``quantile = 1`` equals

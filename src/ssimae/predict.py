@@ -92,9 +92,11 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
             p = detector.verdict(maps[name], t, recon)
             written.append(_write_images(out / rel, img, p, t, save_raw))
             records.append(p.record(rel.as_posix() + f.suffix))
-            rows.append({**records[-1], "type": None, "thumbs": save_thumbnails(out, rel, {
-                "input": img, "reconstruction": p.reconstruction, "heat map": heatmap_rgb(p.residual, 0.0, _vmax(t)),
-                "overlay": overlay_rgb(img, p.mask)})})
+            thumbs = save_thumbnails(out, rel, {"input": img, "reconstruction": p.reconstruction,
+                                                "heat map": heatmap_rgb(p.residual, 0.0, _vmax(t)),
+                                                "overlay": overlay_rgb(img, p.mask)})
+            folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
+            rows.append({**records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
             bar.update()
     bar.close()
     out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ def test_train_writes_run_folder(trained_run):
     # paper defaults are stored for inference
     assert i.stride == 30 and i.opening_diameter == 4 and t.lr == 2e-4
     assert t.weight_decay == 1e-5 and i.ssim.window_size == 11 and i.residual == "ssim"
-    assert i.threshold is not None and np.isfinite(i.threshold) and i.threshold_rule == "max-region"
+    assert i.threshold is not None and np.isfinite(i.threshold) and i.threshold_rule == "fpr"  # measured default
     config = json.loads((trained_run / "config.json").read_text())
     assert config["version"] == 2 and config["train"]["model"] == "ssim" and config["inference"]["stride"] == 30
     assert RunSettings.from_dict(config) == ck["settings"]  # the final settings, threshold included

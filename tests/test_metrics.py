@@ -145,7 +145,7 @@ def test_evaluate_maps_structure_and_values(tmp_path):
         masks.append(m)
     res = evaluate_maps(maps, masks, types, diameter=4)
     assert set(res) == {"pixel_roc_auc", "pixel_roc_auc_fpr30", "pro_auc_fpr30",
-                        "image_roc_auc", "n_images", "per_type", "roc"}
+                        "image_roc_auc", "n_images", "per_type", "roc", "pro"}
     assert res["n_images"] == 5
     assert set(res["per_type"]) == {"cut", "hole"}
     assert res["per_type"]["cut"]["n_images"] == 2 and res["per_type"]["hole"]["n_images"] == 1
@@ -158,10 +158,11 @@ def test_evaluate_maps_structure_and_values(tmp_path):
     assert res["per_type"]["cut"]["pixel_roc_auc"] == pytest.approx(cut.auc)
     opened = [gray_opening(r, 4) for r in maps]
     assert res["pro_auc_fpr30"] == pytest.approx(pro_auc(*pro_curve(opened, masks)))
+    assert all(np.array_equal(a, b) for a, b in zip(res["pro"], pro_curve(opened, masks)))
     ref_img = roc_auc_score([t != "good" for t in types], [o.max() for o in opened])
     assert res["image_roc_auc"] == pytest.approx(ref_img)
     summary = json_summary(res)
-    assert "roc" not in summary and summary["per_type"]["hole"]["n_images"] == 1
+    assert "roc" not in summary and "pro" not in summary and summary["per_type"]["hole"]["n_images"] == 1
     json.dumps(summary, allow_nan=False)
     bad = [m.copy() for m in masks]
     bad[0][0, 0] = True

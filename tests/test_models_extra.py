@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY
+from htmlpage import parse
 from scipy.stats import norm
 
 from ssimae.cli import main
@@ -105,6 +106,12 @@ def test_compare_skips_fm_without_weights(demo_root, tmp_path, capsys):
     for sub in ("ssim-ssim", "l2-ssim", "vae-vae"):
         m = json.loads((out / "reports" / sub / "metrics.json").read_text())
         assert m["model"] == sub.split("-")[0]
+    # report.html: the table of results.json, links that resolve, every test image in the model's report
+    page = parse(out)
+    assert len(page.tables["metrics"]) == len(rows)
+    assert "reports/ssim-ssim/report.html" in page.links and "reports/ssim-l2/report.html" in page.links
+    own = parse(out / "reports" / "ssim-ssim")
+    assert len(own.tables["images"]) == len(list((demo_root / "test").rglob("*.png")))
     # the same residual of the same model gives the same AUC as evaluate would
     r = next(r for r in rows if r["model"] == "ssim" and r["residual"] == "ssim")
     assert main(["evaluate", str(out / "runs" / "ssim"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0

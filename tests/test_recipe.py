@@ -198,7 +198,7 @@ def test_validation_statistics_are_those_of_the_validation_maps(demo_root, tmp_p
     from ssimae.calibrate import calibrate
 
     torch.manual_seed(0)
-    det = Detector(AutoEncoder(8), "ssim", InferenceSettings())
+    det = Detector(AutoEncoder(8), "ssim", InferenceSettings(threshold_rule="max-region"))
     files = sorted((demo_root / "train" / "good").glob("*.png"))[:2]
     threshold = calibrate(det, files, progress=False)
     maps = [Detector(det.network, "ssim").analyze_many(read_image(f), ("ssim", "l2"))[1] for f in files]

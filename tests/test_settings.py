@@ -41,7 +41,8 @@ def test_version1_checkpoints_still_load_and_score_the_same(tmp_path):
                                        seed=3, params=SsimParams(SsimOptions(window_size=7)))
     assert ssim.inference == InferenceSettings(preprocess=Preprocess(scale=0.5), stride=20, residual="ssim",
                                                ssim=SsimOptions(window_size=7), opening_diameter=3, threshold=0.25,
-                                               min_defect_area=5, seed=3)
+                                               threshold_rule="max-region", min_defect_area=5, seed=3)
+    assert ssim.inference.threshold_rule == "max-region"  # the rule that chose its stored threshold
     vae = load_checkpoint(unpack("v1_vae", tmp_path))["settings"]
     assert vae.train.params == VaeParams(samples=3, obs_var=0.02, kl_weight=0.5)
     assert vae.inference.threshold is None and vae.inference.residual == "vae" and vae.inference.seed == 4

@@ -48,8 +48,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, *, settings: RunSettings, model: dict, optimizer: dict | None = None,
-                    epoch: int = 0, step: int = 0, finished: bool = False) -> None:
-    """Save a checkpoint atomically (temporary file + rename)."""
+                    epoch: int = 0, step: int = 0, finished: bool = False, rng: torch.Tensor | None = None) -> None:
+    """Save a checkpoint atomically (temporary file + rename); ``rng``: the torch RNG state
+    to store (default: the current one)."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -58,7 +59,7 @@ def save_checkpoint(path: str | os.PathLike, *, settings: RunSettings, model: di
         "epoch": int(epoch),
         "step": int(step),
         "finished": bool(finished),
-        "rng": torch.get_rng_state(),
+        "rng": torch.get_rng_state() if rng is None else rng,
     }
     if optimizer is not None:
         payload["optimizer"] = optimizer

@@ -1,4 +1,4 @@
-"""The ``ssimae`` command line: train, evaluate, predict, compare, demo, make-demo-data.
+"""The ``ssimae`` command line: train, evaluate, predict, calibrate, compare, demo, make-demo-data.
 
 Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit status 2.
 """
@@ -119,6 +119,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="residual map of the run (default: the model's own)")
     g.add_argument("--min-defect-area", type=int, default=None,
                    help=f"threshold rule: largest region (px) allowed on validation images (default {I.min_defect_area})")
+    add_rule_args(g)
     g.add_argument("--stride", type=int, default=None, help=f"sliding-window stride at test time (default {I.stride})")
     g.add_argument("--opening-diameter", type=int, default=None, help=f"opening disk diameter, 0 disables (default {I.opening_diameter})")
     g.add_argument("--ssim-window", type=int, default=None, help=f"SSIM window size K (default {WINDOW_SIZE})")
@@ -128,6 +129,20 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model-specific (paper defaults)")
     for flag, (tp, meta) in _model_options().items():
         g.add_argument(flag, type=tp, default=None, metavar=meta.get("metavar"), help=meta.get("help"))
+
+
+def add_rule_args(g) -> None:
+    """--threshold-rule and the options of the rules (not --min-defect-area, which train has)."""
+    from ssimae.calibrate import THRESHOLD_RULES
+    from ssimae.settings import InferenceSettings as I
+
+    g.add_argument("--threshold-rule", choices=list(THRESHOLD_RULES), default=None,
+                   help=f"how the threshold is chosen on defect-free images (default: {I.threshold_rule} "
+                        "for a new run, the run's own for calibrate; see ssimae.calibrate)")
+    g.add_argument("--target-fpr", type=float, default=None,
+                   help=f"fpr rule: share of defect-free pixels allowed above the threshold (default {I.target_fpr:g} / the run's)")
+    g.add_argument("--quantile", type=float, default=None,
+                   help=f"quantile rule: quantile of the defect-free images' scores (default {I.quantile:g} / the run's)")
 
 
 # Training options a recipe may set (ssimae.recipes); each is also a command-line option.
@@ -166,7 +181,8 @@ def run_settings(args: argparse.Namespace, model: str):
     resize = opts.get("resize")
     inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale),
                                   ssim=ssim, seed=args.seed, **inference_chosen,
-                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter"]))
+                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter",
+                                                  "threshold_rule", "target_fpr", "quantile"]))
     return RunSettings(train, inference)
 
 
@@ -216,6 +232,13 @@ def cmd_predict(args) -> None:
 
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
             residual=args.residual, smooth=args.smooth, progress=not args.quiet)
+
+
+def cmd_calibrate(args) -> None:
+    from ssimae.calibrate import recalibrate
+
+    recalibrate(args.run, args.good, device=args.device, progress=not args.quiet, threshold_rule=args.threshold_rule,
+                target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area)
 
 
 def cmd_make_demo_data(args) -> None:
@@ -287,6 +310,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("calibrate", help="choose a run's threshold anew on new defect-free images",
+                       description="Recompute the threshold of a trained run from defect-free images (a new camera, "
+                                   "new lighting) without retraining; the previous value is kept in the run's history.")
+    p.add_argument("run", metavar="RUN", help="run folder or checkpoint file (updated in place, atomically)")
+    p.add_argument("--good", required=True, action="append", metavar="DIR",
+                   help="folder (searched recursively) or file of defect-free images; repeat for more")
+    add_rule_args(p)
+    p.add_argument("--min-defect-area", type=int, default=None,
+                   help="max-region rule: largest region (px) allowed on the images (default: the run's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("compare", help="train and evaluate several models side by side (the paper's comparison)",
                        description="Train each model with the same data, seed and budget; evaluate all.")

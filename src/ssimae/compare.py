@@ -6,8 +6,10 @@ scored with the SSIM residual and the SSIM-AE with the l2 residual, so the effec
 training loss and of the residual map can be told apart.
 
 Writes to OUT: runs/<model>/ (checkpoints), reports/<model>-<residual>/ (metrics.json,
-roc.csv, roc.png), roc.png (all curves), examples.png (input, reconstructions, residuals,
-ground truth), results.md and results.json (the table).
+roc.csv, roc.png, pro.png, report.html; the model's own residual's report shows every test
+image), roc.png (all curves), examples.png (input, reconstructions, residuals, ground
+truth), results.md and results.json (the table) and report.html (the table, the figures and
+links to the models' reports).
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from ssimae.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoin
 from ssimae.datasets import load_dataset
 from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
-from ssimae.evaluate import json_safe, report, score_test_set
+from ssimae.evaluate import image_rows, json_safe, report, score_test_set
 from ssimae.images import read_image, read_mask
 from ssimae.models import get_model
 from ssimae.plots import comparison_figure, markdown_table, plot_roc
+from ssimae.report import REPORT_NAME, write_report
 from ssimae.settings import RunSettings
 from ssimae.train import train
 
@@ -83,7 +86,7 @@ def _training_time(run_dir: Path) -> tuple[float, float]:
 
 
 def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | None = None,
-            progress: bool = True, log=print, n_examples: int = 4) -> list[dict]:
+            progress: bool = True, log=print, n_examples: int = 4, extra_links=()) -> list[dict]:
     """Train and evaluate every run's model; write the table and figures; return the rows.
 
     Each model is scored with the residuals it lists (``Model.residuals()``, its own first).
@@ -100,7 +103,7 @@ def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | N
     types = [s.defect_type for s in dataset.test]
     areas = [0 if s.mask is None else int(read_mask(s.mask).sum()) for s in dataset.test]
     keep = example_indices(types, n_examples, areas)
-    rows, curves, per_model, masks = [], {}, {}, []
+    rows, curves, per_model, masks, links = [], {}, {}, [], list(extra_links)
     for run in runs:
         name = run.train.model
         model = get_model(name)
@@ -116,11 +119,17 @@ def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | N
         train_minutes, patches_per_s = _training_time(run_dir)
         detector = Detector.load(run_dir, run.train.device)
         residuals = (detector.default_residual,) + tuple(r for r in model.residuals() if r != detector.default_residual)
-        scores = score_test_set(detector, dataset, residuals, progress, keep=set(keep))
+        own_dir = out / "reports" / f"{name}-{residuals[0]}"
+        image_table, each = image_rows(detector, dataset, residuals[0], own_dir)
+        scores = score_test_set(detector, dataset, residuals, progress, keep=set(keep), each=each)
         for residual in residuals:
             m = report(scores.maps[residual], scores.masks, scores.types, out / "reports" / f"{name}-{residual}",
                        model=name, residual=residual, diameter=detector.opening_diameter,
-                       extra={"threshold": detector.threshold if residual == residuals[0] else None})
+                       extra={"threshold": detector.threshold if residual == residuals[0] else None},
+                       images=image_table if residual == residuals[0] else None)
+            links.append((f"{model.title}, {residual} residual: metrics, curves"
+                          + (" and every test image" if residual == residuals[0] else ""),
+                          f"reports/{name}-{residual}/{REPORT_NAME}"))
             curve = m.pop("roc")
             curves[f"{model.title}, {residual} residual"] = (curve.fpr, curve.tpr, curve.auc)
             rows.append({"model": name, "residual": residual, **{k: m[k] for k in TABLE_COLUMNS[2:6]},
@@ -137,6 +146,11 @@ def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | N
         comparison_figure(figure_rows, list(per_model), out / "examples.png")
     table = markdown_table(rows, TABLE_COLUMNS)
     atomic_write_text(out / "results.md", table + "\n")
+    write_report(out, title="ssimae compare", metrics=rows, metric_columns=TABLE_COLUMNS, links=links,
+                 figures=[(c, f) for c, f in (("pixel-level ROC, all models", "roc.png"),
+                                              ("examples: input, reconstructions, residuals, ground truth",
+                                               "examples.png")) if (out / f).exists()],
+                 summary=[f"{len(dataset.test)} test images of {data_root}; the table is results.md / results.json"])
     atomic_write_text(out / "results.json", json.dumps(json_safe(rows), indent=2))
     log(table)
     return rows

@@ -6,7 +6,8 @@
    a fixed patch budget, and evaluate both with the paper's protocol (:mod:`ssimae.compare`): one metrics.json per model, both ROC curves in
    one plot, a table.
 3. Predict every test image with each model at its stored threshold (:mod:`ssimae.predict`):
-   heat map, mask and overlay under predictions/<model>/.
+   verdicts (predictions.csv), heat map, mask and overlay under predictions/<model>/.
+4. report.html in the output folder links it all (:mod:`ssimae.report`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import time
 from pathlib import Path
 
 from ssimae.demo_data import make_demo_data
+from ssimae.models import get_model
 from ssimae.predict import predict
+from ssimae.report import REPORT_NAME
 from ssimae.recipes import recipe_settings
 from ssimae.settings import InferenceSettings, RunSettings, TrainSettings
 
@@ -43,9 +46,12 @@ def run_demo(out: str | Path = "demo-out", *, seed: int = 0, minutes_per_model: 
     if not (data / "train").is_dir():
         make_demo_data(data, seed=seed)
         log(f"demo dataset written to {data}")
-    rows = compare(demo_settings(seed, minutes_per_model), data, out, progress=progress, log=log)
+    links = [(f"predictions of the {get_model(m).title} on the test images (verdicts, heat maps, overlays)",
+              f"predictions/{m}/{REPORT_NAME}") for m in DEMO_MODELS]
+    rows = compare(demo_settings(seed, minutes_per_model), data, out, progress=progress, log=log, extra_links=links)
     for model in DEMO_MODELS:
         predict(out / "runs" / model, [data / "test"], out / "predictions" / model, progress=progress, log=log)
     minutes = (time.monotonic() - t0) / 60
-    log(f"demo finished in {minutes:.1f} minutes; report in {out} (results.md, roc.png, examples.png, predictions/)")
+    log(f"demo finished in {minutes:.1f} minutes; report in {out} (report.html, results.md, roc.png, examples.png, "
+        f"predictions/)")
     return rows

@@ -4,6 +4,8 @@
     det = Detector.load("runs/ssim")          # run folder or checkpoint file
     residual = det.residual_map(image)        # image: (H, W) float in [0, 1] -> (H, W)
     mask = det.segment(image)                 # (H, W) bool, at the stored threshold
+    p = det.predict("part.png")               # Prediction: score, defective, mask, regions
+    ps = det.predict_many(paths)              # patches of several images batched together
 
 Pipeline for one image (Sec. 4.2): optional resize (the training preprocessing) ->
 reflection padding if smaller than a 128x128 patch -> sliding-window reconstruction at
@@ -25,13 +27,19 @@ from skimage.transform import resize as sk_resize
 
 from ssimae.checkpoint import load_checkpoint
 from ssimae.errors import SsimaeError
+from ssimae.images import read_image
 from ssimae.models import Model, get_model
+from ssimae.morphology import gray_opening
 from ssimae.morphology import segment as segment_map
 from ssimae.network import PATCH_SIZE
 from ssimae.preprocess import pad_to_patch
 from ssimae.residual import ResidualContext, residual_map
 from ssimae.settings import InferenceSettings
-from ssimae.window import sliding_window
+from ssimae.verdicts import Prediction, find_regions
+from ssimae.window import sliding_window_many
+
+
+IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict``) batch together
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -104,15 +112,29 @@ class Detector:
     def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
         """One reconstruction of ``image`` and several residual maps of it:
         ((H, W) reconstruction, {name: (H, W) residual}), all at the input's resolution."""
-        image = np.asarray(image, dtype=np.float32)
-        if image.ndim != 2:
-            raise ValueError(f"expected a gray (H, W) image, got shape {image.shape}")
+        return self.analyze_batch([image], residuals)[0]
+
+    @torch.no_grad()
+    def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
+        """:meth:`analyze_many` of several images, their patches sent through the network
+        together (batches of ``settings.batch_size`` patches). For deterministic models the
+        maps equal those of one image at a time; the VAE's samples depend on the batching."""
+        images = [np.asarray(im, dtype=np.float32) for im in images]
+        for im in images:
+            if im.ndim != 2:
+                raise ValueError(f"expected a gray (H, W) image, got shape {im.shape}")
         s = self.settings
-        x = s.preprocess.apply(image)
-        h, w = x.shape
-        t = torch.from_numpy(np.ascontiguousarray(pad_to_patch(x, PATCH_SIZE))).to(self.device)
+        xs = [s.preprocess.apply(im) for im in images]
+        ts = [torch.from_numpy(np.ascontiguousarray(pad_to_patch(x, PATCH_SIZE))).to(self.device) for x in xs]
         fn = self.model.patch_fn(self.network, self.params, s.seed)
-        pooled = sliding_window(t, fn, PATCH_SIZE, s.stride, s.batch_size)
+        pooled = sliding_window_many(ts, fn, PATCH_SIZE, s.stride, s.batch_size)
+        return [self._finish(im, x.shape, t, p, residuals) for im, x, t, p in zip(images, xs, ts, pooled)]
+
+    def _finish(self, image: np.ndarray, shape, t: torch.Tensor, pooled: torch.Tensor, residuals):
+        """Residual maps of one image from its pooled outputs; padding cropped, smoothed and
+        resized back to the image's resolution."""
+        h, w = shape
+        s = self.settings
         outputs = dict(zip(self.model.outputs, pooled))
         ctx = ResidualContext(s, self.params)
         recon = outputs["recon"][:h, :w].float().cpu().numpy()
@@ -128,13 +150,42 @@ class Detector:
         """(H, W) residual map at the input's resolution (larger = more likely defect)."""
         return self.analyze(image, residual).residual
 
-    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """(H, W) bool defect mask: residual > threshold, then the opening."""
+    def _threshold(self, threshold: float | None) -> float:
+        """``threshold``, else the stored one; SsimaeError when there is none."""
         t = self.threshold if threshold is None else threshold
         if t is None:
             raise SsimaeError("this checkpoint has no stored threshold (trained without validation images); "
                               "pass one explicitly (--threshold)")
+        return float(t)
+
+    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """(H, W) bool defect mask: residual > threshold, then the opening."""
+        t = self._threshold(threshold)
         return segment_map(self.residual_map(image), t, self.opening_diameter)
+
+    def predict(self, image, threshold: float | None = None, residual: str | None = None) -> Prediction:
+        """Verdict on one image (an (H, W) float array in [0, 1] or an image file):
+        score, defective, mask, residual map, regions (:mod:`ssimae.verdicts`)."""
+        return self.predict_many([image], threshold, residual)[0]
+
+    def predict_many(self, images, threshold: float | None = None, residual: str | None = None,
+                     chunk: int = IMAGES_PER_BATCH) -> list[Prediction]:
+        """:meth:`predict` of several images (arrays or files), ``chunk`` images at a time
+        whose patches go through the network together."""
+        t = self._threshold(threshold)
+        name = residual or self.default_residual
+        out = []
+        for i in range(0, len(images), chunk):
+            arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else im for im in images[i:i + chunk]]
+            for recon, maps in self.analyze_batch(arrays, (name,)):
+                out.append(self.verdict(maps[name], t, recon))
+        return out
+
+    def verdict(self, residual: np.ndarray, threshold: float, reconstruction: np.ndarray | None = None) -> Prediction:
+        """The Prediction for an (H, W) residual map at ``threshold``."""
+        opened = gray_opening(residual, self.opening_diameter)
+        mask = opened > threshold
+        return Prediction(float(opened.max()), float(threshold), mask, residual, find_regions(mask), reconstruction)
 
 
 def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -2,7 +2,8 @@
 a disk of diameter 4 after thresholding, and the pixel-level ROC over the whole test set.
 
 Residual maps are computed at the resolution of the ground-truth masks (the maps are
-resized back to each image's size). Writes REPORT/metrics.json, roc.csv and roc.png.
+resized back to each image's size). Writes REPORT/metrics.json, roc.csv, roc.png, pro.png and
+report.html (:mod:`ssimae.report`; thumbnails under REPORT/thumbs/).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -24,7 +25,8 @@ from ssimae.images import read_image, read_mask
 from ssimae.metrics import evaluate_maps, write_roc_csv
 from ssimae.models import get_model
 from ssimae.residual import get_residual
-from ssimae.plots import plot_roc
+from ssimae.plots import heatmap_rgb, overlay_rgb, plot_roc
+from ssimae.report import _fmt, save_thumbnails, write_report
 
 
 @dataclass
@@ -39,9 +41,10 @@ class Scores:
 
 
 def score_test_set(detector: Detector, dataset: Dataset, residuals=None, progress: bool = True,
-                   keep=()) -> Scores:
+                   keep=(), each=None) -> Scores:
     """Reconstruct every test image once and compute the residual maps of each kind in
-    ``residuals`` (default: the run's own) at the image's resolution."""
+    ``residuals`` (default: the run's own) at the image's resolution. ``each(i, image,
+    reconstruction, maps, mask)``, if given, is called for every image as it is scored."""
     names = tuple(residuals or (detector.default_residual,))
     scores = Scores({k: [] for k in names}, [], [])
     for i, s in enumerate(tqdm(dataset.test, desc="scoring test images", disable=not progress, leave=False)):
@@ -53,6 +56,8 @@ def score_test_set(detector: Detector, dataset: Dataset, residuals=None, progres
             scores.reconstructions[i] = recon
         scores.masks.append(np.zeros(img.shape, bool) if s.mask is None else read_mask(s.mask, img.shape))
         scores.types.append(s.defect_type)
+        if each is not None:
+            each(i, img, recon, maps, scores.masks[-1])
     return scores
 
 
@@ -70,17 +75,59 @@ def json_safe(obj):
 
 
 def report(maps, masks, types, out: str | os.PathLike, *, model: str, residual: str, diameter: int,
-           extra: dict | None = None) -> dict:
-    """Compute the metrics of residual maps and write metrics.json, roc.csv, roc.png to ``out``."""
+           extra: dict | None = None, images: list[dict] | None = None) -> dict:
+    """Compute the metrics of residual maps and write metrics.json, roc.csv, roc.png, pro.png
+    and report.html (with one row per image of ``images``, see :mod:`ssimae.report`) to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     m = evaluate_maps(maps, masks, types, diameter)
     curve = m.pop("roc")
+    pro_fpr, pro = m.pop("pro")
     metrics = {"model": model, "residual": residual, "opening_diameter": diameter, **m, **(extra or {})}
     write_roc_csv(out / "roc.csv", curve)
-    plot_roc({f"{get_model(model).title} ({residual} residual)": (curve.fpr, curve.tpr, curve.auc)}, out / "roc.png")
+    label = f"{get_model(model).title} ({residual} residual)"
+    plot_roc({label: (curve.fpr, curve.tpr, curve.auc)}, out / "roc.png")
+    plot_roc({label: (pro_fpr, pro, m["pro_auc_fpr30"])}, out / "pro.png", title="PRO curve (area to FPR 0.3)",
+             ylabel="per-region overlap")
     atomic_write_text(out / "metrics.json", json.dumps(json_safe(metrics), indent=2))
+    write_report(out, title=f"ssimae evaluate: {label}", metrics=metric_rows(metrics), metric_columns=METRIC_COLUMNS,
+                 figures=[("pixel-level ROC", "roc.png"), ("PRO curve", "pro.png")], images=images or [],
+                 summary=[f"{m['n_images']} test images; threshold {_fmt(metrics.get('threshold'))} "
+                          f"(the run's stored one; verdicts and overlays at it); metrics in metrics.json"])
     return metrics | {"roc": curve}
+
+
+METRIC_COLUMNS = ("images", "n_images", "pixel_roc_auc", "pixel_roc_auc_fpr30", "pro_auc_fpr30", "image_roc_auc")
+
+
+def metric_rows(metrics: dict) -> list[dict]:
+    """Rows of the report's metrics table: all images, then each defect type (with all
+    defect-free images), as in metrics.json."""
+    rows = [{"images": "all", **{k: metrics.get(k) for k in METRIC_COLUMNS[1:]}}]
+    for name, t in sorted(metrics.get("per_type", {}).items()):
+        rows.append({"images": name, **{k: t.get(k) for k in METRIC_COLUMNS[1:]}})
+    return rows
+
+
+def image_rows(detector: Detector, dataset: Dataset, residual: str, out: str | os.PathLike, verdicts: bool = True):
+    """([], each) for :func:`score_test_set`: ``each`` writes the thumbnails of every test
+    image under ``out`` (input, reconstruction, ground truth, heat map and overlay at the
+    stored threshold) and appends its report row (:mod:`ssimae.report`) to the list.
+    ``verdicts=False``: the threshold does not belong to ``residual``; no verdicts, no overlay."""
+    rows: list[dict] = []
+    t = detector.threshold if verdicts and detector.threshold is not None else np.inf
+
+    def each(i, img, recon, maps, mask):
+        sample = dataset.test[i]
+        p = detector.verdict(maps[residual], t)
+        rows.append({"path": sample.image.name, "type": sample.defect_type, "score": p.score,
+                     "defective": p.defective if t < np.inf else None, "defect_area": p.defect_area,
+                     "thumbs": save_thumbnails(out, PurePath(sample.defect_type) / f"{i:05d}_{sample.image.stem}", {
+                         "input": img, "reconstruction": recon, "ground truth": mask,
+                         "heat map": heatmap_rgb(maps[residual], 0.0, 2 * t if 0 < t < np.inf else None),
+                         "overlay": overlay_rgb(img, p.mask) if t < np.inf else None})})
+
+    return rows, each
 
 
 def validation_images(dataset: Dataset, run_settings) -> list:
@@ -111,10 +158,12 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
         residual_statistics(detector, validation_images(dataset, load_checkpoint(run)["settings"]),
                             progress=progress)
     t0 = time.monotonic()
-    scores = score_test_set(detector, dataset, (residual,), progress)
+    own = residual == detector.default_residual  # the stored threshold belongs to the run's own residual
+    rows, thumbnails = image_rows(detector, dataset, residual, out, own)
+    scores = score_test_set(detector, dataset, (residual,), progress, each=thumbnails)
     seconds = time.monotonic() - t0
     maps = scores.maps[residual]
     return report(maps, scores.masks, scores.types, out, model=detector.model.name, residual=residual,
-                  diameter=detector.opening_diameter,
-                  extra={"seconds_per_image": seconds / len(maps), "threshold": detector.threshold,
+                  diameter=detector.opening_diameter, images=rows,
+                  extra={"seconds_per_image": seconds / len(maps), "threshold": detector.threshold if own else None,
                          "smooth": detector.settings.smooth})

@@ -308,6 +308,14 @@ def image_roc_auc(scores: Sequence[float], is_defective: Sequence[bool]) -> floa
     return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
 
 
+def pixel_iou(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> float:
+    """Intersection over union of defect pixels, pooled over all images:
+    ``sum |P_i n T_i| / sum |P_i u T_i|`` for bool masks (H_i, W_i); NaN when both are empty."""
+    inter = sum(int(np.count_nonzero(p & t)) for p, t in zip(predicted, truth))
+    union = sum(int(np.count_nonzero(p | t)) for p, t in zip(predicted, truth))
+    return inter / union if union else math.nan
+
+
 # ----------------------------------------------------------------------------- all
 
 
@@ -326,8 +334,9 @@ def evaluate_maps(residuals: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         ``image_roc_auc`` (floats, NaN when undefined), ``n_images`` (N), ``per_type``:
         ``{type: {pixel_roc_auc, pixel_roc_auc_fpr30, n_images}}`` for every type other
         than "good" (the pixel ROC of that type's images pooled with ALL good images;
-        ``n_images`` counts that type's images only), and ``roc``: the whole-set
-        RocCurve. ``json_summary(result)`` gives the JSON-able part.
+        ``n_images`` counts that type's images only), ``roc``: the whole-set
+        RocCurve, and ``pro``: the PRO curve (fpr, pro) of :func:`pro_curve`.
+        ``json_summary(result)`` gives the JSON-able part.
     """
     residuals, masks = _as_pairs(residuals, masks)
     types = [str(t) for t in defect_types]
@@ -358,6 +367,7 @@ def evaluate_maps(residuals: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         "n_images": len(residuals),
         "per_type": per_type,
         "roc": curve,
+        "pro": (pro_fpr, pro),
     }
 
 
@@ -366,7 +376,7 @@ def json_summary(result: dict) -> dict:
 
     def clean(v):
         if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items() if k != "roc"}
+            return {k: clean(x) for k, x in v.items() if k not in ("roc", "pro")}
         if isinstance(v, (float, np.floating)):
             return None if math.isnan(v) else float(v)
         if isinstance(v, (np.integer,)):

@@ -66,8 +66,9 @@ def _save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     return p
 
 
-def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = "Pixel-level ROC") -> Path:
-    """ROC curves, one per model, saved as PNG.
+def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = "Pixel-level ROC",
+             ylabel: str = "true positive rate") -> Path:
+    """ROC curves (or PRO curves: ``ylabel``), one per model, saved as PNG.
 
     curves: name -> (fpr, tpr, auc); fpr, tpr 1-D arrays in [0, 1]; auc a float (nan -> "n/a").
     The legend reads "name (AUC 0.912)"; a dashed vertical line marks FPR 0.3 and a dotted
@@ -83,7 +84,7 @@ def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = 
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")

@@ -1,4 +1,8 @@
-"""Prediction: a heat map, a binary defect mask and an overlay for every input image.
+"""Prediction: a verdict, a heat map, a binary defect mask and an overlay for every input image.
+
+OUT/predictions.csv and OUT/predictions.jsonl hold one verdict per image (path relative to
+its input folder, score, defective, defect area, regions, threshold; see
+:mod:`ssimae.verdicts`); OUT/report.html shows them with thumbnails (:mod:`ssimae.report`).
 
 Outputs mirror each image's path relative to the folder it was found in, so
 ``test/crack/000.png`` and ``test/good/000.png`` (given the folder ``test``) become
@@ -15,11 +19,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssimae.checkpoint import atomic_write_bytes
-from ssimae.detector import Detector
+from ssimae.detector import IMAGES_PER_BATCH, Detector
 from ssimae.errors import SsimaeError
 from ssimae.images import is_image_file, read_image
-from ssimae.morphology import segment
-from ssimae.plots import save_heatmap, save_mask, save_overlay
+from ssimae.plots import heatmap_rgb, overlay_rgb, save_heatmap, save_mask, save_overlay
+from ssimae.report import REPORT_NAME, save_thumbnails, write_report
+from ssimae.verdicts import CSV_NAME, JSONL_NAME, summary, write_verdicts
 
 
 def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath]]:
@@ -45,11 +50,23 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath
     return found
 
 
+def threshold_source(detector: Detector, threshold: float | None) -> str:
+    """Where the threshold in use comes from, in words (printed by ``predict``)."""
+    if threshold is not None:
+        return "given with --threshold"
+    s = detector.settings
+    last = s.threshold_history[-1] if s.threshold_history else None
+    where = (f", recalibrated {last['recalibrated_on']} on {last['n_images']} images of {last['good']}" if last
+             else ", chosen at training on its validation images")
+    return f"stored: {s.threshold_rule} rule{where}"
+
+
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
             residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print) -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
-    DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image.
+    DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
+    the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl.
 
     The heat map's colour scale runs from 0 to twice the threshold (so the threshold sits
     mid-scale and maps of different images compare), or to the map's maximum when the
@@ -65,21 +82,47 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
         raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
     files = collect_inputs(inputs)
     out = Path(out)
-    written = []
-    for f, rel in tqdm(files, desc="predicting", disable=not progress):
-        img = read_image(f)
-        res = detector.residual_map(img, residual)
-        mask = segment(res, t, detector.opening_diameter)
-        base = out / rel
-        base.parent.mkdir(parents=True, exist_ok=True)
-        vmax = 2 * t if t > 0 else None
-        save_heatmap(res, f"{base}_heatmap.png", vmax=vmax)
-        save_mask(mask, f"{base}_mask.png")
-        save_overlay(img, mask, f"{base}_overlay.png")
-        if save_raw:
-            buf = io.BytesIO()
-            np.save(buf, res.astype(np.float32))
-            atomic_write_bytes(f"{base}.npy", buf.getvalue())
-        written.append(base)
-    log(f"wrote predictions for {len(files)} images to {out} (threshold {t:.6g})")
+    written, records, rows = [], [], []
+    name = residual or detector.default_residual
+    bar = tqdm(total=len(files), desc="predicting", disable=not progress)
+    for i in range(0, len(files), IMAGES_PER_BATCH):
+        chunk = files[i:i + IMAGES_PER_BATCH]
+        images = [read_image(f) for f, _ in chunk]
+        for (f, rel), img, (recon, maps) in zip(chunk, images, detector.analyze_batch(images, (name,))):
+            p = detector.verdict(maps[name], t, recon)
+            written.append(_write_images(out / rel, img, p, t, save_raw))
+            records.append(p.record(rel.as_posix() + f.suffix))
+            thumbs = save_thumbnails(out, rel, {"input": img, "reconstruction": p.reconstruction,
+                                                "heat map": heatmap_rgb(p.residual, 0.0, _vmax(t)),
+                                                "overlay": overlay_rgb(img, p.mask)})
+            folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
+            rows.append({**records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
+            bar.update()
+    bar.close()
+    out.mkdir(parents=True, exist_ok=True)
+    write_verdicts(records, out)
+    said = f"{summary(records)} at threshold {t:.6g} ({threshold_source(detector, threshold)})"
+    write_report(out, title=f"ssimae predict: {Path(run).name}", images=rows, summary=[
+        said, f"run: {run}; model: {detector.model.title}, {name} residual; inputs: "
+        + ", ".join(os.fspath(i) for i in inputs), f"verdicts: {CSV_NAME}, {JSONL_NAME}"])
+    log(said)
+    log(f"wrote predictions for {len(files)} images to {out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
     return written
+
+
+def _vmax(t: float) -> float | None:
+    """Top of the heat maps' colour scale: twice the threshold (None: the map's maximum)."""
+    return 2 * t if t > 0 else None
+
+
+def _write_images(base: Path, img: np.ndarray, p, t: float, save_raw: bool) -> Path:
+    """The heat map, mask, overlay (and raw map) of one image, next to ``base``."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    save_heatmap(p.residual, f"{base}_heatmap.png", vmax=_vmax(t))
+    save_mask(p.mask, f"{base}_mask.png")
+    save_overlay(img, p.mask, f"{base}_overlay.png")
+    if save_raw:
+        buf = io.BytesIO()
+        np.save(buf, p.residual.astype(np.float32))
+        atomic_write_bytes(f"{base}.npy", buf.getvalue())
+    return base

@@ -7,7 +7,7 @@ covered; overlapping outputs are averaged. Patches go through the network in bat
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -50,15 +50,24 @@ def sliding_window(image: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tenso
     Returns (C, H, W): at each pixel the mean of ``fn``'s outputs over all patches
     covering it.
     """
-    h, w = image.shape
-    positions = [(r, c) for r in patch_starts(h, patch, stride) for c in patch_starts(w, patch, stride)]
-    out = None
+    return sliding_window_many([image], fn, patch, stride, batch_size)[0]
+
+
+@torch.no_grad()
+def sliding_window_many(images: Sequence[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor],
+                        patch: int = PATCH_SIZE, stride: int = STRIDE, batch_size: int = 64) -> list[torch.Tensor]:
+    """:func:`sliding_window` of several images (each (H_i, W_i), sizes may differ), their
+    patches sent through ``fn`` together in batches of ``batch_size`` (a batch may hold
+    patches of several images). Returns one (C, H_i, W_i) tensor per image."""
+    positions = [(k, r, c) for k, im in enumerate(images)
+                 for r in patch_starts(im.shape[0], patch, stride) for c in patch_starts(im.shape[1], patch, stride)]
+    outs: list[torch.Tensor | None] = [None] * len(images)
     for i in range(0, len(positions), batch_size):
         chunk = positions[i:i + batch_size]
-        batch = torch.stack([image[r:r + patch, c:c + patch] for r, c in chunk]).unsqueeze(1)
+        batch = torch.stack([images[k][r:r + patch, c:c + patch] for k, r, c in chunk]).unsqueeze(1)
         result = fn(batch)
-        if out is None:
-            out = torch.zeros((result.shape[1], h, w), dtype=result.dtype, device=result.device)
-        for (r, c), y in zip(chunk, result):
-            out[:, r:r + patch, c:c + patch] += y
-    return out / coverage(h, w, patch, stride).to(out.device, out.dtype)
+        for (k, r, c), y in zip(chunk, result):
+            if outs[k] is None:
+                outs[k] = torch.zeros((result.shape[1], *images[k].shape), dtype=result.dtype, device=result.device)
+            outs[k][:, r:r + patch, c:c + patch] += y
+    return [o / coverage(*im.shape, patch, stride).to(o.device, o.dtype) for o, im in zip(outs, images)]

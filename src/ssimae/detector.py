@@ -16,40 +16,40 @@ All settings come from :class:`ssimae.settings.InferenceSettings`.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from scipy import ndimage as ndi
-from skimage.transform import resize as sk_resize
 
+from ssimae import scoring
 from ssimae.checkpoint import load_checkpoint
 from ssimae.errors import SsimaeError
+from ssimae.scoring import Analysis  # noqa: F401  (re-exported)
 from ssimae.models import Model, get_model
-from ssimae.morphology import segment as segment_map
 from ssimae.network import PATCH_SIZE
-from ssimae.preprocess import pad_to_patch
-from ssimae.residual import ResidualContext, residual_map
+from ssimae.residual import ResidualContext
 from ssimae.settings import InferenceSettings
 from ssimae.window import sliding_window
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """'auto'/None -> CUDA if available, else CPU; otherwise the named device."""
+    """'auto'/None -> CUDA if available, else CPU; otherwise the named device (SsimaeError
+    when it does not exist or is not available here, e.g. cuda on a machine without CUDA)."""
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SsimaeError(f"--device: unknown device {name!r} (expected auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SsimaeError(f"--device {name}: CUDA is not available here (torch {torch.__version__}, "
+                          f"CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SsimaeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise SsimaeError(f"--device {name}: MPS is not available here; use --device cpu or auto")
+    return device
 
 
-@dataclass
-class Analysis:
-    """Reconstruction and residual map of one image, both (H, W) float32 at its resolution."""
-
-    reconstruction: np.ndarray
-    residual: np.ndarray
-
-
-class Detector:
+class Detector(scoring.Scorer):
     """A trained network with its model and inference settings: scores images.
 
     network: the trained module; model: a registered model (or its name); settings: the
@@ -80,64 +80,18 @@ class Detector:
         return cls(network, model, ckpt["settings"].inference, train.params, device)
 
     @property
-    def threshold(self) -> float | None:
-        return self.settings.threshold
-
-    @property
-    def opening_diameter(self) -> int:
-        return self.settings.opening_diameter
-
-    @property
     def default_residual(self) -> str:
         """The run's residual (the model's own unless the settings name another)."""
         return self.settings.residual or self.model.default_residual
 
     @torch.no_grad()
-    def analyze(self, image: np.ndarray, residual: str | None = None) -> Analysis:
-        """Reconstruct ``image`` ((H, W) float in [0, 1]) and compute its residual map
-        (``residual``: a name in :data:`ssimae.residual.RESIDUALS`; default: the run's)."""
-        name = residual or self.default_residual
-        recon, maps = self.analyze_many(image, (name,))
-        return Analysis(recon, maps[name])
-
-    @torch.no_grad()
     def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
         """One reconstruction of ``image`` and several residual maps of it:
         ((H, W) reconstruction, {name: (H, W) residual}), all at the input's resolution."""
-        image = np.asarray(image, dtype=np.float32)
-        if image.ndim != 2:
-            raise ValueError(f"expected a gray (H, W) image, got shape {image.shape}")
         s = self.settings
-        x = s.preprocess.apply(image)
-        h, w = x.shape
-        t = torch.from_numpy(np.ascontiguousarray(pad_to_patch(x, PATCH_SIZE))).to(self.device)
+        image, padded, size = scoring.prepare(image, s)
+        t = torch.from_numpy(padded).to(self.device)
         fn = self.model.patch_fn(self.network, self.params, s.seed)
         pooled = sliding_window(t, fn, PATCH_SIZE, s.stride, s.batch_size)
         outputs = dict(zip(self.model.outputs, pooled))
-        ctx = ResidualContext(s, self.params)
-        recon = outputs["recon"][:h, :w].float().cpu().numpy()
-        maps = {name: residual_map(name, t, outputs, ctx)[:h, :w].float().cpu().numpy() for name in residuals}
-        if s.smooth > 0:
-            maps = {k: ndi.gaussian_filter(v, s.smooth, mode="reflect") for k, v in maps.items()}
-        if (h, w) != image.shape:
-            recon = _resize(recon, image.shape)
-            maps = {k: _resize(v, image.shape) for k, v in maps.items()}
-        return recon.astype(np.float32), {k: v.astype(np.float32) for k, v in maps.items()}
-
-    def residual_map(self, image: np.ndarray, residual: str | None = None) -> np.ndarray:
-        """(H, W) residual map at the input's resolution (larger = more likely defect)."""
-        return self.analyze(image, residual).residual
-
-    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """(H, W) bool defect mask: residual > threshold, then the opening."""
-        t = self.threshold if threshold is None else threshold
-        if t is None:
-            raise SsimaeError("this checkpoint has no stored threshold (trained without validation images); "
-                              "pass one explicitly (--threshold)")
-        return segment_map(self.residual_map(image), t, self.opening_diameter)
-
-
-def _resize(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a map back to an image's resolution (anti-aliased when shrinking)."""
-    shrink = shape[0] < a.shape[0] or shape[1] < a.shape[1]
-    return sk_resize(a, shape, order=1, mode="edge", anti_aliasing=shrink, preserve_range=True)
+        return scoring.finish(image.shape, size, t, outputs, residuals, ResidualContext(s, self.params))

@@ -14,9 +14,8 @@ from pathlib import Path, PurePath
 import numpy as np
 from tqdm.auto import tqdm
 
-from ssimae.checkpoint import atomic_write_bytes
-from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
+from ssimae.files import atomic_write_bytes
 from ssimae.images import is_image_file, read_image
 from ssimae.morphology import segment
 from ssimae.plots import save_heatmap, save_mask, save_overlay
@@ -45,16 +44,37 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath
     return found
 
 
+ENGINES = ("torch", "onnx")
+
+
+def load_detector(run: str | os.PathLike, engine: str = "torch", device: str | None = None):
+    """A :class:`ssimae.detector.Detector` (engine "torch") or an
+    :class:`ssimae.runtime.OnnxDetector` (engine "onnx"; imports no torch)."""
+    if engine == "onnx":
+        from ssimae.runtime import OnnxDetector
+
+        return OnnxDetector.load(run)
+    if engine != "torch":
+        raise SsimaeError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    from ssimae.detector import Detector
+
+    return Detector.load(run, device)
+
+
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
-            residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print) -> list[Path]:
+            residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print,
+            engine: str = "torch") -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image.
 
     The heat map's colour scale runs from 0 to twice the threshold (so the threshold sits
     mid-scale and maps of different images compare), or to the map's maximum when the
-    threshold is not positive."""
-    detector = Detector.load(run, device)
+    threshold is not positive.
+
+    ``engine``: "torch" (``run`` is a run folder or checkpoint) or "onnx" (``run`` is an
+    export of :mod:`ssimae.export`, run by :mod:`ssimae.runtime` without torch)."""
+    detector = load_detector(run, engine, device)
     if smooth is not None:
         detector.settings = replace(detector.settings, smooth=smooth)
     if residual is not None and residual != detector.default_residual and threshold is None:

@@ -97,7 +97,9 @@ def test_onnx_residuals_and_masks_match_torch(exports, demo_root, model):
         # the stored threshold, and one that cuts the map in half (a mask with something in it)
         for t in (torch_det.threshold, float(np.median(ref))):
             assert masks_agree_outside_ties(got, ref, t), (model, f.name, t)
-        assert np.array_equal(onnx_det.segment(img), segment(got, onnx_det.threshold, onnx_det.opening_diameter))
+        pred = onnx_det.predict(img)
+        assert np.array_equal(pred.residual, got) and pred.threshold == torch_det.threshold
+        assert np.array_equal(pred.mask, segment(got, onnx_det.threshold, onnx_det.opening_diameter))
     assert worst < TOL, f"{model}: max abs difference {worst:.2e}"
 
 
@@ -176,19 +178,22 @@ print("ok")
     assert (tmp_path / "cmd" / f"{img.stem}_mask.png").exists()
 
 
-def test_missing_onnxruntime_is_one_clear_line(exports, tmp_path):
-    _, exported = exports["l2"]
+@pytest.mark.parametrize("missing,command", [("onnxruntime", "predict"), ("onnx", "export")])
+def test_missing_extra_is_one_clear_line(exports, tmp_path, missing, command):
+    run, exported = exports["l2"]
+    argv = {"predict": ["predict", "--engine", "onnx", str(exported), str(exported), "--out", str(tmp_path)],
+            "export": ["export", str(run), "--out", str(tmp_path / "e")]}[command]
     script = f"""
 import sys
-sys.modules["onnxruntime"] = None
+sys.modules[{missing!r}] = None
 from ssimae.cli import main
-sys.exit(main(["predict", "--engine", "onnx", {str(exported)!r}, {str(exported)!r}, "--out", {str(tmp_path)!r}]))
+sys.exit(main({argv!r}))
 """
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     err = proc.stderr.strip()
     assert proc.returncode == 2 and err.count("\n") == 0 and "Traceback" not in err, err
-    assert "pip install 'ssimae[onnx]'" in err and "onnxruntime" in err
+    assert "pip install 'ssimae[onnx]'" in err and missing in err
 
 
 def test_bad_exports_are_one_clear_line(exports, trained_run, tmp_path, capsys):
@@ -210,6 +215,16 @@ def test_bad_exports_are_one_clear_line(exports, trained_run, tmp_path, capsys):
     one_line("junk.onnx", "not a readable ONNX model")
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
     one_line("nowhere")
+    import onnx
+
+    for meta, needle in [('{"format": "other", "version": 1}', "unsupported export"),
+                         ('{"format": "ssimae-onnx", "version": 1}', "damaged export")]:
+        graph = onnx.load(str(exports["l2"][1] / "model.onnx"))
+        next(p for p in graph.metadata_props if p.key == "ssimae").value = meta
+        onnx.save(graph, str(tmp_path / "tampered.onnx"))
+        assert main(["predict", "--engine", "onnx", str(tmp_path / "tampered.onnx"), str(img), "--out",
+                     str(tmp_path)]) == 2
+        one_line("tampered.onnx", needle)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

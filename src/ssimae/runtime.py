@@ -98,27 +98,32 @@ class TorchCpuNormal:
         return out.reshape(shape)
 
 
-def read_export_info(path: str | os.PathLike) -> tuple[Path, dict]:
-    """(the .onnx file, its ssimae JSON) of an export folder or .onnx file; SsimaeError for
-    anything that is not an ssimae export of a supported version."""
+def open_export(path: str | os.PathLike, threads: int | None = None):
+    """(onnxruntime session, the .onnx file, its ssimae JSON) of an export folder or .onnx
+    file; SsimaeError for anything that is not an ssimae export of a supported version.
+    ``threads``: onnxruntime's intra-op threads (None: its default, all cores)."""
     onnx_path = Path(path)
     if onnx_path.is_dir():
         onnx_path = onnx_path / MODEL_FILE
     if not onnx_path.is_file():
         raise SsimaeError(f"no such exported model (expected a folder with {MODEL_FILE}, or an .onnx file)", path)
     ort = require("onnxruntime", "the ONNX engine")
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     try:
-        meta = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta()
-        info = json.loads(meta.custom_metadata_map[METADATA_KEY])
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        info = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
     except KeyError:
         raise SsimaeError("not an ssimae export (its ONNX metadata has no ssimae entry)", onnx_path) from None
     except Exception as e:  # onnxruntime raises its own types for unreadable files
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise SsimaeError(f"not a readable ONNX model ({first[:160]})", onnx_path) from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT or info.get("version") != VERSION:
-        raise SsimaeError(f"unsupported export (format {info.get('format')!r} version {info.get('version')!r}; "
+    found = (info.get("format"), info.get("version")) if isinstance(info, dict) else (type(info).__name__, None)
+    if found != (FORMAT, VERSION):
+        raise SsimaeError(f"unsupported export (format {found[0]!r} version {found[1]!r}; "
                           f"expected {FORMAT} version {VERSION})", onnx_path)
-    return onnx_path, info
+    return session, onnx_path, info
 
 
 def settings_from_info(inference: dict, where: Any = None):
@@ -140,16 +145,11 @@ class OnnxDetector(scoring.Scorer):
     :class:`ssimae.detector.Detector` (``analyze``, ``analyze_many``, ``residual_map``,
     ``segment``, ``threshold``, ``settings``), without torch.
 
-    threads: onnxruntime's intra-op threads (None: onnxruntime's default, all cores).
+    Built by :meth:`load`, from an onnxruntime session and the export's JSON.
     """
 
-    def __init__(self, onnx_path: str | os.PathLike, info: dict, threads: int | None = None):
-        ort = require("onnxruntime", "the ONNX engine")
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    def __init__(self, session, info: dict, onnx_path: str | os.PathLike):
+        self.session = session
         self.info = info
         self.path = Path(onnx_path)
         self.settings = settings_from_info(info["inference"], onnx_path)
@@ -161,9 +161,13 @@ class OnnxDetector(scoring.Scorer):
 
     @classmethod
     def load(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxDetector":
-        """Load an export folder (``model.onnx`` inside) or an ``.onnx`` file."""
-        onnx_path, info = read_export_info(path)
-        return cls(onnx_path, info, threads)
+        """Load an export folder (``model.onnx`` inside) or an ``.onnx`` file; ``threads``:
+        onnxruntime's intra-op threads (None: its default, all cores)."""
+        session, onnx_path, info = open_export(path, threads)
+        try:
+            return cls(session, info, onnx_path)
+        except (KeyError, TypeError, ValueError) as e:
+            raise SsimaeError(f"damaged export ({type(e).__name__}: {str(e)[:120]})", onnx_path) from None
 
     @property
     def default_residual(self) -> str:

@@ -68,6 +68,15 @@ class Analysis:
     residual: np.ndarray
 
 
+@dataclass
+class Prediction:
+    """Residual map (H, W) float32 and defect mask (H, W) bool of one image, and the threshold."""
+
+    residual: np.ndarray
+    mask: np.ndarray
+    threshold: float
+
+
 class Scorer:
     """What every engine's detector offers on top of its :meth:`analyze_many` (one
     reconstruction, several residual maps) and its ``settings`` and ``default_residual``."""
@@ -96,10 +105,16 @@ class Scorer:
         """(H, W) residual map at the input's resolution (larger = more likely defect)."""
         return self.analyze(image, residual).residual
 
-    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
-        """(H, W) bool defect mask: residual > threshold, then the opening."""
+    def predict(self, image: np.ndarray, threshold: float | None = None) -> Prediction:
+        """Residual map and defect mask (residual > threshold, then the opening) of ``image``;
+        ``threshold`` defaults to the stored one."""
         t = self.threshold if threshold is None else threshold
         if t is None:
             raise SsimaeError("this model has no stored threshold (trained without validation images); "
                               "pass one explicitly (--threshold)")
-        return segment_map(self.residual_map(image), t, self.opening_diameter)
+        residual = self.residual_map(image)
+        return Prediction(residual, segment_map(residual, t, self.opening_diameter), float(t))
+
+    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """(H, W) bool defect mask: residual > threshold, then the opening."""
+        return self.predict(image, threshold).mask

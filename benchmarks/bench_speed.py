@@ -1,7 +1,7 @@
-"""Speed of training and inference, measured side by side in one run (issue #2).
+"""Speed of training and inference, measured side by side in one run (issues #2, #12).
 
     python benchmarks/bench_speed.py [--steps 20] [--batch-size 32] [--threads N]
-                                     [--data ROOT] [--checkpoint RUN]
+                                     [--data ROOT] [--checkpoint RUN] [--engines-only]
 
 Reports
 - training patches/s with the l2 loss and the SSIM loss (same network, same batches)
@@ -14,6 +14,12 @@ Reports
   batch 32) and the CPU's limit: this machine's fp32 matmul GFLOP/s (a 2048x2048 product,
   the best case for its cores) divided by the FLOPs of one training patch (forward and
   backward, counted by torch.utils.flop_counter);
+- the deployment engines (issue #12): ms per 256x256 and per 1024x700 (W x H) image through
+  the whole pipeline (sliding window at stride 30, SSIM residual, threshold and opening:
+  ``segment``) with the torch detector and with the ONNX export run by onnxruntime
+  (``ssimae.runtime``), both with the same number of threads (--threads, default: all
+  cores), interleaved, and their ratio; needs onnx and onnxruntime (``pip install
+  'ssimae[onnx]'``). ``--engines-only`` measures only this part.
 By default the network is freshly initialised and the batch is uniform noise; --data takes
 the training batch from random crops of a dataset's training images and --checkpoint starts
 from a trained run's weights (step times should not depend on either; this checks it).
@@ -58,9 +64,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data", default=None, help="dataset root: train on crops of its training images")
     ap.add_argument("--checkpoint", default=None, help="run folder or checkpoint: start from its weights")
+    ap.add_argument("--engines-only", action="store_true", help="measure only torch against onnxruntime")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.engines_only:
+        return engine_speeds(args)
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
@@ -120,6 +129,55 @@ def main() -> None:
     print(f"| sliding window overhead over the bare network | {100 * (full / bare - 1):+.1f}% |")
     if dev.type == "cpu" and not args.checkpoint:
         recipe_speeds(args, x[:1].cpu())
+    if dev.type == "cpu":
+        engine_speeds(args)
+
+
+def engine_speeds(args, sizes=((256, 256), (700, 1024)), rounds: int = 3) -> None:
+    """ms per image through the whole pipeline, torch against onnxruntime (see the docstring)."""
+    import importlib.util
+    import os
+    import tempfile
+
+    import numpy as np
+
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+        print("\nengines: skipped (pip install 'ssimae[onnx]' to measure onnxruntime)")
+        return
+    from ssimae.checkpoint import save_checkpoint
+    from ssimae.export import export_onnx
+    from ssimae.runtime import OnnxDetector
+    from ssimae.settings import RunSettings, TrainSettings
+
+    threads = args.threads or os.cpu_count()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = get_model("ssim").build(100, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunSettings(TrainSettings(model="ssim"), InferenceSettings(threshold=0.5, residual="ssim"))
+        save_checkpoint(f"{tmp}/run/model.pt", settings=run, model=net.state_dict(), finished=True)
+        export_onnx(f"{tmp}/run", f"{tmp}/onnx")
+        engines = {"torch": Detector.load(f"{tmp}/run", "cpu"), "onnxruntime": OnnxDetector.load(f"{tmp}/onnx", threads)}
+        rng = np.random.default_rng(0)
+        ms = {}
+        for h, w in sizes:
+            img = rng.random((h, w)).astype(np.float32)
+            times = {name: [] for name in engines}
+            for _ in range(rounds):  # interleaved, so drifts of the machine's speed hit both alike
+                for name, det in engines.items():
+                    times[name].append(timed(lambda: det.segment(img), 1))
+            ms[(h, w)] = {name: 1000 * statistics.median(v) for name, v in times.items()}
+    import onnxruntime
+
+    print()
+    print(f"engines: torch {torch.__version__} and onnxruntime {onnxruntime.__version__}, {threads} threads each, "
+          f"SSIM-AE d = 100, whole pipeline (window, SSIM residual, threshold, opening), median of {rounds}")
+    print("| image (W x H) | patches | torch | onnxruntime | torch time / onnxruntime time |")
+    print("|---|---|---|---|---|")
+    for (h, w), row in ms.items():
+        n = len(patch_starts(h)) * len(patch_starts(w))
+        print(f"| {w}x{h} | {n} | {row['torch']:.0f} ms | {row['onnxruntime']:.0f} ms | "
+              f"{row['torch'] / row['onnxruntime']:.2f}x |")
 
 
 def recipe_speeds(args, sample: torch.Tensor) -> None:

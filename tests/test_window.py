@@ -60,4 +60,15 @@ def test_multi_channel_outputs_and_coverage():
     assert out.shape == (2, 64, 70)
     assert torch.allclose(out[0], image) and torch.allclose(out[1], image * image)
     cov = coverage(64, 70, 32, 10)
-    assert cov.min() >= 1 and cov[0, 0] == 1
+    assert cov.min() >= 1 and cov[0, 0] == 1 and cov.dtype == np.float32
+
+
+def test_numpy_and_torch_windows_are_the_same_code():
+    rng = np.random.default_rng(3)
+    image = rng.random((70, 90)).astype(np.float32)
+    fn = lambda b: np.concatenate([b * 2, b ** 2], axis=1)  # noqa: E731
+    ours = sliding_window(image, fn, patch=32, stride=11, batch_size=5)
+    ref = sliding_window(torch.from_numpy(image), lambda b: torch.cat([b * 2, b ** 2], 1), patch=32, stride=11,
+                         batch_size=5)
+    assert isinstance(ours, np.ndarray) and ours.dtype == np.float32
+    assert np.array_equal(ours, ref.numpy())

@@ -19,32 +19,12 @@ from pathlib import Path
 import torch
 
 from ssimae.errors import SsimaeError
+from ssimae.files import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 from ssimae.settings import RunSettings, settings_from_v1
 
 FORMAT = "ssimae-checkpoint"
 VERSION = 2
 CHECKPOINT_NAME = "model.pt"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename, so a
-    crash leaves either the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_checkpoint(path: str | os.PathLike, *, settings: RunSettings, model: dict, optimizer: dict | None = None,

@@ -189,18 +189,57 @@ def run_settings(args: argparse.Namespace, model: str):
 def cmd_train(args) -> None:
     from ssimae.train import train
 
-    if args.data is None and args.train_dir is None:
+    settings, root, data = train_inputs(args)
+    if root is None and data.get("train_dir") is None:
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
-    run = run_settings(args, args.model)
-    if args.resume and args.epochs is None:  # keep the run's own length (a budget run's converted one too)
+    if args.resume and args.epochs is None and args.config is None:
+        # keep the run's own length (a budget run's converted one too), not the default 200
         from ssimae.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
         ckpt = Path(args.out) / CHECKPOINT_NAME
         if ckpt.exists():
-            run.train.epochs = load_checkpoint(ckpt)["settings"].train.epochs
-    path = train(run, args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
-                 progress=not args.quiet)
+            settings.train.epochs = load_checkpoint(ckpt)["settings"].train.epochs
+    path = train(settings, root, args.out, resume=args.resume, dataset_kwargs=data, progress=not args.quiet,
+                 argv=getattr(args, "argv", None))
     print(f"checkpoint: {path}")
+
+
+class _Given(argparse.Namespace):
+    """A namespace that argparse fills with the options given only: it looks as if every
+    option were set already, so no default is written into it."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # argparse's own bookkeeping
+            raise AttributeError(name)
+        return None
+
+
+def given_options(args) -> set[str]:
+    """The dests of the options given explicitly on the `train` command line."""
+    argv = list(args.argv)
+    ns = _Given()
+    args.parser.parse_args(argv[argv.index("train") + 1:], ns)
+    return set(vars(ns))
+
+
+def train_inputs(args):
+    """(RunSettings, data root, dataset options) of `train`: from the options, or from the
+    ``--config`` file with the options given explicitly overriding it (:mod:`ssimae.config`)."""
+    if args.config is None:
+        return run_settings(args, args.model), args.data, data_kwargs(args)
+    from ssimae.config import for_rerun, override, read_config
+
+    file_run = for_rerun(read_config(args.config))
+    given = given_options(args)
+    cli_run = run_settings(args, args.model if "model" in given else file_run.train.model)
+    flags = {_dest(f.metadata["flag"]): f.name for f in dataclasses.fields(cli_run.train.params) if "flag" in f.metadata}
+    run = override(file_run, cli_run, given, flags)
+    data = dict(file_run.train.data)
+    root = args.data if args.data is not None else data.pop("root", None)
+    data.pop("root", None)
+    data.pop("seed", None)  # the split's seed follows the run's (setdefault in training)
+    data.update(data_kwargs(args))
+    return run, root, data
 
 
 def _dataset_for_run(args) -> tuple[str | None, dict]:
@@ -231,7 +270,14 @@ def cmd_predict(args) -> None:
     from ssimae.predict import predict
 
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
-            residual=args.residual, smooth=args.smooth, progress=not args.quiet)
+            residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine)
+
+
+def cmd_export(args) -> None:
+    from ssimae.export import export_onnx
+
+    path = export_onnx(args.run, args.out)
+    print(f"exported {args.run} to {path} (settings also in {path.parent / 'ssimae.json'})")
 
 
 def cmd_calibrate(args) -> None:
@@ -279,9 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=list(MODELS), default="ssim", help="which model (default ssim)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="repeat a run: its RUN/config.json, or a JSON/YAML file of the same keys; options given "
+                        "here override the file")
     add_data_args(p)
     add_train_args(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, parser=p)
 
     p = sub.add_parser("evaluate", help="pixel ROC / PRO / image AUC of a trained run on a test set",
                        description="Evaluate a run with the paper's protocol; writes metrics.json, roc.csv, roc.png.")
@@ -308,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
                    help="Gaussian smoothing of the residual map (default: the run's own)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--engine", choices=["torch", "onnx"], default="torch",
+                   help="torch (RUN: a run folder or checkpoint) or onnx (RUN: a folder written by `ssimae export`, "
+                        "run by onnxruntime without torch; needs pip install 'ssimae[onnx]')")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -323,6 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("export", help="export a run for inference without PyTorch (ONNX)",
+                       description="Write DIR/model.onnx and DIR/ssimae.json (threshold, preprocessing, stride, "
+                                   "residual and its options, opening, model; also in the ONNX metadata). "
+                                   "Run it with `ssimae predict --engine onnx DIR ...` or ssimae.runtime.")
+    p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="train and evaluate several models side by side (the paper's comparison)",
                        description="Train each model with the same data, seed and budget; evaluate all.")
@@ -350,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
     try:
         args.func(args)
     except SsimaeError as e:

@@ -15,7 +15,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
+from ssimae.window import PATCH_SIZE  # noqa: F401  (Table 1 input size; defined torch-free there)
+
 LEAKY_SLOPE = 0.2  # Table 1 caption
 DEFAULT_LATENT_DIM = 100  # Section 4.2, texture images
 

@@ -18,10 +18,10 @@ from pathlib import Path, PurePath
 import numpy as np
 from tqdm.auto import tqdm
 
-from ssimae.checkpoint import atomic_write_bytes
-from ssimae.detector import IMAGES_PER_BATCH, Detector
 from ssimae.errors import SsimaeError
+from ssimae.files import atomic_write_bytes
 from ssimae.images import is_image_file, read_image
+from ssimae.scoring import IMAGES_PER_BATCH
 from ssimae.plots import heatmap_rgb, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.report import REPORT_NAME, save_thumbnails, write_report
 from ssimae.verdicts import CSV_NAME, JSONL_NAME, summary, write_verdicts
@@ -50,7 +50,24 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath
     return found
 
 
-def threshold_source(detector: Detector, threshold: float | None) -> str:
+ENGINES = ("torch", "onnx")
+
+
+def load_detector(run: str | os.PathLike, engine: str = "torch", device: str | None = None):
+    """A :class:`ssimae.detector.Detector` (engine "torch") or an
+    :class:`ssimae.runtime.OnnxDetector` (engine "onnx"; imports no torch)."""
+    if engine == "onnx":
+        from ssimae.runtime import OnnxDetector
+
+        return OnnxDetector.load(run)
+    if engine != "torch":
+        raise SsimaeError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    from ssimae.detector import Detector
+
+    return Detector.load(run, device)
+
+
+def threshold_source(detector, threshold: float | None) -> str:
     """Where the threshold in use comes from, in words (printed by ``predict``)."""
     if threshold is not None:
         return "given with --threshold"
@@ -63,15 +80,19 @@ def threshold_source(detector: Detector, threshold: float | None) -> str:
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
-            residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print) -> list[Path]:
+            residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print,
+            engine: str = "torch") -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
     the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl.
 
     The heat map's colour scale runs from 0 to twice the threshold (so the threshold sits
     mid-scale and maps of different images compare), or to the map's maximum when the
-    threshold is not positive."""
-    detector = Detector.load(run, device)
+    threshold is not positive.
+
+    ``engine``: "torch" (``run`` is a run folder or checkpoint) or "onnx" (``run`` is an
+    export of :mod:`ssimae.export`, run by :mod:`ssimae.runtime` without torch)."""
+    detector = load_detector(run, engine, device)
     if smooth is not None:
         detector.settings = replace(detector.settings, smooth=smooth)
     if residual is not None and residual != detector.default_residual and threshold is None:
@@ -103,7 +124,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     write_verdicts(records, out)
     said = f"{summary(records)} at threshold {t:.6g} ({threshold_source(detector, threshold)})"
     write_report(out, title=f"ssimae predict: {Path(run).name}", images=rows, summary=[
-        said, f"run: {run}; model: {detector.model.title}, {name} residual; inputs: "
+        said, f"run: {run}; model: {detector.title}, {name} residual; inputs: "
         + ", ".join(os.fspath(i) for i in inputs), f"verdicts: {CSV_NAME}, {JSONL_NAME}"])
     log(said)
     log(f"wrote predictions for {len(files)} images to {out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")

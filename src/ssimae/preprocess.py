@@ -17,7 +17,7 @@ from skimage.transform import resize
 
 from ssimae.errors import SsimaeError
 from ssimae.images import read_image
-from ssimae.network import PATCH_SIZE
+from ssimae.window import PATCH_SIZE
 
 
 @dataclass(frozen=True)

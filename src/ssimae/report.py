@@ -23,7 +23,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from skimage.transform import resize
 
-from ssimae.checkpoint import atomic_write_text
+from ssimae.files import atomic_write_text
 from ssimae.plots import _gray_uint8, _save_array
 
 REPORT_NAME = "report.html"

@@ -22,7 +22,10 @@ applied by the detector).
 
 A new residual is one :func:`register_residual` entry. All maps are computed on the whole
 image after sliding-window reconstruction (:mod:`ssimae.window`); larger = more likely a
-defect. Shapes: (H, W) tensors.
+defect. Shapes: (H, W) float64 torch tensors (the torch path, :class:`ssimae.detector.Detector`)
+or numpy arrays (the ONNX runtime, :mod:`ssimae.runtime`): this module imports torch only
+when given tensors, and each residual computes the same map for both (the SSIM one with
+:func:`ssimae.ssim_core.ssim_map_numpy` for arrays; ``msgms`` is torch-only).
 """
 from __future__ import annotations
 
@@ -30,11 +33,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import torch
+import numpy as np
 
 from ssimae.errors import SsimaeError
 from ssimae.registry import Registry
-from ssimae.ssim import SsimOptions, ssim_map
+from ssimae.ssim_core import SsimOptions, ssim_map_numpy
+from ssimae.window import is_torch_tensor
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class ResidualContext:
     params: Any = None
 
 
-ResidualFn = Callable[[torch.Tensor, Mapping[str, torch.Tensor], ResidualContext], torch.Tensor]
+ResidualFn = Callable[[Any, Mapping[str, Any], ResidualContext], Any]  # (H, W) tensors or arrays
 
 
 @dataclass(frozen=True)
@@ -82,17 +86,21 @@ def get_residual(name: str) -> Residual:
     return RESIDUALS.lookup(name)
 
 
-def l2_residual(x: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+def l2_residual(x, recon):
     """(x - recon)^2 per pixel; (H, W) -> (H, W), in [0, 1] for images in [0, 1]."""
     return (x - recon) ** 2
 
 
-def ssim_residual(x: torch.Tensor, recon: torch.Tensor, options: SsimOptions = SsimOptions()) -> torch.Tensor:
+def ssim_residual(x, recon, options: SsimOptions = SsimOptions()):
     """1 - SSIM(x, recon) per pixel; (H, W) -> (H, W), in [0, 2]."""
+    if not is_torch_tensor(x):
+        return 1.0 - ssim_map_numpy(x, recon, **options.kwargs())
+    from ssimae.ssim import ssim_map
+
     return 1.0 - ssim_map(x[None, None], recon[None, None], **options.kwargs())[0, 0]
 
 
-def vae_residual(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, obs_var: float) -> torch.Tensor:
+def vae_residual(x, mean, var, obs_var: float):
     """Negative log reconstruction probability per pixel (An and Cho, 2015).
 
     The decodings of N latent samples z ~ Q(z|x) give, per pixel, a sample mean ``mean``
@@ -102,30 +110,42 @@ def vae_residual(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, obs_var
         0.5 * log(2 pi v) + (x - mean)^2 / (2 v),   v = var + obs_var.
     Shapes (H, W); values are log-densities (unbounded, may be negative).
     """
+    if not is_torch_tensor(var):
+        v = np.maximum(var, 0) + obs_var
+        return 0.5 * np.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v)
+    import torch
+
     v = var.clamp_min(0) + obs_var
     return 0.5 * torch.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v)
 
 
 GMS_C = 0.0026  # RIAD's stabilising constant of the gradient-magnitude similarity
 MSGMS_SCALES = 4  # full resolution and three halvings, as in RIAD
-_PREWITT = torch.tensor([[1.0, 0.0, -1.0]] * 3) / 3
 
 
-def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+def gradient_magnitude(x: "torch.Tensor") -> "torch.Tensor":
     """sqrt(gx^2 + gy^2) of (B, 1, H, W) with 3x3 Prewitt filters (cross-correlation, mirror
     padding without repeating the edge pixel); same shape."""
-    k = torch.stack([_PREWITT, _PREWITT.T])[:, None].to(x)
+    import torch
+
+    prewitt = torch.tensor([[1.0, 0.0, -1.0]] * 3) / 3
+    k = torch.stack([prewitt, prewitt.T])[:, None].to(x)
     g = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), k)
     return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2)
 
 
-def msgms_residual(x: torch.Tensor, recon: torch.Tensor, scales: int = MSGMS_SCALES, c: float = GMS_C) -> torch.Tensor:
+def msgms_residual(x: "torch.Tensor", recon: "torch.Tensor", scales: int = MSGMS_SCALES,
+                   c: float = GMS_C) -> "torch.Tensor":
     """1 - MSGMS(x, recon) per pixel; (H, W) -> (H, W), in [0, 1].
 
     GMS = (2 g_x g_r + c) / (g_x^2 + g_r^2 + c) of the gradient magnitudes of image and
     reconstruction, computed on ``scales`` levels of a pyramid (2x2 average pooling), each
-    level upsampled bilinearly (half-pixel centres) to (H, W), and averaged.
+    level upsampled bilinearly (half-pixel centres) to (H, W), and averaged. Torch tensors only.
     """
+    if not is_torch_tensor(x):
+        raise SsimaeError("the msgms residual is computed with torch only; use the torch engine for it")
+    import torch
+
     h, w = x.shape
     a, b = x[None, None], recon[None, None]
     total = torch.zeros_like(a)
@@ -142,7 +162,7 @@ def msgms_residual(x: torch.Tensor, recon: torch.Tensor, scales: int = MSGMS_SCA
     return 1.0 - total[0, 0] / scales
 
 
-def standardised(name: str, m: torch.Tensor, ctx: "ResidualContext") -> torch.Tensor:
+def standardised(name: str, m, ctx: "ResidualContext"):
     """(m - mean) / std of residual ``name`` on the defect-free validation images."""
     mean, std = ctx.settings.residual_stats[name]
     return (m - mean) / max(std, 1e-12)
@@ -163,8 +183,9 @@ register_residual("ssim+l2", needs_stats=("ssim", "l2"),
     + standardised("l2", l2_residual(x, out["recon"]), ctx))
 
 
-def residual_map(name: str, x: torch.Tensor, outputs: Mapping[str, torch.Tensor], ctx: ResidualContext) -> torch.Tensor:
-    """Residual map ``name`` of image x (H, W) from the model's pooled outputs {name: (H, W)}.
+def residual_map(name: str, x, outputs: Mapping[str, Any], ctx: ResidualContext):
+    """Residual map ``name`` of image x (H, W) from the model's pooled outputs {name: (H, W)}
+    (torch tensors or numpy arrays; the map is of the same kind).
 
     Computed in float64: scoring runs once per image, and float64 keeps SSIM within 1e-5
     of skimage (float32's E[x^2] - E[x]^2 loses ~1e-4 in flat regions).
@@ -178,4 +199,9 @@ def residual_map(name: str, x: torch.Tensor, outputs: Mapping[str, torch.Tensor]
     if missing:
         raise SsimaeError(f"the {name} residual needs statistics of the {', '.join(missing)} residual(s) on "
                           f"defect-free validation images, which this run does not hold")
-    return res.fn(x.double(), {k: v.double() for k, v in outputs.items()}, ctx)
+    return res.fn(_float64(x), {k: _float64(v) for k, v in outputs.items()}, ctx)
+
+
+def _float64(a):
+    """A tensor or array in float64."""
+    return a.double() if is_torch_tensor(a) else np.asarray(a, dtype=np.float64)

@@ -20,17 +20,11 @@ Reference: Bergmann et al., VISAPP 2019, Sec. 3; Wang et al., IEEE TIP 13(4), 20
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 
-from ssimae.errors import SsimaeError
-
-WINDOW_SIZE = 11  # K in the paper, Sec. 4.2
-GAUSSIAN_SIGMA = 1.5  # Wang et al. (2004); skimage's default with gaussian_weights=True
-K1, K2 = 0.01, 0.03
+# Constants and options live in the torch-free core (shared with the ONNX runtime).
+from ssimae.ssim_core import GAUSSIAN_SIGMA, K1, K2, WINDOW_SIZE, SsimOptions, _constants  # noqa: F401
 
 
 def window_1d(size: int = WINDOW_SIZE, sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True,
@@ -80,12 +74,6 @@ def local_stats(x: torch.Tensor, y: torch.Tensor, window_size: int = WINDOW_SIZE
     return mu_x + shift, mu_y + shift, var_x, var_y, cov
 
 
-def _constants(data_range: float):
-    c1 = (K1 * data_range) ** 2
-    c2 = (K2 * data_range) ** 2
-    return c1, c2, c2 / 2
-
-
 def ssim_components(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0,
                     window_size: int = WINDOW_SIZE, sigma: float = GAUSSIAN_SIGMA, gaussian: bool = True):
     """Luminance, contrast and structure maps l, c, s, each (B, C, H, W).
@@ -130,33 +118,3 @@ def ssim_map(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window_s
 def ssim_loss(x: torch.Tensor, y: torch.Tensor, **kwargs) -> torch.Tensor:
     """Training loss of the SSIM-autoencoder: 1 - mean SSIM (a scalar, in [0, 2])."""
     return 1.0 - ssim_map(x, y, **kwargs).mean()
-
-
-@dataclass(frozen=True)
-class SsimOptions:
-    """The keyword arguments of :func:`ssim_map` as a typed, stored setting.
-
-    Defaults are the paper's: window K = 11 (Gaussian, sigma 1.5), alpha = beta = gamma = 1,
-    images in [0, 1]. ``ssim_map(x, y, **opts.kwargs())`` applies them.
-    """
-
-    window_size: int = WINDOW_SIZE
-    sigma: float = GAUSSIAN_SIGMA
-    gaussian: bool = True
-    alpha: float = 1.0
-    beta: float = 1.0
-    gamma: float = 1.0
-    data_range: float = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) \
-                or self.window_size < 1 or self.window_size % 2 == 0:
-            raise SsimaeError(f"SSIM window size must be an odd positive integer, got {self.window_size!r}")
-        for name in ("sigma", "data_range"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise SsimaeError(f"SSIM {name} must be a positive number, got {v!r}")
-
-    def kwargs(self) -> dict:
-        """{name: value} for ``ssim_map(x, y, **kwargs)``."""
-        return asdict(self)

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ssimae.calibrate import calibrate
+from ssimae.config import record_invocation
 from ssimae.checkpoint import (
     CHECKPOINT_NAME,
     atomic_write_text,
@@ -186,8 +187,9 @@ def _convert_budget(model, t: TrainSettings, patches: RandomPatches, device, log
 
 
 def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: bool = False,
-          dataset_kwargs: dict | None = None, progress: bool = True, log=print) -> Path:
-    """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt)."""
+          dataset_kwargs: dict | None = None, progress: bool = True, log=print, argv: list[str] | None = None) -> Path:
+    """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt).
+    ``argv``: the command line, recorded with the package versions in ``out``/run_info.json."""
     out = Path(out)
     ckpt_path = out / CHECKPOINT_NAME
     run, ckpt, data_root, dataset_kwargs = _start_or_resume(run, out, resume, data_root, dataset_kwargs)
@@ -219,6 +221,7 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
             state["rows"] = list(csv.DictReader((out / "train_log.csv").open()))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.json", json.dumps(run.to_dict(), indent=2, sort_keys=True))  # again at the end
+    record_invocation(out, argv)
 
     def save(finished: bool):
         save_checkpoint(ckpt_path, settings=run, model=net.state_dict(), optimizer=opt.state_dict(),

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from ssimae.checkpoint import atomic_write_text
+from ssimae.files import atomic_write_text
 
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as in ssimae.metrics
 CSV_NAME, JSONL_NAME = "predictions.csv", "predictions.jsonl"

@@ -4,15 +4,18 @@ The autoencoder sees 128x128 patches. A test image is covered by patches at a st
 30 px (the paper's choice: a stride of 128 leaves striding artefacts); the last row and
 column of patches are moved flush with the bottom and right borders so every pixel is
 covered; overlapping outputs are averaged. Patches go through the network in batches.
+
+This module imports no torch: :func:`sliding_window` assembles numpy arrays (the ONNX
+runtime, :mod:`ssimae.runtime`) and torch tensors (:class:`ssimae.detector.Detector`)
+with the same code, importing torch only when it is given a tensor.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-import torch
+import numpy as np
 
-from ssimae.network import PATCH_SIZE
-
+PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
 STRIDE = 30  # Sec. 4.2
 
 
@@ -29,10 +32,10 @@ def patch_starts(length: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> 
     return starts
 
 
-def coverage(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> torch.Tensor:
-    """How many patches cover each pixel: (H, W) float tensor, all >= 1."""
-    rows = torch.zeros(height)
-    cols = torch.zeros(width)
+def coverage(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> np.ndarray:
+    """How many patches cover each pixel: (H, W) float32 array, all >= 1."""
+    rows = np.zeros(height, np.float32)
+    cols = np.zeros(width, np.float32)
     for r in patch_starts(height, patch, stride):
         rows[r:r + patch] += 1
     for c in patch_starts(width, patch, stride):
@@ -40,34 +43,58 @@ def coverage(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STR
     return rows[:, None] * cols[None, :]
 
 
-@torch.no_grad()
-def sliding_window(image: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], patch: int = PATCH_SIZE,
-                   stride: int = STRIDE, batch_size: int = 64) -> torch.Tensor:
+def is_torch_tensor(a: Any) -> bool:
+    """True for a torch tensor (checked without importing torch)."""
+    return type(a).__module__.startswith("torch")
+
+
+def sliding_window(image, fn: Callable, patch: int = PATCH_SIZE, stride: int = STRIDE, batch_size: int = 64):
     """Apply ``fn`` to every patch of ``image`` and average the overlapping outputs.
 
-    image: (H, W) float tensor with H, W >= ``patch`` (on the device ``fn`` runs on).
-    fn: (B, 1, patch, patch) -> (B, C, patch, patch), e.g. the autoencoder.
-    Returns (C, H, W): at each pixel the mean of ``fn``'s outputs over all patches
-    covering it.
+    image: (H, W) float numpy array or torch tensor (on the device ``fn`` runs on) with
+    H, W >= ``patch``.
+    fn: (B, 1, patch, patch) -> (B, C, patch, patch) of the same kind, e.g. the autoencoder.
+    Returns (C, H, W) of the kind of ``fn``'s output: at each pixel the mean of ``fn``'s
+    outputs over all patches covering it. Patches are fed in row-major order.
     """
     return sliding_window_many([image], fn, patch, stride, batch_size)[0]
 
 
-@torch.no_grad()
-def sliding_window_many(images: Sequence[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor],
-                        patch: int = PATCH_SIZE, stride: int = STRIDE, batch_size: int = 64) -> list[torch.Tensor]:
-    """:func:`sliding_window` of several images (each (H_i, W_i), sizes may differ), their
-    patches sent through ``fn`` together in batches of ``batch_size`` (a batch may hold
-    patches of several images). Returns one (C, H_i, W_i) tensor per image."""
+def sliding_window_many(images: Sequence, fn: Callable, patch: int = PATCH_SIZE, stride: int = STRIDE,
+                        batch_size: int = 64) -> list:
+    """:func:`sliding_window` of several images (each (H_i, W_i), sizes may differ; all numpy
+    arrays or all torch tensors), their patches sent through ``fn`` together in batches of
+    ``batch_size`` (a batch may hold patches of several images). Returns one (C, H_i, W_i)
+    array or tensor per image."""
+    if images and is_torch_tensor(images[0]):
+        import torch
+
+        stack, zeros = torch.stack, lambda shape, like: torch.zeros(shape, dtype=like.dtype, device=like.device)
+        with torch.no_grad():
+            return _assemble(images, fn, patch, stride, batch_size, stack, zeros)
+    return _assemble(images, fn, patch, stride, batch_size, np.stack, lambda shape, like: np.zeros(shape, like.dtype))
+
+
+def _assemble(images, fn, patch, stride, batch_size, stack, zeros) -> list:
+    """The loop of :func:`sliding_window_many`, with the array library's ``stack`` and ``zeros``."""
     positions = [(k, r, c) for k, im in enumerate(images)
                  for r in patch_starts(im.shape[0], patch, stride) for c in patch_starts(im.shape[1], patch, stride)]
-    outs: list[torch.Tensor | None] = [None] * len(images)
+    outs: list = [None] * len(images)
     for i in range(0, len(positions), batch_size):
         chunk = positions[i:i + batch_size]
-        batch = torch.stack([images[k][r:r + patch, c:c + patch] for k, r, c in chunk]).unsqueeze(1)
+        batch = stack([images[k][r:r + patch, c:c + patch] for k, r, c in chunk])[:, None]
         result = fn(batch)
         for (k, r, c), y in zip(chunk, result):
             if outs[k] is None:
-                outs[k] = torch.zeros((result.shape[1], *images[k].shape), dtype=result.dtype, device=result.device)
+                outs[k] = zeros((result.shape[1], *images[k].shape), result)
             outs[k][:, r:r + patch, c:c + patch] += y
-    return [o / coverage(*im.shape, patch, stride).to(o.device, o.dtype) for o, im in zip(outs, images)]
+    return [_divide(out, coverage(*im.shape, patch, stride)) for out, im in zip(outs, images)]
+
+
+def _divide(out, cov: np.ndarray):
+    """``out`` (C, H, W) divided by the coverage (H, W), in ``out``'s library, device and dtype."""
+    if is_torch_tensor(out):
+        import torch
+
+        return out / torch.from_numpy(cov).to(out.device, out.dtype)
+    return out / cov.astype(out.dtype)

@@ -68,6 +68,19 @@ class Model:
         ``seed`` seeds any sampling, so residual maps are reproducible."""
         return net
 
+    def export_module(self, net: nn.Module, params) -> tuple[nn.Module, tuple[int, ...] | None]:
+        """:meth:`patch_fn` as one traceable module, for the ONNX export (:mod:`ssimae.export`):
+        (module, noise shape). The module maps patches (B, 1, 128, 128) to (B, len(outputs),
+        128, 128); a model that samples takes the noise as a second input, (S, B, *shape),
+        the S draws of ``torch.randn((B, *shape))`` its :meth:`patch_fn` makes, in order.
+        The default covers a model whose :meth:`patch_fn` is its network; a model that
+        overrides :meth:`patch_fn` must override this too to be exported."""
+        if type(self).patch_fn is not Model.patch_fn:
+            from ssimae.errors import SsimaeError
+
+            raise SsimaeError(f"the {self.name} model has its own per-patch inference and no ONNX export")
+        return net, None
+
     def residuals(self) -> tuple[str, ...]:
         """Residuals ``compare`` reports: the model's own first."""
         rest = tuple(r for r in self.compare_residuals if r != self.default_residual)

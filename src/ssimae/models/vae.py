@@ -112,3 +112,23 @@ class VariationalAE(Model):
             return torch.cat([total / n, total_sq / n], dim=1)
 
         return fn
+
+    def export_module(self, net: VAE, params: VaeParams):
+        """patches (B, 1, h, w), noise (N, B, d, 1, 1) -> (B, 2, h, w): :meth:`patch_fn` with
+        its N draws of eps given as the noise input (the N decodings run as one batch)."""
+        return _SampledVAE(net), (net.latent_dim, 1, 1)
+
+
+class _SampledVAE(nn.Module):
+    """The VAE's per-patch inference with the latent noise as an input (for the ONNX export)."""
+
+    def __init__(self, net: VAE):
+        super().__init__()
+        self.net = net
+
+    def forward(self, patches: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.net.encode(patches)
+        z = mu + torch.exp(0.5 * logvar) * noise  # (N, B, d, 1, 1), as VAE.sample
+        n, b = noise.shape[0], noise.shape[1]
+        y = self.net.decode(z.reshape(n * b, *mu.shape[1:])).reshape(n, b, *patches.shape[1:])
+        return torch.cat([y.mean(0), (y * y).mean(0)], dim=1)

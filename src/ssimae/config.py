@@ -1,0 +1,150 @@
+"""Runs you can repeat: ``ssimae train --config RUN/config.json`` and the record of a command.
+
+A config file holds the settings of a run as its ``config.json`` does (``{"version": 2,
+"train": {...}, "inference": {...}}``), in JSON or YAML (``.yaml``/``.yml``, needs PyYAML);
+a hand-written file may leave out ``version`` and any setting (defaults apply). Unknown
+keys and wrong types stop with one line naming the file and the setting
+(:func:`ssimae.settings.from_dict`).
+
+What training computed rather than was told (the threshold, the validation statistics)
+is dropped, and a time budget already converted into epochs is replayed by its epochs, so
+the file of a finished run repeats that run. Options given on the command line override
+the file: :data:`OPTION_FIELDS` says which settings each option sets.
+
+Every ``ssimae train`` also appends its exact command line and the versions of ssimae,
+Python, torch and the numeric libraries to ``RUN/run_info.json`` (:func:`record_invocation`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from ssimae.errors import SsimaeError
+from ssimae.files import atomic_write_text
+
+RUN_INFO = "run_info.json"
+VERSIONED = ("ssimae", "torch", "numpy", "scipy", "scikit-image", "scikit-learn", "pillow", "onnx", "onnxruntime")
+
+# Command-line options of `train` -> the settings they set ("train.x" / "inference.x").
+# --model and the model options (their Params fields' flags) set train.params
+# (:func:`override`); the data options set the data (``ssimae.cli.cmd_train``).
+OPTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "preset": ("train.latent_dim", "inference.preprocess"),
+    "recipe": ("train.recipe", "train.latent_dim", "train.batch_size", "train.channels_last", "train.lr",
+               "train.weight_decay", "train.schedule", "train.warmup", "train.augment", "train.l2_warmup",
+               "train.norm", "inference.smooth"),
+    "epochs": ("train.epochs",), "patches_per_epoch": ("train.patches_per_epoch",),
+    "batch_size": ("train.batch_size",), "lr": ("train.lr",), "weight_decay": ("train.weight_decay",),
+    "latent_dim": ("train.latent_dim",), "resize": ("inference.preprocess",), "scale": ("inference.preprocess",),
+    "seed": ("train.seed", "inference.seed"), "max_minutes": ("train.max_minutes",),
+    "val_fraction": ("train.val_fraction",), "workers": ("train.num_workers",), "device": ("train.device",),
+    "budget_minutes": ("train.budget_minutes", "train.measured_patches_per_s"),
+    "schedule": ("train.schedule",), "warmup": ("train.warmup",), "augment": ("train.augment",),
+    "l2_warmup": ("train.l2_warmup",), "norm": ("train.norm",), "channels_last": ("train.channels_last",),
+    "residual": ("inference.residual",), "min_defect_area": ("inference.min_defect_area",),
+    "stride": ("inference.stride",), "opening_diameter": ("inference.opening_diameter",),
+    "ssim_window": ("inference.ssim",), "ssim_uniform": ("inference.ssim",),
+    "smooth": ("inference.smooth",),
+}
+
+
+def read_config(path: str | os.PathLike):
+    """The RunSettings of a JSON or YAML config file; SsimaeError (one line) if unreadable,
+    unknown keys or wrong types."""
+    from ssimae.settings import SETTINGS_VERSION, RunSettings
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SsimaeError(f"cannot read the config file ({e.strerror or e})", path) from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise SsimaeError("YAML configs need PyYAML: pip install 'ssimae[yaml]' (or pip install pyyaml)",
+                              path) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise SsimaeError(f"not valid YAML ({' '.join(str(e).split())[:160]})", path) from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SsimaeError(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", path) from None
+    if not isinstance(data, dict):
+        raise SsimaeError(f"a config must be a mapping with train and inference settings, got {type(data).__name__}",
+                          path)
+    data.setdefault("version", SETTINGS_VERSION)
+    return RunSettings.from_dict(data, os.fspath(path))
+
+
+def for_rerun(run):
+    """The settings of a finished run made ready to train again: the threshold and the
+    validation statistics are dropped (training computes them), and a time budget that was
+    converted into epochs is replayed by those epochs."""
+    run.inference.threshold, run.inference.residual_stats = None, {}
+    if run.train.measured_patches_per_s is not None:
+        run.train.budget_minutes = None
+    return run
+
+
+def override(file_run, cli_run, given: set[str], param_flags: dict[str, str]):
+    """``file_run`` with the settings that the explicitly ``given`` options (argparse dests)
+    set taken from ``cli_run`` (the settings built from the command line for the same
+    model). ``param_flags`` maps a model option's dest to its Params field."""
+    t_file, t_cli = file_run.train, cli_run.train
+    if "model" in given:
+        t_file.model, t_file.params = t_cli.model, t_cli.params
+        file_run.inference.residual = cli_run.inference.residual
+    else:
+        names = {param_flags[d] for d in given if d in param_flags}
+        if given & {"ssim_window", "ssim_uniform"}:
+            names.add("ssim")  # a model trained with SSIM takes the SSIM options too
+        names &= {f.name for f in dataclasses.fields(t_file.params)}
+        if names:
+            t_file.params = dataclasses.replace(t_file.params, **{n: getattr(t_cli.params, n) for n in names})
+    for dest in given:
+        for dotted in OPTION_FIELDS.get(dest, ()):
+            section, name = dotted.split(".")
+            setattr(getattr(file_run, section), name, getattr(getattr(cli_run, section), name))
+    return file_run
+
+
+def record_invocation(out: str | os.PathLike, argv: list[str] | None) -> Path:
+    """Append this command line (None: called from Python) and the package versions to
+    ``out``/run_info.json."""
+    path = Path(out) / RUN_INFO
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        info = {}
+    runs = info.get("invocations", []) if isinstance(info, dict) else []
+    runs.append({
+        "argv": None if argv is None else ["ssimae", *argv], "cwd": os.getcwd(), "python": sys.version.split()[0],
+        "platform": platform.platform(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": package_versions(),
+    })
+    atomic_write_text(path, json.dumps({"invocations": runs}, indent=2) + "\n")
+    return path
+
+
+def package_versions() -> dict[str, str | None]:
+    """{package: installed version or None} for the packages a run's numbers depend on."""
+    out: dict[str, str | None] = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    from ssimae import __version__
+
+    out["ssimae"] = __version__
+    return out

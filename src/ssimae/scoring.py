@@ -1,0 +1,145 @@
+"""The engine-independent steps of scoring one image, shared by the torch detector
+(:class:`ssimae.detector.Detector`) and the ONNX runtime (:class:`ssimae.runtime.OnnxDetector`).
+
+Between :func:`prepare` and :func:`finish` an engine only reconstructs the padded image
+with :func:`ssimae.window.sliding_window`. Imports no torch; :func:`finish` accepts the
+pooled outputs as torch tensors or numpy arrays.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.transform import resize as sk_resize
+
+from ssimae.errors import SsimaeError
+from ssimae.images import read_image
+from ssimae.morphology import gray_opening
+from ssimae.morphology import segment as segment_map
+from ssimae.preprocess import pad_to_patch
+from ssimae.residual import ResidualContext, residual_map
+from ssimae.verdicts import Prediction, find_regions
+from ssimae.window import PATCH_SIZE, is_torch_tensor
+
+IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict``) batch together
+
+
+def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Check a gray image and apply the run's preprocessing (``settings.preprocess``) and
+    the padding to a patch: (float32 image, padded float32 (H'', W''), preprocessed (h, w))."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2:
+        raise ValueError(f"expected a gray (H, W) image, got shape {image.shape}")
+    x = settings.preprocess.apply(image)
+    return image, np.ascontiguousarray(pad_to_patch(x, PATCH_SIZE)), x.shape
+
+
+def finish(image_shape: tuple[int, int], size: tuple[int, int], padded, outputs: Mapping[str, Any],
+           residuals, ctx: ResidualContext) -> tuple[np.ndarray, dict]:
+    """From the padded image and the model's pooled outputs ({name: (H'', W'')}) to the
+    reconstruction and the residual maps ``residuals`` at the input's resolution: residual
+    on the whole padded image, padding cropped to ``size``, optional Gaussian smoothing
+    (``ctx.settings.smooth``), resized back to ``image_shape``; all float32."""
+    h, w = size
+    recon = _float32(outputs["recon"][:h, :w])
+    maps = {name: _float32(residual_map(name, padded, outputs, ctx)[:h, :w]) for name in residuals}
+    smooth = ctx.settings.smooth
+    if smooth > 0:
+        maps = {k: ndi.gaussian_filter(v, smooth, mode="reflect") for k, v in maps.items()}
+    if (h, w) != tuple(image_shape):
+        recon = resize_map(recon, image_shape)
+        maps = {k: resize_map(v, image_shape) for k, v in maps.items()}
+    return recon.astype(np.float32), {k: v.astype(np.float32) for k, v in maps.items()}
+
+
+def _float32(a) -> np.ndarray:
+    """A tensor (any device) or array as a float32 numpy array."""
+    return a.float().cpu().numpy() if is_torch_tensor(a) else np.asarray(a, dtype=np.float32)
+
+
+def resize_map(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a map back to an image's resolution (anti-aliased when shrinking)."""
+    shrink = shape[0] < a.shape[0] or shape[1] < a.shape[1]
+    return sk_resize(a, shape, order=1, mode="edge", anti_aliasing=shrink, preserve_range=True)
+
+
+@dataclass
+class Analysis:
+    """Reconstruction and residual map of one image, both (H, W) float32 at its resolution."""
+
+    reconstruction: np.ndarray
+    residual: np.ndarray
+
+
+class Scorer:
+    """What every engine's detector offers on top of its :meth:`analyze_many` (one
+    reconstruction, several residual maps) and its ``settings`` and ``default_residual``."""
+
+    settings: Any
+
+    @property
+    def threshold(self) -> float | None:
+        return self.settings.threshold
+
+    @property
+    def opening_diameter(self) -> int:
+        return self.settings.opening_diameter
+
+    def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
+        """One reconstruction and several residual maps of one image. An engine overrides
+        this or :meth:`analyze_batch` (or both)."""
+        return self.analyze_batch([image], residuals)[0]
+
+    def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
+        """:meth:`analyze_many` of several images (one at a time unless an engine batches them)."""
+        return [self.analyze_many(im, residuals) for im in images]
+
+    def analyze(self, image: np.ndarray, residual: str | None = None) -> Analysis:
+        """Reconstruct ``image`` ((H, W) float in [0, 1]) and compute its residual map
+        (``residual``: a name in :data:`ssimae.residual.RESIDUALS`; default: the run's)."""
+        name = residual or self.default_residual
+        recon, maps = self.analyze_many(image, (name,))
+        return Analysis(recon, maps[name])
+
+    def residual_map(self, image: np.ndarray, residual: str | None = None) -> np.ndarray:
+        """(H, W) residual map at the input's resolution (larger = more likely defect)."""
+        return self.analyze(image, residual).residual
+
+    def _threshold(self, threshold: float | None) -> float:
+        """``threshold``, else the stored one; SsimaeError when there is none."""
+        t = self.threshold if threshold is None else threshold
+        if t is None:
+            raise SsimaeError("this model has no stored threshold (trained without validation images); "
+                              "pass one explicitly (--threshold)")
+        return float(t)
+
+    def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
+        """(H, W) bool defect mask: residual > threshold, then the opening."""
+        return segment_map(self.residual_map(image), self._threshold(threshold), self.opening_diameter)
+
+    def predict(self, image, threshold: float | None = None, residual: str | None = None) -> Prediction:
+        """Verdict on one image (an (H, W) float array in [0, 1] or an image file):
+        score, defective, mask, residual map, regions (:mod:`ssimae.verdicts`)."""
+        return self.predict_many([image], threshold, residual)[0]
+
+    def predict_many(self, images, threshold: float | None = None, residual: str | None = None,
+                     chunk: int = IMAGES_PER_BATCH) -> list[Prediction]:
+        """:meth:`predict` of several images (arrays or files), ``chunk`` images at a time
+        whose patches go through the network together."""
+        t = self._threshold(threshold)
+        name = residual or self.default_residual
+        out = []
+        for i in range(0, len(images), chunk):
+            arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else im for im in images[i:i + chunk]]
+            for recon, maps in self.analyze_batch(arrays, (name,)):
+                out.append(self.verdict(maps[name], t, recon))
+        return out
+
+    def verdict(self, residual: np.ndarray, threshold: float, reconstruction: np.ndarray | None = None) -> Prediction:
+        """The Prediction for an (H, W) residual map at ``threshold``."""
+        opened = gray_opening(residual, self.opening_diameter)
+        mask = opened > threshold
+        return Prediction(float(opened.max()), float(threshold), mask, residual, find_regions(mask), reconstruction)

@@ -186,18 +186,47 @@ def run_settings(args: argparse.Namespace, model: str):
     return RunSettings(train, inference)
 
 
+# Options that --resume cannot change (the run keeps its own): {option: where in RunSettings}.
+FIXED_ON_RESUME = {"model": "train.model", "lr": "train.lr", "weight_decay": "train.weight_decay",
+                   "latent_dim": "train.latent_dim", "batch_size": "train.batch_size",
+                   "patches_per_epoch": "train.patches_per_epoch", "val_fraction": "train.val_fraction",
+                   "recipe": "train.recipe", "schedule": "train.schedule", "warmup": "train.warmup",
+                   "augment": "train.augment", "l2_warmup": "train.l2_warmup", "norm": "train.norm",
+                   "budget_minutes": "train.budget_minutes", "residual": "inference.residual",
+                   "stride": "inference.stride", "opening_diameter": "inference.opening_diameter",
+                   "min_defect_area": "inference.min_defect_area", "threshold_rule": "inference.threshold_rule",
+                   "target_fpr": "inference.target_fpr", "quantile": "inference.quantile",
+                   "smooth": "inference.smooth", "ssim_window": "inference.ssim.window_size"}
+
+
+def check_resume_options(args: argparse.Namespace, saved) -> None:
+    """SsimaeError if an option given with --resume differs from the run's own setting."""
+    for name, where in FIXED_ON_RESUME.items():
+        given = getattr(args, name, None)
+        value = saved
+        for part in where.split("."):
+            value = getattr(value, part)
+        if given is not None and given != value:
+            flag = "--" + name.replace("_", "-")
+            raise SsimaeError(f"{flag} {given} differs from the run's {value}: --resume continues a run with its "
+                              f"own settings (drop {flag}, or train a new run into another --out)", args.out)
+
+
 def cmd_train(args) -> None:
     from ssimae.train import train
 
     if args.data is None and args.train_dir is None:
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
-    run = run_settings(args, args.model)
-    if args.resume and args.epochs is None:  # keep the run's own length (a budget run's converted one too)
+    run = run_settings(args, args.model or "ssim")
+    if args.resume:
         from ssimae.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
         ckpt = Path(args.out) / CHECKPOINT_NAME
         if ckpt.exists():
-            run.train.epochs = load_checkpoint(ckpt)["settings"].train.epochs
+            saved = load_checkpoint(ckpt)["settings"]
+            check_resume_options(args, saved)
+            if args.epochs is None:  # keep the run's own length (a budget run's converted one too)
+                run.train.epochs = saved.train.epochs
     path = train(run, args.data, args.out, resume=args.resume, dataset_kwargs=data_kwargs(args),
                  progress=not args.quiet)
     print(f"checkpoint: {path}")
@@ -276,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an autoencoder on defect-free images",
                        description="Train one autoencoder of the paper on the defect-free images of a dataset.")
-    p.add_argument("--model", choices=list(MODELS), default="ssim", help="which model (default ssim)")
+    p.add_argument("--model", choices=list(MODELS), default=None, help="which model (default ssim)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     add_data_args(p)

@@ -11,6 +11,7 @@ Outputs mirror each image's path relative to the folder it was found in, so
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import replace
 from pathlib import Path, PurePath
@@ -22,6 +23,8 @@ from ssimae.checkpoint import atomic_write_bytes
 from ssimae.detector import IMAGES_PER_BATCH, Detector
 from ssimae.errors import SsimaeError
 from ssimae.images import is_image_file, read_image
+from ssimae.outputs import prepare_out_dir
+from ssimae.residual import check_residual
 from ssimae.plots import heatmap_rgb, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.report import REPORT_NAME, save_thumbnails, write_report
 from ssimae.verdicts import CSV_NAME, JSONL_NAME, summary, write_verdicts
@@ -71,17 +74,21 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     The heat map's colour scale runs from 0 to twice the threshold (so the threshold sits
     mid-scale and maps of different images compare), or to the map's maximum when the
     threshold is not positive."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise SsimaeError(f"--threshold must be a finite number, got {threshold}")
     detector = Detector.load(run, device)
     if smooth is not None:
         detector.settings = replace(detector.settings, smooth=smooth)
     if residual is not None and residual != detector.default_residual and threshold is None:
         raise SsimaeError(f"the stored threshold belongs to the {detector.default_residual} residual; "
                           f"give --threshold for the {residual} residual", run)
+    if residual is not None:
+        check_residual(residual, detector.model.outputs)
     t = detector.threshold if threshold is None else threshold
     if t is None:
         raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
     files = collect_inputs(inputs)
-    out = Path(out)
+    out = prepare_out_dir(out)
     written, records, rows = [], [], []
     name = residual or detector.default_residual
     bar = tqdm(total=len(files), desc="predicting", disable=not progress)

@@ -31,6 +31,7 @@ from ssimae.detector import Detector, pick_device
 from ssimae.errors import SsimaeError
 from ssimae.models import get_model
 from ssimae.network import PATCH_SIZE
+from ssimae.outputs import RunLock
 from ssimae.patches import RandomPatches, make_loader
 from ssimae.settings import RunSettings, TrainSettings
 
@@ -187,8 +188,18 @@ def _convert_budget(model, t: TrainSettings, patches: RandomPatches, device, log
 
 def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: bool = False,
           dataset_kwargs: dict | None = None, progress: bool = True, log=print) -> Path:
-    """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt)."""
-    out = Path(out)
+    """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt).
+
+    ``out`` is locked while training (:class:`ssimae.outputs.RunLock`): a second training
+    into the same folder is refused."""
+    run.train.validate()
+    run.inference.validate()
+    with RunLock(out):
+        return _train(run, data_root, Path(out), resume, dataset_kwargs, progress, log)
+
+
+def _train(run: RunSettings, data_root, out: Path, resume: bool, dataset_kwargs, progress, log) -> Path:
+    """:func:`train` inside the run folder's lock."""
     ckpt_path = out / CHECKPOINT_NAME
     run, ckpt, data_root, dataset_kwargs = _start_or_resume(run, out, resume, data_root, dataset_kwargs)
     t = run.train

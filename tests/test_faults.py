@@ -1,0 +1,102 @@
+"""Faults a hostile or careless user runs into (issue #13): each ends with one line, exit 2,
+no traceback, and nothing already written is lost; nothing hangs."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import TINY
+from PIL import Image
+
+from ssimae.cli import main
+
+
+def one_error_line(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("ssimae: error:"), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert str(n) in err, err
+    return err
+
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under ``folder``."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- 4 + 5: every option is checked before any work starts -------------------------------------
+
+BAD_TRAIN_OPTIONS = [
+    (["--opening-diameter", "-1"], "--opening-diameter"),
+    (["--min-defect-area", "-5"], "--min-defect-area"),
+    (["--max-minutes", "-1"], "--max-minutes"),
+    (["--max-minutes", "nan"], "--max-minutes"),
+    (["--ssim-window", "0"], "window"),
+    (["--ssim-window", "8"], "window"),
+    (["--lr", "-1"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "0"], "--lr"),
+    (["--weight-decay", "-1"], "--weight-decay"),
+    (["--seed", "-1"], "--seed"),
+    (["--workers", "-1"], "--workers"),
+    (["--stride", "0"], "--stride"),
+    (["--val-fraction", "1.5"], "--val-fraction"),
+]
+
+
+@pytest.mark.parametrize("option,needle", BAD_TRAIN_OPTIONS, ids=[" ".join(o) for o, _ in BAD_TRAIN_OPTIONS])
+def test_bad_train_option_refused_before_work(tmp_path, demo_root, capsys, option, needle):
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY, *option]) == 2
+    one_error_line(capsys, needle)
+    assert not out.exists()  # refused before the dataset was read or the folder made
+
+
+def test_bad_predict_threshold(tmp_path, trained_run, demo_root, capsys):
+    out = tmp_path / "pred"
+    for value in ("nan", "inf"):
+        assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(out),
+                     "--threshold", value, "--quiet"]) == 2
+        one_error_line(capsys, "--threshold")
+    assert not out.exists()
+
+
+def test_resume_refuses_changed_settings(tmp_path, trained_run, demo_root, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = snapshot(run)
+    for option, needle in ((["--model", "l2"], "--model"), (["--lr", "0.001"], "--lr"),
+                           (["--latent-dim", "16"], "--latent-dim")):
+        assert main(["train", "--data", str(demo_root), "--out", str(run), "--resume", *TINY, *option]) == 2
+        one_error_line(capsys, needle)
+    assert snapshot(run) == before
+
+
+def test_evaluate_residual_the_run_cannot_make(tmp_path, trained_run, capsys):
+    out = tmp_path / "report"
+    assert main(["evaluate", str(trained_run), "--out", str(out), "--residual", "vae", "--quiet"]) == 2
+    one_error_line(capsys, "vae")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "readonly"])
+def test_output_folder_unusable(tmp_path, trained_run, demo_root, capsys, kind):
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("not a folder")
+    else:
+        target.mkdir()
+        target.chmod(0o500)
+        if os.access(target, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+    try:
+        assert main(["train", "--data", str(demo_root), "--out", str(target), *TINY]) == 2
+        one_error_line(capsys, target)
+        assert main(["evaluate", str(trained_run), "--out", str(target), "--quiet"]) == 2
+        one_error_line(capsys, target)
+        assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(target),
+                     "--quiet"]) == 2
+        one_error_line(capsys, target)
+    finally:
+        target.chmod(0o700)

@@ -100,3 +100,37 @@ def test_output_folder_unusable(tmp_path, trained_run, demo_root, capsys, kind):
         one_error_line(capsys, target)
     finally:
         target.chmod(0o700)
+
+
+# --- 1: symbolic link loops in a data folder -------------------------------------------------
+
+def _images(folder, n, size=160):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_walker_refuses_symlink_loops(tmp_path):
+    from ssimae.datasets import load_dataset, walk_images
+
+    good = _images(tmp_path / "good", 3)
+    (good / "loop").symlink_to(".")
+    (good / "up").symlink_to("..")
+    (good / "same.png").symlink_to(good / "000.png")
+    assert walk_images(good) == sorted(good / f"{i:03d}.png" for i in range(3))
+    test = _images(tmp_path / "test" / "good", 2).parent
+    (test / "good" / "loop").symlink_to("..")
+    ds = load_dataset(train_dir=good, test_dir=test)
+    assert len(ds.train) == 3  # each image once, not 111 (and the walk ends)
+    assert len(ds.test) == 2
+
+
+def test_predict_inputs_on_a_looping_folder(tmp_path):
+    from ssimae.predict import collect_inputs
+
+    good = _images(tmp_path / "good", 3)
+    (good / "loop").symlink_to(".")
+    (good / "up").symlink_to("..")
+    assert [f for f, _ in collect_inputs([good])] == sorted(good / f"{i:03d}.png" for i in range(3))

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssimae.checkpoint import atomic_write_bytes
+from ssimae.datasets import walk_images
 from ssimae.detector import IMAGES_PER_BATCH, Detector
 from ssimae.errors import SsimaeError
 from ssimae.images import is_image_file, read_image
@@ -36,8 +37,7 @@ def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f)
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            files = walk_images(p)
             if not files:
                 raise SsimaeError("no images in this folder", p)
             found += [(f, f.relative_to(p).with_suffix("")) for f in files]

@@ -134,3 +134,36 @@ def test_predict_inputs_on_a_looping_folder(tmp_path):
     (good / "loop").symlink_to(".")
     (good / "up").symlink_to("..")
     assert [f for f, _ in collect_inputs([good])] == sorted(good / f"{i:03d}.png" for i in range(3))
+
+
+# --- 6: one image-size limit for every decoder -----------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".tif", ".png"])
+def test_decompression_bomb_limit_for_every_decoder(tmp_path, monkeypatch, suffix):
+    import tifffile
+
+    from ssimae.errors import SsimaeError
+    from ssimae.images import read_image
+
+    path = tmp_path / f"big{suffix}"
+    data = np.zeros((100, 120), np.uint8)
+    if suffix == ".tif":
+        tifffile.imwrite(path, data, tile=(32, 32), compression="zlib")
+    else:
+        Image.fromarray(data).save(path)
+    assert read_image(path).shape == (100, 120)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # limit 4000 pixels: 12000 is too many
+    with pytest.raises(SsimaeError, match="too large") as err:
+        read_image(path)
+    assert str(path) in str(err.value)
+
+
+def test_predict_refuses_a_bomb_tiff_in_one_line(tmp_path, trained_run, monkeypatch, capsys):
+    import tifffile
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "bomb.tif", np.zeros((200, 200), np.uint8), tile=(32, 32), compression="zlib")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert main(["predict", str(trained_run), str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    one_error_line(capsys, "bomb.tif", "too large")

@@ -167,3 +167,73 @@ def test_predict_refuses_a_bomb_tiff_in_one_line(tmp_path, trained_run, monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     assert main(["predict", str(trained_run), str(folder), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     one_error_line(capsys, "bomb.tif", "too large")
+
+
+# --- 2: every report and prediction file is written atomically -------------------------------
+
+_WRITER = r"""
+import sys
+import numpy as np
+from ssimae.metrics import RocCurve, write_roc_csv
+
+path, n = sys.argv[1], int(sys.argv[2])
+curves = []
+for k in (1, 2):
+    fpr = np.linspace(0, 1, n) ** k
+    curves.append(RocCurve(fpr=fpr, tpr=np.sqrt(fpr), thresholds=np.linspace(1, 0, n), auc=0.5, auc_fpr30=0.5))
+i = 0
+while True:
+    write_roc_csv(path, curves[i % 2], max_rows=n)
+    i += 1
+    print("wrote", flush=True)
+"""
+
+
+def test_kill_during_a_report_write_leaves_a_complete_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import ssimae
+    from ssimae.metrics import RocCurve, write_roc_csv
+
+    n = 200_000
+    complete = []
+    for k in (1, 2):  # the two reports the writer alternates between, written here in full
+        fpr = np.linspace(0, 1, n) ** k
+        p = tmp_path / f"expected{k}.csv"
+        curve = RocCurve(fpr=fpr, tpr=np.sqrt(fpr), thresholds=np.linspace(1, 0, n), auc=0.5, auc_fpr30=0.5)
+        write_roc_csv(p, curve, max_rows=n)
+        complete.append(p.read_bytes())
+    target = tmp_path / "report" / "roc.csv"
+    target.parent.mkdir()
+    target.write_bytes(complete[0])
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(ssimae.__file__))}
+    for delay in (0.05, 0.3):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target), str(n)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "wrote"  # mid-way through the next write
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        assert target.read_bytes() in complete  # the old complete file or the new one, never half
+
+
+def test_full_disk_during_evaluate_keeps_the_earlier_report(tmp_path, trained_run, monkeypatch, capsys):
+    import errno
+
+    report = tmp_path / "report"
+    assert main(["evaluate", str(trained_run), "--out", str(report), "--quiet"]) == 0
+    capsys.readouterr()
+    before = snapshot(report)
+    assert {"metrics.json", "roc.csv", "roc.png"} <= {p.name for p in report.iterdir()}
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)  # every write fails as on a full disk, after its data
+    assert main(["evaluate", str(trained_run), "--out", str(report), "--quiet"]) == 2
+    one_error_line(capsys, "No space left on device")
+    assert snapshot(report) == before  # nothing earlier lost, no partial or 0-byte file, no temporaries

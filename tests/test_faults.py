@@ -237,3 +237,27 @@ def test_full_disk_during_evaluate_keeps_the_earlier_report(tmp_path, trained_ru
     assert main(["evaluate", str(trained_run), "--out", str(report), "--quiet"]) == 2
     one_error_line(capsys, "No space left on device")
     assert snapshot(report) == before  # nothing earlier lost, no partial or 0-byte file, no temporaries
+
+
+# --- 3: one run per folder; 8: temporaries of a killed writer are cleaned ------------------------
+
+def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, capsys):
+    import subprocess
+
+    from ssimae.outputs import LOCK_NAME
+
+    out = tmp_path / "run"
+    out.mkdir()
+    other = subprocess.Popen(["sleep", "60"])  # a live process holding the folder
+    try:
+        (out / LOCK_NAME).write_text(f"{other.pid}\n")
+        assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 2
+        one_error_line(capsys, out, f"pid {other.pid}")
+        assert {p.name for p in out.iterdir()} == {LOCK_NAME}  # nothing of the second run written
+    finally:
+        other.kill()
+        other.wait()
+    # the holder is gone (killed): its lock and its half-written checkpoint are cleaned up
+    (out / f".model.pt.tmp{other.pid}").write_bytes(b"half a checkpoint")
+    assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 0
+    assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "train_log.csv"}

@@ -261,3 +261,26 @@ def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, caps
     (out / f".model.pt.tmp{other.pid}").write_bytes(b"half a checkpoint")
     assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 0
     assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "train_log.csv"}
+
+
+# --- 7: runs on your own data are evaluated as documented, from any working directory ----------
+
+def test_generic_run_evaluates_from_another_directory(tmp_path, demo_root, monkeypatch, capsys):
+    from ssimae.checkpoint import load_checkpoint
+
+    work = tmp_path / "work"
+    shutil.copytree(demo_root / "train" / "good", work / "good")
+    shutil.copytree(demo_root / "test", work / "new")
+    shutil.copytree(demo_root / "ground_truth", work / "masks")
+    monkeypatch.chdir(work)  # relative folders, as typed by a user
+    assert main(["train", "--train-dir", "good", "--test-dir", "new", "--mask-dir", "masks", "--mask-suffix", "_mask",
+                 "--out", "run", *TINY]) == 0
+    data = load_checkpoint(work / "run")["settings"].train.data
+    assert all(os.path.isabs(data[k]) for k in ("train_dir", "test_dir", "mask_dir"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", str(work / "run"), "--out", "report", "--quiet"]) == 0, capsys.readouterr().err
+    assert (elsewhere / "report" / "metrics.json").exists()
+    assert main(["train", "--out", str(work / "run"), "--resume", *TINY, "--epochs", "2"]) == 0  # its own data

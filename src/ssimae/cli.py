@@ -215,7 +215,7 @@ def check_resume_options(args: argparse.Namespace, saved) -> None:
 def cmd_train(args) -> None:
     from ssimae.train import train
 
-    if args.data is None and args.train_dir is None:
+    if args.data is None and args.train_dir is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
     run = run_settings(args, args.model or "ssim")
     if args.resume:
@@ -240,7 +240,7 @@ def _dataset_for_run(args) -> tuple[str | None, dict]:
     root = args.data or data.pop("root", None)
     data.pop("root", None)
     data.update(data_kwargs(args))
-    if root is None:
+    if root is None and data.get("train_dir") is None and data.get("test_dir") is None:
         raise SsimaeError("give --data ROOT")
     return root, data
 

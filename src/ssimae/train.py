@@ -70,11 +70,21 @@ def _training_images(run: RunSettings, data_root, dataset_kwargs: dict, log, pro
     t = run.train
     dataset_kwargs.setdefault("seed", t.seed)  # the train/test split of layouts without one
     dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress)
-    t.data = {"root": None if data_root is None else str(Path(data_root).resolve()), **dataset_kwargs}
+    t.data = {"root": None if data_root is None else str(Path(data_root).resolve()), **dataset_kwargs,
+              **absolute_paths(dataset_kwargs)}
     train_paths, val_paths = seeded_split(dataset.train, t.val_fraction, t.seed)
     if not train_paths:
         raise SsimaeError("no defect-free training images found", data_root)
     return train_paths, val_paths
+
+
+DATA_FOLDERS = ("train_dir", "test_dir", "mask_dir")
+
+
+def absolute_paths(dataset_kwargs: dict) -> dict:
+    """The dataset folders among ``dataset_kwargs`` as absolute, resolved paths, so that the
+    run is evaluated or resumed from any working directory."""
+    return {k: str(Path(dataset_kwargs[k]).resolve()) for k in DATA_FOLDERS if dataset_kwargs.get(k) is not None}
 
 
 def learning_rate(step: int, total: int, t: TrainSettings) -> float:

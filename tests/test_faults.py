@@ -284,3 +284,37 @@ def test_generic_run_evaluates_from_another_directory(tmp_path, demo_root, monke
     assert main(["evaluate", str(work / "run"), "--out", "report", "--quiet"]) == 0, capsys.readouterr().err
     assert (elsewhere / "report" / "metrics.json").exists()
     assert main(["train", "--out", str(work / "run"), "--resume", *TINY, "--epochs", "2"]) == 0  # its own data
+
+
+# --- 8: predict beside its inputs, bad images, compare, warnings on stderr ---------------------
+
+def test_predict_out_inside_its_input_folder(tmp_path, trained_run, capsys):
+    inputs = _images(tmp_path / "in", 2)
+    out = inputs / "predictions"
+    for _ in range(2):  # the second run does not predict the first one's heat maps
+        assert main(["predict", str(trained_run), str(inputs), "--out", str(out), "--quiet"]) == 0
+        assert (out / "predictions.csv").read_text().count("\n") == 3  # header + 2 images
+    assert not (out / "predictions").exists()
+    capsys.readouterr()
+    assert main(["predict", str(trained_run), str(inputs), "--out", str(inputs), "--quiet"]) == 2
+    one_error_line(capsys, "output folder")
+
+
+def test_predict_skip_bad_goes_on_and_reports_the_skipped(tmp_path, trained_run, capsys):
+    inputs = _images(tmp_path / "in", 3)
+    (inputs / "001.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert main(["predict", str(trained_run), str(inputs), "--out", str(out), "--quiet"]) == 2
+    one_error_line(capsys, "001.png")
+    assert main(["predict", str(trained_run), str(inputs), "--out", str(out), "--quiet", "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert "001.png" in captured.err and "Traceback" not in captured.err
+    rows = (out / "predictions.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["000.png", "002.png"]  # the images after the bad one too
+    assert "001.png" in (out / "report.html").read_text()
+
+
+def test_compare_without_models_says_so(tmp_path, demo_root, capsys):
+    assert main(["compare", "--data", str(demo_root), "--models", "", "--out", str(tmp_path / "c"), *TINY]) == 2
+    one_error_line(capsys, "--models")
+    assert not (tmp_path / "c").exists()

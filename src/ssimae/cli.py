@@ -260,7 +260,7 @@ def cmd_predict(args) -> None:
     from ssimae.predict import predict
 
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
-            residual=args.residual, smooth=args.smooth, progress=not args.quiet)
+            residual=args.residual, smooth=args.smooth, progress=not args.quiet, skip_bad=args.skip_bad)
 
 
 def cmd_calibrate(args) -> None:
@@ -332,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
+    p.add_argument("--skip-bad", action="store_true", help="report and skip unreadable images instead of stopping")
     p.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map (default: the run's own; the stored threshold belongs to it)")
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",

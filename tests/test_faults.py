@@ -318,3 +318,13 @@ def test_compare_without_models_says_so(tmp_path, demo_root, capsys):
     assert main(["compare", "--data", str(demo_root), "--models", "", "--out", str(tmp_path / "c"), *TINY]) == 2
     one_error_line(capsys, "--models")
     assert not (tmp_path / "c").exists()
+
+
+def test_warnings_go_to_stderr(tmp_path, capsys):
+    good = _images(tmp_path / "good", 4)
+    Image.fromarray(np.full((160, 160), 128, np.uint8)).save(good / "flat.png")  # constant: one warning
+    (good / "loop").symlink_to(".")
+    assert main(["train", "--train-dir", str(good), "--out", str(tmp_path / "run"), *TINY]) == 0
+    captured = capsys.readouterr()
+    assert "flat.png" in captured.err and "loop" in captured.err
+    assert "flat.png" not in captured.out and "warning:" not in captured.out, captured.out

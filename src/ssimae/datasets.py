@@ -33,6 +33,7 @@ constant (all-black / all-white) images give one warning and are kept; small ima
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -90,6 +91,9 @@ class _Issues:
     def __init__(self, skip_bad: bool, log: Callable[[str], object] | None):
         self.skip_bad = skip_bad
         self.log = log or (lambda _msg: None)
+        # Problems (skipped files, warnings) go to stderr where the log is plain print (the
+        # command line): stdout keeps the results. Another log gets them as it gets the rest.
+        self.problem = (lambda msg: print(msg, file=sys.stderr)) if log is print else self.log
         self.skipped: list[tuple[Path, str]] = []
         self.warnings: list[str] = []
 
@@ -98,13 +102,13 @@ class _Issues:
         if not self.skip_bad:
             raise SsimaeError(problem, path)
         self.skipped.append((Path(path), problem))
-        self.log(f"skipping {path}: {problem}")
+        self.problem(f"skipping {path}: {problem}")
 
     def warn(self, path: Path, problem: str) -> None:
         """A usable file with something worth knowing: one log line, kept in ``warnings``."""
         msg = f"{path}: {problem}"
         self.warnings.append(msg)
-        self.log(f"warning: {msg}")
+        self.problem(f"warning: {msg}")
 
 
 # ----------------------------------------------------------------------------- listing
@@ -181,7 +185,7 @@ def _list_files(folder: Path, issues: _Issues, *, recursive: bool = False,
     _require_dir(folder)
     files: list[Path] = []
     others: list[str] = []
-    walk = walk or FolderWalk(folder, issues.log)
+    walk = walk or FolderWalk(folder, issues.problem)
     if not walk.enter(folder):
         return []
     for entry in sorted(folder.iterdir()):

@@ -328,3 +328,22 @@ def test_warnings_go_to_stderr(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "flat.png" in captured.err and "loop" in captured.err
     assert "flat.png" not in captured.out and "warning:" not in captured.out, captured.out
+
+
+# --- 5: a hand-edited checkpoint with wrong types ----------------------------------------------
+
+@pytest.mark.parametrize("key,value", [("epoch", "x"), ("step", 1.5), ("finished", "yes"), ("rng", [1, 2])])
+def test_hand_edited_checkpoint_with_wrong_types(tmp_path, trained_run, demo_root, capsys, key, value):
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    ckpt = torch.load(run / "model.pt", weights_only=True)
+    ckpt[key] = value
+    torch.save(ckpt, run / "model.pt")
+    before = snapshot(run)
+    assert main(["train", "--data", str(demo_root), "--out", str(run), "--resume", *TINY, "--epochs", "2"]) == 2
+    one_error_line(capsys, "model.pt", key)
+    assert main(["predict", str(run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "p"), "--quiet"]) == 2
+    one_error_line(capsys, "model.pt", key)
+    assert snapshot(run) == before

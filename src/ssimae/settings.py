@@ -173,8 +173,8 @@ class InferenceSettings:
         if self.threshold_rule not in THRESHOLD_RULES:
             raise SsimaeError(f"unknown threshold rule {self.threshold_rule!r}; "
                               f"choose from {', '.join(THRESHOLD_RULES)}")
-        if self.threshold is not None and not math.isfinite(self.threshold):
-            raise SsimaeError(f"--threshold must be a finite number, got {self.threshold}")
+        if self.threshold is not None and math.isnan(self.threshold):  # -inf is a rule's "mark every pixel"
+            raise SsimaeError("the threshold must be a number, got nan")
 
 
 @dataclass

@@ -162,6 +162,7 @@ def run_settings(args: argparse.Namespace, model: str):
     from ssimae.settings import InferenceSettings, RunSettings, TrainSettings
     from ssimae.ssim import SsimOptions
 
+    model = model or TrainSettings.model  # --model not given
     spec = get_model(model)
     opts = apply_preset(args.preset, {"latent_dim": args.latent_dim, "resize": args.resize})
     if opts.get("resize") is not None and args.scale is not None:
@@ -217,7 +218,7 @@ def cmd_train(args) -> None:
 
     if args.data is None and args.train_dir is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
-    run = run_settings(args, args.model or "ssim")
+    run = run_settings(args, args.model)
     if args.resume:
         from ssimae.checkpoint import CHECKPOINT_NAME, load_checkpoint
 

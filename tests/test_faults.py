@@ -80,11 +80,14 @@ def test_evaluate_residual_the_run_cannot_make(tmp_path, trained_run, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("kind", ["file", "readonly"])
+@pytest.mark.parametrize("kind", ["file", "under-a-file", "readonly"])
 def test_output_folder_unusable(tmp_path, trained_run, demo_root, capsys, kind):
     target = tmp_path / "out"
     if kind == "file":
         target.write_text("not a folder")
+    elif kind == "under-a-file":
+        (tmp_path / "f").write_text("not a folder")
+        target = tmp_path / "f" / "out"
     else:
         target.mkdir()
         target.chmod(0o500)
@@ -99,7 +102,8 @@ def test_output_folder_unusable(tmp_path, trained_run, demo_root, capsys, kind):
                      "--quiet"]) == 2
         one_error_line(capsys, target)
     finally:
-        target.chmod(0o700)
+        if target.is_dir():
+            target.chmod(0o700)
 
 
 # --- 1: symbolic link loops in a data folder -------------------------------------------------

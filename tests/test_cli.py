@@ -194,5 +194,5 @@ def test_bad_data_stops_before_training(demo_root, tmp_path, capsys, damage):
     assert not (run / "model.pt").exists()
     if damage in (_not_an_image, _zero_bytes):  # --skip-bad logs the file and trains on the rest
         assert main(["train", "--data", str(data), "--out", str(run), "--skip-bad", *TINY]) == 0
-        assert f"skipping {bad}" in capsys.readouterr().out
+        assert f"skipping {bad}" in capsys.readouterr().err  # problems on stderr (#13)
         assert (run / "model.pt").exists()

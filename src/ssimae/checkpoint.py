@@ -79,6 +79,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         if not isinstance(ckpt["model"], dict):
             raise TypeError("model weights are not a state dict")
+        for key, kind in (("epoch", int), ("step", int), ("finished", bool), ("optimizer", dict),
+                          ("rng", torch.Tensor)):
+            if key in ckpt and not isinstance(ckpt[key], kind):
+                raise TypeError(f"{key} is a {type(ckpt[key]).__name__}, not a {kind.__name__}")
         if version == 1:
             ckpt["settings"] = settings_from_v1(json.loads(ckpt.pop("config")), ckpt.pop("threshold"))
             ckpt.pop("extra", None)

@@ -162,6 +162,7 @@ def run_settings(args: argparse.Namespace, model: str):
     from ssimae.settings import InferenceSettings, RunSettings, TrainSettings
     from ssimae.ssim import SsimOptions
 
+    model = model or TrainSettings.model  # --model not given
     spec = get_model(model)
     opts = apply_preset(args.preset, {"latent_dim": args.latent_dim, "resize": args.resize})
     if opts.get("resize") is not None and args.scale is not None:
@@ -186,19 +187,47 @@ def run_settings(args: argparse.Namespace, model: str):
     return RunSettings(train, inference)
 
 
+# Options that --resume cannot change (the run keeps its own): {option: where in RunSettings}.
+FIXED_ON_RESUME = {"model": "train.model", "lr": "train.lr", "weight_decay": "train.weight_decay",
+                   "latent_dim": "train.latent_dim", "batch_size": "train.batch_size",
+                   "patches_per_epoch": "train.patches_per_epoch", "val_fraction": "train.val_fraction",
+                   "recipe": "train.recipe", "schedule": "train.schedule", "warmup": "train.warmup",
+                   "augment": "train.augment", "l2_warmup": "train.l2_warmup", "norm": "train.norm",
+                   "budget_minutes": "train.budget_minutes", "residual": "inference.residual",
+                   "stride": "inference.stride", "opening_diameter": "inference.opening_diameter",
+                   "min_defect_area": "inference.min_defect_area", "threshold_rule": "inference.threshold_rule",
+                   "target_fpr": "inference.target_fpr", "quantile": "inference.quantile",
+                   "smooth": "inference.smooth", "ssim_window": "inference.ssim.window_size"}
+
+
+def check_resume_options(args: argparse.Namespace, saved) -> None:
+    """SsimaeError if an option given with --resume differs from the run's own setting."""
+    for name, where in FIXED_ON_RESUME.items():
+        given = getattr(args, name, None)
+        value = saved
+        for part in where.split("."):
+            value = getattr(value, part)
+        if given is not None and given != value:
+            flag = "--" + name.replace("_", "-")
+            raise SsimaeError(f"{flag} {given} differs from the run's {value}: --resume continues a run with its "
+                              f"own settings (drop {flag}, or train a new run into another --out)", args.out)
+
+
 def cmd_train(args) -> None:
     from ssimae.train import train
 
     settings, root, data = train_inputs(args)
-    if root is None and data.get("train_dir") is None:
+    if root is None and data.get("train_dir") is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
-    if args.resume and args.epochs is None and args.config is None:
-        # keep the run's own length (a budget run's converted one too), not the default 200
+    if args.resume and args.config is None:
         from ssimae.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
         ckpt = Path(args.out) / CHECKPOINT_NAME
         if ckpt.exists():
-            settings.train.epochs = load_checkpoint(ckpt)["settings"].train.epochs
+            saved = load_checkpoint(ckpt)["settings"]
+            check_resume_options(args, saved)
+            if args.epochs is None:  # keep the run's own length (a budget run's converted one too)
+                settings.train.epochs = saved.train.epochs
     path = train(settings, root, args.out, resume=args.resume, dataset_kwargs=data, progress=not args.quiet,
                  argv=getattr(args, "argv", None))
     print(f"checkpoint: {path}")
@@ -250,7 +279,7 @@ def _dataset_for_run(args) -> tuple[str | None, dict]:
     root = args.data or data.pop("root", None)
     data.pop("root", None)
     data.update(data_kwargs(args))
-    if root is None:
+    if root is None and data.get("train_dir") is None and data.get("test_dir") is None:
         raise SsimaeError("give --data ROOT")
     return root, data
 
@@ -270,7 +299,8 @@ def cmd_predict(args) -> None:
     from ssimae.predict import predict
 
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
-            residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine)
+            residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
+            skip_bad=args.skip_bad)
 
 
 def cmd_export(args) -> None:
@@ -322,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an autoencoder on defect-free images",
                        description="Train one autoencoder of the paper on the defect-free images of a dataset.")
-    p.add_argument("--model", choices=list(MODELS), default="ssim", help="which model (default ssim)")
+    p.add_argument("--model", choices=list(MODELS), default=None, help="which model (default ssim)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--config", metavar="FILE", default=None,
@@ -352,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
+    p.add_argument("--skip-bad", action="store_true", help="report and skip unreadable images instead of stopping")
     p.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map (default: the run's own; the stored threshold belongs to it)")
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",

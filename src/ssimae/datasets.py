@@ -33,6 +33,7 @@ constant (all-black / all-white) images give one warning and are kept; small ima
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -90,6 +91,9 @@ class _Issues:
     def __init__(self, skip_bad: bool, log: Callable[[str], object] | None):
         self.skip_bad = skip_bad
         self.log = log or (lambda _msg: None)
+        # Problems (skipped files, warnings) go to stderr where the log is plain print (the
+        # command line): stdout keeps the results. Another log gets them as it gets the rest.
+        self.problem = (lambda msg: print(msg, file=sys.stderr)) if log is print else self.log
         self.skipped: list[tuple[Path, str]] = []
         self.warnings: list[str] = []
 
@@ -98,13 +102,13 @@ class _Issues:
         if not self.skip_bad:
             raise SsimaeError(problem, path)
         self.skipped.append((Path(path), problem))
-        self.log(f"skipping {path}: {problem}")
+        self.problem(f"skipping {path}: {problem}")
 
     def warn(self, path: Path, problem: str) -> None:
         """A usable file with something worth knowing: one log line, kept in ``warnings``."""
         msg = f"{path}: {problem}"
         self.warnings.append(msg)
-        self.log(f"warning: {msg}")
+        self.problem(f"warning: {msg}")
 
 
 # ----------------------------------------------------------------------------- listing
@@ -118,21 +122,80 @@ def _require_dir(folder: Path) -> None:
         raise SsimaeError("not a folder", folder)
 
 
-def _list_files(folder: Path, issues: _Issues, *, recursive: bool = False) -> list[Path]:
+class FolderWalk:
+    """What one recursive walk of a folder has visited, so that it visits each real folder and
+    counts each real file once: a symbolic link back to the folder or one of its parents (a
+    loop: ``ln -s . loop``, ``ln -s .. up``), or to a folder or file already walked, is not
+    followed (``log`` says so). Links to folders elsewhere are followed."""
+
+    def __init__(self, root: Path, log: Callable[[str], object] | None = None):
+        self.root = os.path.realpath(root)
+        self.log = log or (lambda _msg: None)
+        self.folders: set[str] = set()
+        self.files: set[str] = set()
+
+    def enter(self, folder: Path) -> bool:
+        """True if ``folder`` is to be walked (the first visit of its real folder, not a loop)."""
+        real = os.path.realpath(folder)
+        loop = real in self.folders or self.root == real or self.root.startswith(real.rstrip(os.sep) + os.sep)
+        if loop and self.folders:
+            self.log(f"ignoring {folder}: a link to a folder already searched (a symbolic link loop)")
+            return False
+        self.folders.add(real)
+        return True
+
+    def first(self, file: Path) -> bool:
+        """True the first time the real file behind ``file`` is seen in this walk."""
+        real = os.path.realpath(file)
+        if real in self.files:
+            self.log(f"ignoring {file}: the same file as one already found (a symbolic link)")
+            return False
+        self.files.add(real)
+        return True
+
+
+def walk_images(folder: Path, log: Callable[[str], object] | None = None) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted, hidden entries skipped; each real
+    folder and file once (see :class:`FolderWalk`)."""
+    walk, found = FolderWalk(folder, log), []
+
+    def visit(d: Path) -> None:
+        if not walk.enter(d):
+            return
+        for entry in sorted(d.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                visit(entry)
+            elif entry.is_file() and is_image_file(entry) and walk.first(entry):
+                found.append(entry)
+
+    visit(Path(folder))
+    return found
+
+
+def _list_files(folder: Path, issues: _Issues, *, recursive: bool = False,
+                walk: FolderWalk | None = None) -> list[Path]:
     """Image files in ``folder`` (sorted), ignoring hidden entries and non-image files.
 
     Non-image files are reported with one log line per folder. Two images with the same
     stem in one folder (a.png, a.jpg) are ambiguous: both are bad (error or skipped).
+    ``recursive`` searches subfolders too, each real folder and file once (:class:`FolderWalk`).
     """
     _require_dir(folder)
     files: list[Path] = []
     others: list[str] = []
+    walk = walk or FolderWalk(folder, issues.problem)
+    if not walk.enter(folder):
+        return []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
             if recursive:
-                files.extend(_list_files(entry, issues, recursive=True))
+                files.extend(_list_files(entry, issues, recursive=True, walk=walk))
+            continue
+        if recursive and not walk.first(entry):
             continue
         if is_image_file(entry):
             files.append(entry)

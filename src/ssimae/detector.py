@@ -83,6 +83,11 @@ class Detector(scoring.Scorer):
         return cls(network, model, ckpt["settings"].inference, train.params, device)
 
     @property
+    def outputs(self) -> tuple[str, ...]:
+        """Names of the model's pooled outputs (e.g. ("recon",))."""
+        return self.model.outputs
+
+    @property
     def title(self) -> str:
         """The model's name in words, e.g. "SSIM-AE"."""
         return self.model.title

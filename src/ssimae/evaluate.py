@@ -22,9 +22,10 @@ from ssimae.datasets import Dataset, load_dataset, seeded_split
 from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.images import read_image, read_mask
+from ssimae.outputs import prepare_out_dir
 from ssimae.metrics import evaluate_maps, write_roc_csv
 from ssimae.models import get_model
-from ssimae.residual import get_residual
+from ssimae.residual import check_residual, get_residual
 from ssimae.plots import heatmap_rgb, overlay_rgb, plot_roc
 from ssimae.report import _fmt, save_thumbnails, write_report
 
@@ -148,6 +149,8 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
     detector = Detector.load(run, device)
     if smooth is not None:
         detector.settings = replace(detector.settings, smooth=smooth)
+    check_residual(residual or detector.default_residual, detector.model.outputs)
+    prepare_out_dir(out)
     dataset = load_dataset(data_root, **(dataset_kwargs or {}), log=log, progress=progress)
     if not dataset.test:
         raise SsimaeError("no test images found", data_root)

@@ -134,11 +134,23 @@ def _pil_to_gray(im: Image.Image, path: Path) -> tuple[np.ndarray, float | None]
     return arr, _full_scale(arr.dtype)
 
 
+def check_image_size(shape, axes: str, path: Path) -> None:
+    """The one size limit of every decoder: SsimaeError if an image of ``shape`` (with
+    ``axes``; "S" = samples) has more pixels than Pillow's decompression-bomb limit (twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``, None disables it), checked before its pixels are decoded."""
+    limit = Image.MAX_IMAGE_PIXELS
+    pixels = int(np.prod([n for ax, n in zip(axes, shape) if ax != "S"], dtype=np.float64))
+    if limit is not None and pixels > 2 * limit:
+        raise SsimaeError(f"image too large to read safely ({pixels} pixels, more than the limit of "
+                          f"{2 * limit}; a decompression bomb?)", path)
+
+
 def _decode_tiff(path: Path) -> tuple[np.ndarray, float | None]:
     """Decode a TIFF with tifffile -> (gray array (H, W), full scale); Pillow as fallback."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            check_image_size(series.shape, series.axes, path)
             photometric = int(tif.pages[0].photometric)
             if photometric not in (_TIFF_MINISWHITE, _TIFF_MINISBLACK, _TIFF_RGB):
                 return _decode_pil(path)  # palette, CMYK, YCbCr: let Pillow convert them

@@ -20,6 +20,7 @@ Later-work metrics: PRO (per-region overlap) and image-level ROC AUC from Bergma
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass
@@ -408,11 +409,14 @@ def write_roc_csv(path: str | os.PathLike, curve: RocCurve, max_rows: int = 2000
         keep = np.r_[True, (np.diff(cx) != 0) | (np.diff(cy) != 0)]
         keep[-1] = True
         fpr, tpr, th = fpr[keep], tpr[keep], th[keep]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["threshold", "fpr", "tpr"])
-        for row in zip(th.tolist(), fpr.tolist(), tpr.tolist()):
-            w.writerow([repr(v) for v in row])
+    from ssimae.files import atomic_write_text
+
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["threshold", "fpr", "tpr"])
+    for row in zip(th.tolist(), fpr.tolist(), tpr.tolist()):
+        w.writerow([repr(v) for v in row])
+    atomic_write_text(path, fh.getvalue())  # a kill or a full disk leaves the old file whole
     return int(fpr.size)
 
 

@@ -7,6 +7,7 @@ bool; per-pixel outputs (heat map, mask, overlay) are written with PIL at exactl
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -47,23 +48,27 @@ def _prepare(path: str | os.PathLike) -> Path:
 
 def _save_array(rgb_or_gray: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a uint8 (H, W) or (H, W, 3) array as PNG, pixel for pixel."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb_or_gray)).save(buf, format="PNG")
+    return _write_png(buf.getvalue(), path)
+
+
+def _write_png(data: bytes, path: str | os.PathLike) -> Path:
+    """Write encoded PNG bytes with the one atomic writer: a kill or a full disk leaves the
+    old file whole (or none), never a partial or 0-byte PNG."""
+    from ssimae.files import atomic_write_bytes
+
     p = _prepare(path)
-    try:
-        Image.fromarray(np.ascontiguousarray(rgb_or_gray)).save(p, format="PNG")
-    except OSError as exc:
-        raise SsimaeError(f"cannot write image: {exc.strerror or exc}", p) from exc
+    atomic_write_bytes(p, data)
     return p
 
 
 def _save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Render ``fig`` with Agg and write it as PNG."""
-    p = _prepare(path)
     FigureCanvasAgg(fig)
-    try:
-        fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight")
-    except OSError as exc:
-        raise SsimaeError(f"cannot write figure: {exc.strerror or exc}", p) from exc
-    return p
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return _write_png(buf.getvalue(), path)
 
 
 def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = "Pixel-level ROC",

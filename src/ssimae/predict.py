@@ -11,30 +11,41 @@ Outputs mirror each image's path relative to the folder it was found in, so
 from __future__ import annotations
 
 import io
+import math
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path, PurePath
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ssimae.datasets import walk_images
 from ssimae.errors import SsimaeError
 from ssimae.files import atomic_write_bytes
 from ssimae.images import is_image_file, read_image
 from ssimae.scoring import IMAGES_PER_BATCH
+from ssimae.outputs import prepare_out_dir
+from ssimae.residual import check_residual
 from ssimae.plots import heatmap_rgb, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.report import REPORT_NAME, save_thumbnails, write_report
 from ssimae.verdicts import CSV_NAME, JSONL_NAME, summary, write_verdicts
 
 
-def collect_inputs(inputs: list[str | os.PathLike]) -> list[tuple[Path, PurePath]]:
-    """Images to predict, each with its output-relative path (without suffix)."""
+def collect_inputs(inputs: list[str | os.PathLike], exclude: str | os.PathLike | None = None
+                   ) -> list[tuple[Path, PurePath]]:
+    """Images to predict, each with its output-relative path (without suffix).
+
+    Files under ``exclude`` (the output folder, when it lies inside an input folder) are not
+    inputs: a second run does not predict the first one's heat maps."""
     found: list[tuple[Path, PurePath]] = []
+    skip = None if exclude is None else os.path.realpath(exclude)
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f)
-                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if skip is not None and os.path.realpath(p) == skip:
+                raise SsimaeError("the output folder is this input folder; choose another --out", p)
+            files = [f for f in walk_images(p) if skip is None or not os.path.realpath(f).startswith(skip + os.sep)]
             if not files:
                 raise SsimaeError("no images in this folder", p)
             found += [(f, f.relative_to(p).with_suffix("")) for f in files]
@@ -81,34 +92,43 @@ def threshold_source(detector, threshold: float | None) -> str:
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
             residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print,
-            engine: str = "torch") -> list[Path]:
+            engine: str = "torch", skip_bad: bool = False) -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
     the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl.
 
     The heat map's colour scale runs from 0 to twice the threshold (so the threshold sits
     mid-scale and maps of different images compare), or to the map's maximum when the
-    threshold is not positive.
+    threshold is not positive. ``skip_bad``: an unreadable image is reported (on stderr, and
+    in the report) and skipped instead of stopping the run.
 
     ``engine``: "torch" (``run`` is a run folder or checkpoint) or "onnx" (``run`` is an
     export of :mod:`ssimae.export`, run by :mod:`ssimae.runtime` without torch)."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise SsimaeError(f"--threshold must be a finite number, got {threshold}")
     detector = load_detector(run, engine, device)
     if smooth is not None:
         detector.settings = replace(detector.settings, smooth=smooth)
     if residual is not None and residual != detector.default_residual and threshold is None:
         raise SsimaeError(f"the stored threshold belongs to the {detector.default_residual} residual; "
                           f"give --threshold for the {residual} residual", run)
+    if residual is not None:
+        check_residual(residual, detector.outputs)
     t = detector.threshold if threshold is None else threshold
     if t is None:
         raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
-    files = collect_inputs(inputs)
-    out = Path(out)
-    written, records, rows = [], [], []
+    files = collect_inputs(inputs, exclude=out)
+    out = prepare_out_dir(out)
+    written, records, rows, skipped = [], [], [], []
     name = residual or detector.default_residual
     bar = tqdm(total=len(files), desc="predicting", disable=not progress)
     for i in range(0, len(files), IMAGES_PER_BATCH):
         chunk = files[i:i + IMAGES_PER_BATCH]
-        images = [read_image(f) for f, _ in chunk]
+        images = [_read(f, skip_bad, skipped) for f, _ in chunk]
+        chunk, images = [c for c, im in zip(chunk, images) if im is not None], [im for im in images if im is not None]
+        bar.update(len(files[i:i + IMAGES_PER_BATCH]) - len(chunk))
+        if not images:
+            continue
         for (f, rel), img, (recon, maps) in zip(chunk, images, detector.analyze_batch(images, (name,))):
             p = detector.verdict(maps[name], t, recon)
             written.append(_write_images(out / rel, img, p, t, save_raw))
@@ -120,15 +140,34 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
             rows.append({**records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
             bar.update()
     bar.close()
+    if not records:
+        raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
     out.mkdir(parents=True, exist_ok=True)
     write_verdicts(records, out)
     said = f"{summary(records)} at threshold {t:.6g} ({threshold_source(detector, threshold)})"
     write_report(out, title=f"ssimae predict: {Path(run).name}", images=rows, summary=[
         said, f"run: {run}; model: {detector.title}, {name} residual; inputs: "
-        + ", ".join(os.fspath(i) for i in inputs), f"verdicts: {CSV_NAME}, {JSONL_NAME}"])
+        + ", ".join(os.fspath(i) for i in inputs), f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
+        + [f"skipped (unreadable): {f}: {problem}" for f, problem in skipped])
     log(said)
+    if skipped:
+        print(f"ssimae: skipped {len(skipped)} unreadable image(s): " + ", ".join(str(f) for f, _ in skipped),
+              file=sys.stderr)
     log(f"wrote predictions for {len(files)} images to {out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
     return written
+
+
+def _read(path: Path, skip_bad: bool, skipped: list) -> np.ndarray | None:
+    """The image at ``path``; with ``skip_bad``, None for an unreadable one (reported on
+    stderr and added to ``skipped`` as (path, problem))."""
+    try:
+        return read_image(path)
+    except SsimaeError as err:
+        if not skip_bad:
+            raise
+        skipped.append((path, err.problem))
+        print(f"ssimae: skipping {err}", file=sys.stderr)
+        return None
 
 
 def _vmax(t: float) -> float | None:

@@ -183,6 +183,17 @@ register_residual("ssim+l2", needs_stats=("ssim", "l2"),
     + standardised("l2", l2_residual(x, out["recon"]), ctx))
 
 
+def check_residual(name: str, outputs: tuple[str, ...]) -> Residual:
+    """The residual ``name``; SsimaeError (before any scoring) if a model with ``outputs``
+    cannot give it."""
+    res = get_residual(name)
+    missing = [n for n in res.needs if n not in outputs]
+    if missing:
+        raise SsimaeError(f"--residual {name}: needs the model output(s) {', '.join(missing)}, "
+                          f"which this model does not produce (it gives {', '.join(outputs)})")
+    return res
+
+
 def residual_map(name: str, x, outputs: Mapping[str, Any], ctx: ResidualContext):
     """Residual map ``name`` of image x (H, W) from the model's pooled outputs {name: (H, W)}
     (torch tensors or numpy arrays; the map is of the same kind).

@@ -90,6 +90,10 @@ class TrainSettings:
         elif not isinstance(self.params, spec.Params):
             raise SsimaeError(f"{self.model} model settings must be a {spec.Params.__name__}, "
                               f"got {type(self.params).__name__}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise SsimaeError naming the option of the first value out of its range."""
         for name in ("epochs", "patches_per_epoch", "batch_size", "latent_dim"):
             if getattr(self, name) < 1:
                 raise SsimaeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -106,6 +110,14 @@ class TrainSettings:
             raise SsimaeError(f"--budget-minutes must be a positive number, got {self.budget_minutes}")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
             raise SsimaeError(f"--max-minutes must be a number >= 0, got {self.max_minutes}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise SsimaeError(f"--lr must be a positive number, got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise SsimaeError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
+        if self.seed < 0:
+            raise SsimaeError(f"--seed must be 0 or more, got {self.seed}")
+        if self.num_workers < 0:
+            raise SsimaeError(f"--workers must be 0 or more, got {self.num_workers}")
 
 
 @dataclass
@@ -138,6 +150,10 @@ class InferenceSettings:
     residual_stats: dict = field(default_factory=dict)  # {residual: [mean, std]} on the validation images
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise SsimaeError naming the option of the first value out of its range."""
         if not (math.isfinite(self.smooth) and self.smooth >= 0):
             raise SsimaeError(f"--smooth must be a number >= 0, got {self.smooth}")
         if self.stride < 1:
@@ -157,7 +173,7 @@ class InferenceSettings:
         if self.threshold_rule not in THRESHOLD_RULES:
             raise SsimaeError(f"unknown threshold rule {self.threshold_rule!r}; "
                               f"choose from {', '.join(THRESHOLD_RULES)}")
-        if self.threshold is not None and math.isnan(self.threshold):
+        if self.threshold is not None and math.isnan(self.threshold):  # -inf is a rule's "mark every pixel"
             raise SsimaeError("the threshold must be a number, got nan")
 
 

@@ -32,6 +32,7 @@ from ssimae.detector import Detector, pick_device
 from ssimae.errors import SsimaeError
 from ssimae.models import get_model
 from ssimae.network import PATCH_SIZE
+from ssimae.outputs import RunLock
 from ssimae.patches import RandomPatches, make_loader
 from ssimae.settings import RunSettings, TrainSettings
 
@@ -70,11 +71,21 @@ def _training_images(run: RunSettings, data_root, dataset_kwargs: dict, log, pro
     t = run.train
     dataset_kwargs.setdefault("seed", t.seed)  # the train/test split of layouts without one
     dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress)
-    t.data = {"root": None if data_root is None else str(Path(data_root).resolve()), **dataset_kwargs}
+    t.data = {"root": None if data_root is None else str(Path(data_root).resolve()), **dataset_kwargs,
+              **absolute_paths(dataset_kwargs)}
     train_paths, val_paths = seeded_split(dataset.train, t.val_fraction, t.seed)
     if not train_paths:
         raise SsimaeError("no defect-free training images found", data_root)
     return train_paths, val_paths
+
+
+DATA_FOLDERS = ("train_dir", "test_dir", "mask_dir")
+
+
+def absolute_paths(dataset_kwargs: dict) -> dict:
+    """The dataset folders among ``dataset_kwargs`` as absolute, resolved paths, so that the
+    run is evaluated or resumed from any working directory."""
+    return {k: str(Path(dataset_kwargs[k]).resolve()) for k in DATA_FOLDERS if dataset_kwargs.get(k) is not None}
 
 
 def learning_rate(step: int, total: int, t: TrainSettings) -> float:
@@ -189,8 +200,18 @@ def _convert_budget(model, t: TrainSettings, patches: RandomPatches, device, log
 def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: bool = False,
           dataset_kwargs: dict | None = None, progress: bool = True, log=print, argv: list[str] | None = None) -> Path:
     """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt).
-    ``argv``: the command line, recorded with the package versions in ``out``/run_info.json."""
-    out = Path(out)
+    ``argv``: the command line, recorded with the package versions in ``out``/run_info.json.
+
+    ``out`` is locked while training (:class:`ssimae.outputs.RunLock`): a second training
+    into the same folder is refused."""
+    run.train.validate()
+    run.inference.validate()
+    with RunLock(out):
+        return _train(run, data_root, Path(out), resume, dataset_kwargs, progress, log, argv)
+
+
+def _train(run: RunSettings, data_root, out: Path, resume: bool, dataset_kwargs, progress, log, argv) -> Path:
+    """:func:`train` inside the run folder's lock."""
     ckpt_path = out / CHECKPOINT_NAME
     run, ckpt, data_root, dataset_kwargs = _start_or_resume(run, out, resume, data_root, dataset_kwargs)
     t = run.train

@@ -264,7 +264,7 @@ def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, caps
     # the holder is gone (killed): its lock and its half-written checkpoint are cleaned up
     (out / f".model.pt.tmp{other.pid}").write_bytes(b"half a checkpoint")
     assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 0
-    assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "train_log.csv"}
+    assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "train_log.csv", "run_info.json"}
 
 
 # --- 7: runs on your own data are evaluated as documented, from any working directory ----------

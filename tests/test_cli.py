@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from clicheck import one_error_line
 from conftest import TINY
 from PIL import Image
 
@@ -14,15 +15,6 @@ from ssimae.checkpoint import load_checkpoint
 from ssimae.cli import main
 from ssimae.images import read_image
 from ssimae.settings import RunSettings
-
-
-def one_error_line(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("ssimae: error:"), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert str(n) in err, err
-    return err
 
 
 def test_train_writes_run_folder(trained_run):

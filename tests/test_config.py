@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from clicheck import one_error_line
 from conftest import TINY
 
 from ssimae.checkpoint import load_checkpoint
@@ -16,13 +17,6 @@ def inputs(argv):
     args = build_parser().parse_args(argv)
     args.argv = list(argv)
     return train_inputs(args)
-
-
-def one_error_line(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("ssimae: error:") and "Traceback" not in err, err
-    for n in needles:
-        assert str(n) in err, err
 
 
 def test_config_repeats_the_run(trained_run, tmp_path):

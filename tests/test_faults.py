@@ -5,19 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
+from clicheck import one_error_line
 from conftest import TINY
 from PIL import Image
 
 from ssimae.cli import main
-
-
-def one_error_line(capsys, *needles):
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("ssimae: error:"), err
-    assert "Traceback" not in err
-    for n in needles:
-        assert str(n) in err, err
-    return err
 
 
 def snapshot(folder):

@@ -177,3 +177,18 @@ def test_pixel_iou_matches_sklearn_jaccard():
     ref = jaccard_score(np.concatenate([t.ravel() for t in truth]), np.concatenate([p.ravel() for p in pred]))
     assert pixel_iou(pred, truth) == pytest.approx(ref, abs=1e-12)
     assert np.isnan(pixel_iou([np.zeros((3, 3), bool)], [np.zeros((3, 3), bool)]))
+
+
+@pytest.mark.parametrize("smooth", [0.0, 2.0])
+def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_root, smooth):
+    """calibrate (one pass over the images) gives the threshold of the maps the detector
+    itself computes, smoothing included."""
+    from dataclasses import replace
+
+    from ssimae.calibrate import calibrate
+
+    det = Detector.load(trained_run)
+    det.settings = replace(det.settings, smooth=smooth)
+    images = sorted((demo_root / "train" / "good").glob("*.png"))[:2]
+    expected = threshold_from_maps([det.residual_map(read_image(p)) for p in images], det.settings)
+    assert calibrate(det, images, progress=False) == expected

@@ -35,6 +35,7 @@ from ssimae.images import read_image
 from ssimae.metrics import image_scores, select_threshold
 from ssimae.morphology import gray_opening
 from ssimae.residual import get_residual
+from ssimae.scoring import smooth_map
 from ssimae.settings import InferenceSettings
 
 RuleFn = Callable[[Sequence[np.ndarray], InferenceSettings], float]
@@ -88,8 +89,9 @@ def calibrate(detector: Detector, images: Sequence[str | os.PathLike], progress:
     own = detector.default_residual
     extra = (own,) if not get_residual(own).needs_stats else ()
     collected = residual_statistics(detector, images, extra, progress)
-    if own in collected and s.smooth == 0:
-        own_maps = collected[own]
+    if own in collected and (s.smooth == 0 or s.preprocess.size is None and s.preprocess.scale in (None, 1.0)):
+        # no resize: smoothing the unsmoothed maps is what the detector does, without a second pass
+        own_maps = [smooth_map(m, s.smooth) for m in collected[own]]
     else:
         own_maps = [detector.residual_map(read_image(p)) for p in images]
     return threshold_from_maps(own_maps, s)

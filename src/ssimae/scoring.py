@@ -46,13 +46,16 @@ def finish(image_shape: tuple[int, int], size: tuple[int, int], padded, outputs:
     h, w = size
     recon = _float32(outputs["recon"][:h, :w])
     maps = {name: _float32(residual_map(name, padded, outputs, ctx)[:h, :w]) for name in residuals}
-    smooth = ctx.settings.smooth
-    if smooth > 0:
-        maps = {k: ndi.gaussian_filter(v, smooth, mode="reflect") for k, v in maps.items()}
+    maps = {k: smooth_map(v, ctx.settings.smooth) for k, v in maps.items()}
     if (h, w) != tuple(image_shape):
         recon = resize_map(recon, image_shape)
         maps = {k: resize_map(v, image_shape) for k, v in maps.items()}
     return recon.astype(np.float32), {k: v.astype(np.float32) for k, v in maps.items()}
+
+
+def smooth_map(a: np.ndarray, sigma: float) -> np.ndarray:
+    """The residual map's optional Gaussian smoothing (``smooth``; 0 = none), reflect borders."""
+    return ndi.gaussian_filter(a, sigma, mode="reflect") if sigma > 0 else a
 
 
 def _float32(a) -> np.ndarray:

@@ -42,6 +42,7 @@ VARIANTS = {
     "fast-scale05": ["--recipe", "fast", "--scale", "0.5"],
     "fast-d1000": ["--recipe", "fast", "--latent-dim", "1000"],
     "fast-lr5e-4": ["--recipe", "fast", "--lr", "5e-4"],
+    "fast-scale05-d1000": ["--recipe", "fast", "--scale", "0.5", "--latent-dim", "1000"],
 }
 RESIDUALS = ("ssim", "l2", "msgms", "ssim+l2")
 SIGMAS = (0, 2, 4, 8)

@@ -116,6 +116,27 @@ def test_feature_matching_loss_formula(checkpoint):
     assert feature_matching_loss(x, x, phi).item() == 0.0
 
 
+def test_feature_matching_loss_color(checkpoint):
+    """RGB (--color): AlexNet sees the RGB image itself; the pixel term sums the squared error
+    over the channels, averaged over pixels."""
+    phi = load_alexnet_features(checkpoint[0])
+    g = torch.Generator().manual_seed(3)
+    x, x_hat = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    state = checkpoint[1]
+    pix = ((x - x_hat) ** 2).sum() / (x.numel() / 3)
+
+    def rgb_phi(t):  # reference_phi without the gray repetition
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        h = F.relu(F.conv2d((t - mean) / std, state["features.0.weight"], state["features.0.bias"], stride=4, padding=2))
+        h = F.relu(F.conv2d(F.max_pool2d(h, 3, 2), state["features.3.weight"], state["features.3.bias"], padding=2))
+        return F.relu(F.conv2d(F.max_pool2d(h, 3, 2), state["features.6.weight"], state["features.6.bias"], padding=1))
+
+    fa, fb = rgb_phi(x), rgb_phi(x_hat)
+    feat = ((fa - fb) ** 2).sum() / fa.numel()
+    torch.testing.assert_close(feature_matching_loss(x, x_hat, phi), pix + feat, rtol=1e-4, atol=1e-6)
+
+
 def test_loss_gradient_flows_to_reconstruction(checkpoint):
     phi = load_alexnet_features(checkpoint[0])
     x = torch.rand(1, 1, 64, 64)

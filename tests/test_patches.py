@@ -55,7 +55,8 @@ def test_preprocess_identity_and_dict_roundtrip():
     np.testing.assert_array_equal(Preprocess().apply(img), img)
     for p in (Preprocess(), Preprocess(size=(256, 200)), Preprocess(scale=0.25)):
         assert Preprocess.from_dict(p.to_dict()) == p
-    assert Preprocess(size=[256, 200]).to_dict() == {"size": [256, 200], "scale": None}
+    assert Preprocess(size=[256, 200]).to_dict() == {"size": [256, 200], "scale": None, "color": False}
+    assert Preprocess.from_dict({"size": None, "scale": None}) == Preprocess()  # stored before --color: gray
     with pytest.raises(SsimaeError, match="not both"):
         Preprocess(size=(10, 10), scale=0.5)
     with pytest.raises(SsimaeError, match="unknown"):

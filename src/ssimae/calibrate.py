@@ -31,7 +31,6 @@ from tqdm.auto import tqdm
 
 from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
-from ssimae.images import read_image
 from ssimae.metrics import image_scores, select_threshold
 from ssimae.morphology import gray_opening
 from ssimae.residual import get_residual
@@ -93,7 +92,7 @@ def calibrate(detector: Detector, images: Sequence[str | os.PathLike], progress:
         # no resize: smoothing the unsmoothed maps is what the detector does, without a second pass
         own_maps = [smooth_map(m, s.smooth) for m in collected[own]]
     else:
-        own_maps = [detector.residual_map(read_image(p)) for p in images]
+        own_maps = [detector.residual_map(s.preprocess.read(p)) for p in images]
     return threshold_from_maps(own_maps, s)
 
 
@@ -106,7 +105,7 @@ def residual_statistics(detector: Detector, images: Sequence[str | os.PathLike],
     raw = Detector(detector.network, detector.model, replace(s, smooth=0.0), detector.params, detector.device)
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for p in tqdm(images, desc="calibrating on validation images", disable=not progress, leave=False):
-        _, maps = raw.analyze_many(read_image(p), names)
+        _, maps = raw.analyze_many(s.preprocess.read(p), names)
         for n in names:
             collected[n].append(maps[n])
     s.residual_stats = {n: _pooled_stats(collected[n]) for n in STATS_RESIDUALS}

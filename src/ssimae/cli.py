@@ -90,6 +90,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resize", type=_size, default=None, metavar="N|HxW",
                    help="resize images to this size before cropping (the paper: 256 for 512x512 textures)")
     g.add_argument("--scale", type=float, default=None, help="or scale images by this factor")
+    g.add_argument("--color", action="store_true", default=None,
+                   help="train and score RGB images (3 channels; SSIM averaged over them, l2 summed). Beyond "
+                        "the paper, which is gray-only; default: gray")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this wall-clock budget")
     g.add_argument("--val-fraction", type=float, default=None,
@@ -180,7 +183,8 @@ def run_settings(args: argparse.Namespace, model: str):
                           **_given(args, ["epochs", "patches_per_epoch", "val_fraction", "budget_minutes"]),
                           **({"num_workers": args.workers} if args.workers is not None else {}))
     resize = opts.get("resize")
-    inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale),
+    inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale,
+                                                        color=bool(getattr(args, "color", None))),
                                   ssim=ssim, seed=args.seed, **inference_chosen,
                                   **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter",
                                                   "threshold_rule", "target_fpr", "quantile"]))
@@ -197,7 +201,8 @@ FIXED_ON_RESUME = {"model": "train.model", "lr": "train.lr", "weight_decay": "tr
                    "stride": "inference.stride", "opening_diameter": "inference.opening_diameter",
                    "min_defect_area": "inference.min_defect_area", "threshold_rule": "inference.threshold_rule",
                    "target_fpr": "inference.target_fpr", "quantile": "inference.quantile",
-                   "smooth": "inference.smooth", "ssim_window": "inference.ssim.window_size"}
+                   "smooth": "inference.smooth", "ssim_window": "inference.ssim.window_size",
+                   "color": "inference.preprocess.color"}
 
 
 def check_resume_options(args: argparse.Namespace, saved) -> None:
@@ -318,10 +323,10 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_make_demo_data(args) -> None:
-    from ssimae.demo_data import make_demo_data
+    from ssimae.demo_data import make_color_demo_data, make_demo_data
 
-    out = make_demo_data(args.dir, seed=args.seed)
-    print(f"demo dataset written to {out}")
+    out = (make_color_demo_data if args.color else make_demo_data)(args.dir, seed=args.seed)
+    print(f"{'colour ' if args.color else ''}demo dataset written to {out}")
 
 
 def cmd_demo(args) -> None:
@@ -435,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("make-demo-data", help="write the synthetic demo dataset (MVTec layout)")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--color", action="store_true",
+                   help="the colour variant (RGB; defect types cut and hue, an isoluminant stain), for --color runs")
     p.set_defaults(func=cmd_make_demo_data)
     return parser
 

@@ -141,7 +141,9 @@ def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | N
     if curves:
         plot_roc(curves, out / "roc.png", title="Pixel-level ROC, all models")
         figure_rows = [{"name": f"{dataset.test[i].defect_type}\n{dataset.test[i].image.name}",
-                        "image": read_image(dataset.test[i].image), "mask": masks[i],
+                        "image": read_image(dataset.test[i].image, color=any(r.inference.preprocess.color
+                                                                             for r in runs)),
+                        "mask": masks[i],
                         "models": {m: per_model[m][i] for m in per_model}} for i in keep]
         comparison_figure(figure_rows, list(per_model), out / "examples.png")
     table = markdown_table(rows, TABLE_COLUMNS)

@@ -31,17 +31,20 @@ from ssimae.files import atomic_write_text
 RUN_INFO = "run_info.json"
 VERSIONED = ("ssimae", "torch", "numpy", "scipy", "scikit-image", "scikit-learn", "pillow", "onnx", "onnxruntime")
 
-# Command-line options of `train` -> the settings they set ("train.x" / "inference.x").
+# Command-line options of `train` -> the settings they set ("train.x" / "inference.x", or
+# "inference.x.y" for a field y of the frozen dataclass inference.x).
 # --model and the model options (their Params fields' flags) set train.params
 # (:func:`override`); the data options set the data (``ssimae.cli.cmd_train``).
 OPTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "preset": ("train.latent_dim", "inference.preprocess"),
+    "preset": ("train.latent_dim", "inference.preprocess.size", "inference.preprocess.scale"),
     "recipe": ("train.recipe", "train.latent_dim", "train.batch_size", "train.channels_last", "train.lr",
                "train.weight_decay", "train.schedule", "train.warmup", "train.augment", "train.l2_warmup",
                "train.norm", "inference.smooth"),
     "epochs": ("train.epochs",), "patches_per_epoch": ("train.patches_per_epoch",),
     "batch_size": ("train.batch_size",), "lr": ("train.lr",), "weight_decay": ("train.weight_decay",),
-    "latent_dim": ("train.latent_dim",), "resize": ("inference.preprocess",), "scale": ("inference.preprocess",),
+    "latent_dim": ("train.latent_dim",),
+    "resize": ("inference.preprocess.size", "inference.preprocess.scale"),
+    "scale": ("inference.preprocess.size", "inference.preprocess.scale"), "color": ("inference.preprocess.color",),
     "seed": ("train.seed", "inference.seed"), "max_minutes": ("train.max_minutes",),
     "val_fraction": ("train.val_fraction",), "workers": ("train.num_workers",), "device": ("train.device",),
     "budget_minutes": ("train.budget_minutes", "train.measured_patches_per_s"),
@@ -111,10 +114,18 @@ def override(file_run, cli_run, given: set[str], param_flags: dict[str, str]):
         names &= {f.name for f in dataclasses.fields(t_file.params)}
         if names:
             t_file.params = dataclasses.replace(t_file.params, **{n: getattr(t_cli.params, n) for n in names})
+    nested: dict[tuple[str, str], dict] = {}
     for dest in given:
         for dotted in OPTION_FIELDS.get(dest, ()):
-            section, name = dotted.split(".")
-            setattr(getattr(file_run, section), name, getattr(getattr(cli_run, section), name))
+            section, name, *sub = dotted.split(".")
+            value = getattr(getattr(cli_run, section), name)
+            if sub:  # one replace per frozen dataclass, so its checks see all new values at once
+                nested.setdefault((section, name), {})[sub[0]] = getattr(value, sub[0])
+            else:
+                setattr(getattr(file_run, section), name, value)
+    for (section, name), values in nested.items():
+        obj = getattr(file_run, section)
+        setattr(obj, name, dataclasses.replace(getattr(obj, name), **values))
     return file_run
 
 

@@ -414,3 +414,88 @@ def make_demo_data(out_dir: str | os.PathLike, seed: int = 0, texture: str = DEF
                 mask_pixels[kind] += int(mask.sum())
     (out / "README.txt").write_text(_readme(out, texture, seed, size, counts, regions, mask_pixels))
     return out
+
+
+# --------------------------------------------------------------------------- color variant
+#
+# A colour dataset for runs with --color (beyond the paper, which is gray-only): the same
+# crops, tinted brick-red, with two defect types. "cut" is the gray cut above in all three
+# channels (visible in gray too); "hue" is an isoluminant stain: a blob whose chroma moves
+# along a direction with zero ITU-R 601-2 luma, so a gray reading of the image barely sees
+# it (only where a channel clips) while an RGB reading does.
+
+COLOR_DEFECT_TYPES = ("cut", "hue")
+COLOR_TINT = (1.15, 0.95, 0.75)  # R, G, B gain of the clean image (luma gain 0.987)
+HUE_DIRECTION = (1.0, -0.7, 0.299 * -1.0 / 0.114 + 0.587 * 0.7 / 0.114)  # zero luma: 0.299 r + 0.587 g + 0.114 b = 0
+
+
+def tint(gray: np.ndarray) -> np.ndarray:
+    """A gray (H, W) uint8 crop as a brick-red RGB float (H, W, 3) image in 0..255."""
+    return np.clip(gray.astype(np.float64)[..., None] * np.asarray(COLOR_TINT), 0, 255)
+
+
+def _hue_stain(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Isoluminant stain: an irregular ellipse of 20-45 px whose colour moves by U(35, 60)
+    levels along ``HUE_DIRECTION`` (sign at random), soft towards the rim. Returns
+    (target (H, W, 3) float, alpha (H, W))."""
+    inside, rho = _blob(rng, rgb.shape[0], 20, 45, irregular=0.2)
+    direction = np.asarray(HUE_DIRECTION) / np.abs(HUE_DIRECTION).max()
+    shift = rng.uniform(35, 60) * (1 if rng.random() < 0.5 else -1)
+    return rgb + shift * direction, _edge_alpha(inside, (1 - rho) / 0.5)
+
+
+def color_sample(kind: str, index: int, seed: int = 0, size: int = 256, tex: np.ndarray | None = None):
+    """One image of the colour dataset -> (image uint8 (size, size, 3), mask bool (size, size)).
+
+    kind: "train", "good" or one of COLOR_DEFECT_TYPES. The crop (and, for "cut", the defect)
+    is drawn as :func:`demo_sample` draws it, so the colour set is the gray set tinted, with
+    the "hue" type in place of the gray defect types."""
+    gray_kind = {"hue": "roughened"}.get(kind, kind)  # the crop's generator (a kind code of KINDS)
+    tex = load_texture(DEFAULT_TEXTURE) if tex is None else tex
+    if kind in ("train", "good", "cut"):
+        _, image, mask, _ = demo_sample(gray_kind, index, seed, DEFAULT_TEXTURE, size, tex=tex)
+        return np.clip(np.rint(tint(image)), 0, 255).astype(np.uint8), mask
+    if kind != "hue":
+        raise ValueError(f"kind must be train, good or one of {COLOR_DEFECT_TYPES}, got {kind!r}")
+    rng = image_rng(seed, gray_kind, index)
+    crop = draw_crop(rng, tex.shape, size, "test", DEFAULT_TEXTURE)
+    rgb = tint(apply_crop(tex, crop))
+    out, mask = rgb.copy(), np.zeros((size, size), bool)
+    for _ in range(int(rng.integers(1, 3))):
+        for _attempt in range(20):
+            target, alpha = _hue_stain(rgb, rng)
+            if not (ndimage.binary_dilation(alpha > 0, iterations=3) & mask).any():
+                break
+        m = alpha > 0
+        out[m] = out[m] * (1 - alpha[m, None]) + np.clip(target[m], 0, 255) * alpha[m, None]
+        mask |= m
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), mask
+
+
+def make_color_demo_data(out_dir: str | os.PathLike, seed: int = 0, size: int = DEFAULTS["size"],
+                         n_train: int = DEFAULTS["n_train"], n_test_good: int = DEFAULTS["n_test_good"],
+                         n_test_per_type: int = DEFAULTS["n_test_per_type"]) -> Path:
+    """Write the colour dataset (MVTec AD layout, RGB PNGs, types ``COLOR_DEFECT_TYPES``) to
+    ``out_dir``, which must not exist or be empty. Returns ``Path(out_dir)``."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SsimaeError("exists and is not an empty folder", out)
+    tex = load_texture(DEFAULT_TEXTURE)
+    counts = {"train": n_train, "good": n_test_good, **{t: n_test_per_type for t in COLOR_DEFECT_TYPES}}
+    for kind, n in counts.items():
+        img_dir = out / ("train/good" if kind == "train" else f"test/{kind}")
+        img_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(int(n)):
+            image, mask = color_sample(kind, i, seed, size, tex)
+            Image.fromarray(image, mode="RGB").save(img_dir / f"{i:03d}.png", format="PNG")
+            if kind in COLOR_DEFECT_TYPES:
+                (out / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
+                _save_png(out / "ground_truth" / kind / f"{i:03d}_mask.png", mask.astype(np.uint8) * 255)
+    (out / "README.txt").write_text(
+        "ssimae colour demo dataset: skimage.data.brick() crops tinted brick-red "
+        f"(RGB gains {COLOR_TINT}), MVTec AD layout, made by ssimae.demo_data.make_color_demo_data("
+        f"out_dir, seed={seed}, size={size}, n_train={n_train}, n_test_good={n_test_good}, "
+        f"n_test_per_type={n_test_per_type}).\n"
+        "defects: cut = the gray demo's cut in all channels; hue = an isoluminant stain (20-45 px blob,\n"
+        "colour moved by 35-60 levels along a direction of zero ITU-R 601-2 luma), nearly invisible in gray.\n")
+    return out

@@ -2,7 +2,7 @@
 
     from ssimae import Detector
     det = Detector.load("runs/ssim")          # run folder or checkpoint file
-    residual = det.residual_map(image)        # image: (H, W) float in [0, 1] -> (H, W)
+    residual = det.residual_map(image)        # image: (H, W) float in [0, 1] -> (H, W); (H, W, 3) if --color
     mask = det.segment(image)                 # (H, W) bool, at the stored threshold
     p = det.predict("part.png")               # Prediction: score, defective, mask, regions
     ps = det.predict_many(paths)              # patches of several images batched together
@@ -75,7 +75,8 @@ class Detector(scoring.Scorer):
         train = ckpt["settings"].train
         model = get_model(train.model)
         try:
-            network = model.build(train.latent_dim, train.params, train.norm)
+            network = model.build(train.latent_dim, train.params, train.norm,
+                                  channels=ckpt["settings"].inference.preprocess.channels)
             network.load_state_dict(ckpt["model"])
         except (KeyError, ValueError, RuntimeError) as e:
             raise SsimaeError(f"checkpoint does not match its model configuration ({str(e).splitlines()[0][:120]})",
@@ -100,7 +101,8 @@ class Detector(scoring.Scorer):
     @torch.no_grad()
     def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
         """One reconstruction of ``image`` and several residual maps of it:
-        ((H, W) reconstruction, {name: (H, W) residual}), all at the input's resolution."""
+        ((H, W) reconstruction ((H, W, 3) for color), {name: (H, W) residual}), all at the
+        input's resolution."""
         return self.analyze_batch([image], residuals)[0]
 
     @torch.no_grad()
@@ -114,5 +116,7 @@ class Detector(scoring.Scorer):
         fn = self.model.patch_fn(self.network, self.params, s.seed)
         pooled = sliding_window_many(ts, fn, PATCH_SIZE, s.stride, s.batch_size)
         ctx = ResidualContext(s, self.params)
-        return [scoring.finish(image.shape, size, t, dict(zip(self.model.outputs, p)), residuals, ctx)
+        channels = s.preprocess.channels
+        return [scoring.finish(image.shape, size, t, scoring.named_outputs(p, self.model.outputs, channels),
+                               residuals, ctx)
                 for (image, _, size), t, p in zip(prepared, ts, pooled)]

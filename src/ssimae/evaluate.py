@@ -21,7 +21,7 @@ from ssimae.checkpoint import atomic_write_text, load_checkpoint
 from ssimae.datasets import Dataset, load_dataset, seeded_split
 from ssimae.detector import Detector
 from ssimae.errors import SsimaeError
-from ssimae.images import read_image, read_mask
+from ssimae.images import read_mask
 from ssimae.outputs import prepare_out_dir
 from ssimae.metrics import evaluate_maps, write_roc_csv
 from ssimae.models import get_model
@@ -49,13 +49,13 @@ def score_test_set(detector: Detector, dataset: Dataset, residuals=None, progres
     names = tuple(residuals or (detector.default_residual,))
     scores = Scores({k: [] for k in names}, [], [])
     for i, s in enumerate(tqdm(dataset.test, desc="scoring test images", disable=not progress, leave=False)):
-        img = read_image(s.image)
+        img = detector.settings.preprocess.read(s.image)
         recon, maps = detector.analyze_many(img, names)
         for k in names:
             scores.maps[k].append(maps[k])
         if i in keep:
             scores.reconstructions[i] = recon
-        scores.masks.append(np.zeros(img.shape, bool) if s.mask is None else read_mask(s.mask, img.shape))
+        scores.masks.append(np.zeros(img.shape[:2], bool) if s.mask is None else read_mask(s.mask, img.shape[:2]))
         scores.types.append(s.defect_type)
         if each is not None:
             each(i, img, recon, maps, scores.masks[-1])

@@ -65,7 +65,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPS
         raise SsimaeError("the msgms residual has no numpy implementation for the ONNX runtime", run)
     module, noise_shape = det.model.export_module(det.network, det.params)
     module = module.eval()
-    patches = torch.rand(2, 1, PATCH_SIZE, PATCH_SIZE)
+    patches = torch.rand(2, det.settings.preprocess.channels, PATCH_SIZE, PATCH_SIZE)
     args, names, axes = (patches,), ["patches"], {"patches": {0: "batch"}, "outputs": {0: "batch"}}
     if noise_shape is not None:
         args += (torch.randn(det.params.samples, 2, *noise_shape),)

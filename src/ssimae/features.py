@@ -182,11 +182,12 @@ def feature_matching_loss(x: torch.Tensor, x_hat: torch.Tensor,
                           weight: float = FM_WEIGHT) -> torch.Tensor:
     """Scalar ``mean((x - x_hat)^2) + weight * mean((phi(x) - phi(x_hat))^2)``.
 
-    x, x_hat: (B, 1, H, W) in [0, 1], same shape. Both terms are means over all their
-    elements (pixels resp. feature-map entries), so lambda = 1 weighs per-element averages.
+    x, x_hat: (B, C, H, W) in [0, 1], same shape, C = 1 (gray) or 3 (RGB). Both terms are
+    means over their elements (pixels, with a color pixel's squared error summed over its
+    channels, resp. feature-map entries), so lambda = 1 weighs per-element averages.
     """
     if x.shape != x_hat.shape:
         raise ValueError(f"x and x_hat differ in shape: {tuple(x.shape)} vs {tuple(x_hat.shape)}")
-    pixel = F.mse_loss(x_hat, x)
+    pixel = F.mse_loss(x_hat, x) * x.shape[1]
     feature = F.mse_loss(phi(x_hat), phi(x))
     return pixel + weight * feature

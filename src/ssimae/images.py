@@ -1,6 +1,7 @@
 """Reading images and ground-truth masks from files.
 
-Every image becomes one gray float32 array of shape (H, W) with values in [0, 1]:
+Every image becomes one gray float32 array of shape (H, W) with values in [0, 1], or, read
+with ``color=True`` (runs trained with ``--color``), one RGB float32 array (H, W, 3):
 
 * PNG, JPEG, BMP (and anything else Pillow reads) are decoded with Pillow; TIFF files
   (recognised by their first bytes, not their name) with tifffile, falling back to Pillow
@@ -12,7 +13,8 @@ Every image becomes one gray float32 array of shape (H, W) with values in [0, 1]
   images are min-max normalised too. NaN or infinite values are an error.
 * Color images become gray with the ITU-R 601-2 luma weights that Pillow's ``convert("L")``
   uses (L = 0.299 R + 0.587 G + 0.114 B), computed in floating point (no rounding to 8 bit).
-  Palette images are expanded to their colors first.
+  Palette images are expanded to their colors first. With ``color=True`` they keep their
+  R, G, B channels instead, and gray images get three equal channels.
 * An alpha channel is dropped: the color values are used as stored, not composited onto a
   background.
 * EXIF orientation tags are ignored, so images and masks keep the same pixel grid.
@@ -94,15 +96,16 @@ def _full_scale(dtype: np.dtype) -> float | None:
     return None
 
 
-def _decode_pil(path: Path) -> tuple[np.ndarray, float | None]:
-    """Fully decode with Pillow -> (gray array (H, W), full scale); see :func:`_decode`."""
+def _decode_pil(path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
+    """Fully decode with Pillow -> (gray (H, W) or, with ``color``, RGB (H, W, 3) array in
+    file units, full scale); see :func:`_decode`."""
     try:
         with Image.open(path) as im:
             if im.format == "PNG":
                 im.verify()  # chunk CRCs and IEND: catches files cut after the pixel data
         with Image.open(path) as im:
             im.load()
-            return _pil_to_gray(im, path)
+            return _pil_to_array(im, path, color)
     except UnidentifiedImageError:
         raise SsimaeError("not an image file, or an image format that cannot be read", path) from None
     except Image.DecompressionBombError as err:
@@ -111,8 +114,9 @@ def _decode_pil(path: Path) -> tuple[np.ndarray, float | None]:
         raise SsimaeError(f"truncated or corrupt image file (PIL: {_one_line(err)})", path) from None
 
 
-def _pil_to_gray(im: Image.Image, path: Path) -> tuple[np.ndarray, float | None]:
-    """A loaded Pillow image -> (gray array (H, W), full scale)."""
+def _pil_to_array(im: Image.Image, path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
+    """A loaded Pillow image -> (gray array (H, W), or RGB (H, W, 3) for a color image read
+    with ``color``, full scale)."""
     mode = im.mode
     if mode == "P":
         im, mode = im.convert("RGB"), "RGB"
@@ -122,7 +126,7 @@ def _pil_to_gray(im: Image.Image, path: Path) -> tuple[np.ndarray, float | None]
         im, mode = im.convert("RGB"), "RGB"
     arr = np.asarray(im)
     if mode in ("RGB", "RGBA", "RGBa", "RGBX"):
-        return _luma(arr), 255.0
+        return (arr[..., :3] if color else _luma(arr)), 255.0
     if mode in ("LA", "La"):
         return arr[..., 0], 255.0
     if arr.ndim != 2:
@@ -145,30 +149,33 @@ def check_image_size(shape, axes: str, path: Path) -> None:
                           f"{2 * limit}; a decompression bomb?)", path)
 
 
-def _decode_tiff(path: Path) -> tuple[np.ndarray, float | None]:
-    """Decode a TIFF with tifffile -> (gray array (H, W), full scale); Pillow as fallback."""
+def _decode_tiff(path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
+    """Decode a TIFF with tifffile -> (gray (H, W) or RGB (H, W, 3) array, full scale); Pillow
+    as fallback."""
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             check_image_size(series.shape, series.axes, path)
             photometric = int(tif.pages[0].photometric)
             if photometric not in (_TIFF_MINISWHITE, _TIFF_MINISBLACK, _TIFF_RGB):
-                return _decode_pil(path)  # palette, CMYK, YCbCr: let Pillow convert them
+                return _decode_pil(path, color)  # palette, CMYK, YCbCr: let Pillow convert them
             arr = series.asarray()
             axes = series.axes
     except SsimaeError:
         raise
     except ValueError as err:
         if "imagecodecs" in str(err):  # compression tifffile cannot decode by itself
-            return _decode_pil(path)
+            return _decode_pil(path, color)
         raise SsimaeError(f"truncated or corrupt TIFF file (tifffile: {_one_line(err)})", path) from None
     except Exception as err:  # tifffile raises many types for broken files
         raise SsimaeError(f"truncated or corrupt TIFF file (tifffile: {_one_line(err)})", path) from None
-    return _tiff_to_gray(arr, axes, photometric, path)
+    return _tiff_to_array(arr, axes, photometric, path, color)
 
 
-def _tiff_to_gray(arr: np.ndarray, axes: str, photometric: int, path: Path) -> tuple[np.ndarray, float | None]:
-    """A decoded TIFF series with its axes ("YX", "YXS", "SYX", ...) -> (gray (H, W), scale)."""
+def _tiff_to_array(arr: np.ndarray, axes: str, photometric: int, path: Path,
+                   color: bool = False) -> tuple[np.ndarray, float | None]:
+    """A decoded TIFF series with its axes ("YX", "YXS", "SYX", ...) -> (gray (H, W), or RGB
+    (H, W, 3) for an RGB TIFF read with ``color``, scale)."""
     keep = [i for i, (ax, n) in enumerate(zip(axes, arr.shape)) if n > 1 or ax in "YX"]
     arr = arr.reshape([arr.shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
@@ -181,7 +188,7 @@ def _tiff_to_gray(arr: np.ndarray, axes: str, photometric: int, path: Path) -> t
     if axes == "YXS":
         if photometric == _TIFF_RGB and arr.shape[-1] >= 3:
             scale = _full_scale(arr.dtype)
-            return _luma(arr), scale
+            return (arr[..., :3] if color else _luma(arr)), scale
         arr = arr[..., 0]  # gray + extra samples (alpha): keep the gray channel
     scale = _full_scale(arr.dtype)
     if photometric == _TIFF_MINISWHITE:
@@ -189,8 +196,9 @@ def _tiff_to_gray(arr: np.ndarray, axes: str, photometric: int, path: Path) -> t
     return arr, scale
 
 
-def _decode(path: Path) -> tuple[np.ndarray, float | None]:
-    """Decode any supported file -> (gray array (H, W), full scale or None).
+def _decode(path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
+    """Decode any supported file -> (gray array (H, W), full scale or None); with ``color``
+    a color file gives its (H, W, 3) RGB array instead (a gray one still gives (H, W)).
 
     The array is in the file's own units (e.g. uint8 0..255, or float64 luma 0..255 for RGB);
     ``full scale`` is the value meaning white, or None where values are to be min-max scaled.
@@ -200,14 +208,15 @@ def _decode(path: Path) -> tuple[np.ndarray, float | None]:
         tiff = _is_tiff(path)
     except OSError as err:
         raise SsimaeError(f"cannot read file ({_one_line(err)})", path) from None
-    arr, scale = _decode_tiff(path) if tiff else _decode_pil(path)
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+    arr, scale = _decode_tiff(path, color) if tiff else _decode_pil(path, color)
+    if arr.ndim not in (2, 3) or arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2:] not in ((), (3,)):
         raise SsimaeError(f"unsupported image shape {arr.shape}", path)
     return arr, scale
 
 
 def _to_unit(arr: np.ndarray, scale: float | None, path: Path) -> np.ndarray:
-    """(H, W) array in file units -> float32 (H, W) in [0, 1] (rules in the module doc)."""
+    """(H, W) or (H, W, 3) array in file units -> float32 of the same shape in [0, 1] (rules
+    in the module doc; a min-max scaling spans all channels together)."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if scale is not None and arr.dtype in (np.uint8, np.uint16):
@@ -225,16 +234,20 @@ def _to_unit(arr: np.ndarray, scale: float | None, path: Path) -> np.ndarray:
     return ((values - lo) / (hi - lo)).astype(np.float32)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as gray float32 (H, W) with values in [0, 1].
+def read_image(path: str | os.PathLike, color: bool = False) -> np.ndarray:
+    """Read an image file as gray float32 (H, W) with values in [0, 1]; with ``color``, as
+    RGB float32 (H, W, 3) (a gray file's value in all three channels).
 
     See the module docstring for the conversion rules (bit depths, color, alpha, float TIFF).
     Raises SsimaeError naming the file if it is missing, empty, truncated, corrupt, not an
     image, or not a single 2-D image (e.g. a multi-page stack).
     """
     path = Path(path)
-    arr, scale = _decode(path)
-    return _to_unit(arr, scale, path)
+    arr, scale = _decode(path, color)
+    img = _to_unit(arr, scale, path)
+    if color and img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return img
 
 
 def mask_is_binary(values: np.ndarray) -> bool:

@@ -5,7 +5,8 @@ Decoder: the encoder reversed, with transposed convolutions where the encoder sh
 image (the strided 4x4 layers and the final 8x8 -> 1x1 layer). Leaky ReLU with slope 0.2
 after every layer except the last layer of the encoder and of the decoder, which are linear.
 
-Images are gray, float in [0, 1], shape (B, 1, 128, 128). The VAE's variant (an encoder
+Images are gray, float in [0, 1], shape (B, 1, 128, 128); a color run (``--color``, beyond
+the paper) has 3 input and output channels, (B, 3, 128, 128). The VAE's variant (an encoder
 with 2d outputs) lives with the rest of the VAE in :mod:`ssimae.models.vae`.
 """
 from __future__ import annotations
@@ -119,11 +120,12 @@ def init_weights(module: nn.Module) -> None:
 class AutoEncoder(nn.Module):
     """Deterministic autoencoder (the l2-, SSIM- and feature-matching AE)."""
 
-    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none"):
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none", channels: int = 1):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = build_encoder(latent_dim, norm=norm)
-        self.decoder = build_decoder(latent_dim, norm=norm)
+        self.channels = channels
+        self.encoder = build_encoder(latent_dim, in_channels=channels, norm=norm)
+        self.decoder = build_decoder(latent_dim, out_channels=channels, norm=norm)
         init_weights(self)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,5 +135,5 @@ class AutoEncoder(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 128, 128) -> reconstruction of the same shape."""
+        """(B, C, 128, 128) -> reconstruction of the same shape (C = ``channels``: 1 gray, 3 color)."""
         return self.decoder(self.encoder(x))

@@ -36,7 +36,8 @@ AUGMENTATIONS = ("none", "flips", "dihedral")  # see RandomPatches (the paper: n
 
 
 class RandomPatches(torch.utils.data.Dataset):
-    """``patches_per_epoch`` random patches -> float32 tensors (1, patch, patch) in [0, 1].
+    """``patches_per_epoch`` random patches -> float32 tensors (C, patch, patch) in [0, 1], C = 1
+    (gray, the paper) or 3 (``preprocess.color``).
 
     Sampling of item i in epoch e (``set_epoch``): items are grouped in blocks of
     ``patches_per_image`` consecutive indices; block ``i // patches_per_image`` picks an image
@@ -79,7 +80,7 @@ class RandomPatches(torch.utils.data.Dataset):
         self.shapes = [(max(h, patch_size), max(w, patch_size)) for h, w in shapes]  # padded
         areas = np.array([h * w for h, w in shapes], dtype=np.float64)
         self._cumulative = np.cumsum(areas / areas.sum())
-        self.nbytes = sum(h * w * 4 for h, w in self.shapes)
+        self.nbytes = sum(h * w * 4 * preprocess.channels for h, w in self.shapes)
         self.in_memory = all(arrays) or self.nbytes <= cache_bytes
         default_k = 1 if self.in_memory else STREAMING_PATCHES_PER_IMAGE
         self.patches_per_image = int(patches_per_image or default_k)
@@ -118,7 +119,8 @@ class RandomPatches(torch.utils.data.Dataset):
         return k, top, left
 
     def image(self, k: int) -> np.ndarray:
-        """Preprocessed, padded image k: float32 (H'', W'') in [0, 1] (from memory or the LRU)."""
+        """Preprocessed, padded image k: float32 (H'', W'') or (H'', W'', 3) in [0, 1] (from
+        memory or the LRU)."""
         if self._images is not None:
             return self._images[k]
         img = self._lru.get(k)
@@ -126,8 +128,8 @@ class RandomPatches(torch.utils.data.Dataset):
             self._lru.move_to_end(k)
             return img
         img = prepare_image(self.sources[k], self.preprocess, self.patch_size)
-        if img.shape != self.shapes[k]:
-            raise SsimaeError(f"image changed size while training: now {img.shape}, expected {self.shapes[k]}",
+        if img.shape[:2] != self.shapes[k]:
+            raise SsimaeError(f"image changed size while training: now {img.shape[:2]}, expected {self.shapes[k]}",
                               self.sources[k])
         self.reads += 1
         self._lru[k] = img
@@ -148,6 +150,8 @@ class RandomPatches(torch.utils.data.Dataset):
         crop = self.image(k)[top:top + p, left:left + p]
         if self.augment != "none":
             crop = augment_patch(crop, self.augment, np.random.default_rng((self.seed, epoch, i, 2)))
+        if crop.ndim == 3:  # color: (p, p, 3) -> (3, p, p)
+            return torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))
         return torch.from_numpy(crop.copy())[None]
 
     def __getstate__(self) -> dict:
@@ -158,7 +162,7 @@ class RandomPatches(torch.utils.data.Dataset):
 
 
 def augment_patch(patch: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """A random symmetry of a square (H, W) patch (a view; copy before writing).
+    """A random symmetry of a square (H, W) or (H, W, C) patch (a view; copy before writing).
 
     "flips": left-right and up-down flips, each with probability 1/2 (4 outcomes);
     "dihedral": a turn by k * 90 degrees (k uniform in 0..3), then a left-right flip with
@@ -200,7 +204,7 @@ def _worker_init(_worker_id: int) -> None:
 
 def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int = 0, *, pin_memory: bool = False,
                 drop_last: bool = False, prefetch_factor: int | None = None, start: int = 0) -> DataLoader:
-    """DataLoader of (B, 1, patch, patch) float32 batches over ``dataset`` in index order.
+    """DataLoader of (B, C, patch, patch) float32 batches over ``dataset`` in index order.
 
     Items are already random, so there is no shuffling; call ``dataset.set_epoch(e)`` before
     iterating epoch e (the :class:`EpochSampler` carries it to the workers); ``start`` skips

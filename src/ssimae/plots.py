@@ -36,6 +36,14 @@ def _as_2d(array, name: str) -> np.ndarray:
     return a
 
 
+def _as_image(array, name: str) -> np.ndarray:
+    """``array`` as a gray (H, W) or RGB (H, W, 3) numpy array; ValueError otherwise."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] == 3:
+        return a
+    return _as_2d(array, name)
+
+
 def _prepare(path: str | os.PathLike) -> Path:
     """Path with its parent folder created; SsimaeError if that fails."""
     p = Path(path)
@@ -127,8 +135,8 @@ def save_mask(mask, path: str | os.PathLike) -> Path:
 
 
 def _gray_uint8(image) -> np.ndarray:
-    """(H, W) float in [0, 1] -> uint8 (H, W) (clipped, rounded)."""
-    img = _as_2d(image, "image").astype(np.float64)
+    """(H, W) gray or (H, W, 3) RGB float in [0, 1] -> uint8 of the same shape (clipped, rounded)."""
+    img = _as_image(image, "image").astype(np.float64)
     return np.round(np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -142,16 +150,16 @@ def mask_outline(mask) -> np.ndarray:
 
 
 def overlay_rgb(image, mask, color: Sequence[int] = (255, 0, 0), alpha: float = 0.5) -> np.ndarray:
-    """Gray (H, W) image in [0, 1] with ``mask`` blended in -> uint8 (H, W, 3).
+    """Gray (H, W) or RGB (H, W, 3) image in [0, 1] with ``mask`` blended in -> uint8 (H, W, 3).
 
-    Inside the mask: (1 - alpha) * gray + alpha * color; the mask's 1-px inner outline is
-    drawn in full ``color``. Pixels outside the mask keep the gray value exactly.
+    Inside the mask: (1 - alpha) * pixel + alpha * color; the mask's 1-px inner outline is
+    drawn in full ``color``. Pixels outside the mask keep the image's value exactly.
     """
-    gray = _gray_uint8(image)
+    base = _gray_uint8(image)
     m = _as_2d(mask, "mask").astype(bool)
-    if m.shape != gray.shape:
-        raise ValueError(f"image {gray.shape} and mask {m.shape} differ in shape")
-    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float64)
+    if m.shape != base.shape[:2]:
+        raise ValueError(f"image {base.shape[:2]} and mask {m.shape} differ in shape")
+    rgb = (base if base.ndim == 3 else np.repeat(base[..., None], 3, axis=2)).astype(np.float64)
     col = np.asarray(color, dtype=np.float64).reshape(3)
     rgb[m] = (1.0 - alpha) * rgb[m] + alpha * col
     rgb[mask_outline(m)] = col
@@ -181,8 +189,8 @@ def _model_ranges(rows: Sequence[Mapping], model_names: Sequence[str]) -> dict[s
 def comparison_figure(rows: Sequence[Mapping], model_names: Sequence[str], path: str | os.PathLike) -> Path:
     """Grid of test images vs. models, saved as PNG.
 
-    rows: one dict per test image: {"name": str, "image": (H, W) in [0, 1], "mask": (H, W) bool,
-    "models": {model: {"reconstruction": (H, W), "residual": (H, W)}}}.
+    rows: one dict per test image: {"name": str, "image": (H, W) in [0, 1] (or RGB (H, W, 3)),
+    "mask": (H, W) bool, "models": {model: {"reconstruction": (H, W) or (H, W, 3), "residual": (H, W)}}}.
     Columns: input | for each model: reconstruction, residual | ground truth. Residuals use the
     'inferno' colormap on one scale per model (shared by all rows, with a colour bar); a model
     missing from a row leaves its two cells blank.
@@ -222,7 +230,10 @@ def comparison_figure(rows: Sequence[Mapping], model_names: Sequence[str], path:
                 for spine in ax.spines.values():
                     spine.set_visible(False)
                 continue
-            im = ax.imshow(_as_2d(cell[0], titles[j].replace("\n", " ")), interpolation="nearest", **cell[1])
+            pixels = _as_image(cell[0], titles[j].replace("\n", " "))
+            if pixels.ndim == 3:  # RGB: shown as it is (no colormap), clipped to [0, 1]
+                pixels = np.clip(pixels, 0.0, 1.0)
+            im = ax.imshow(pixels, interpolation="nearest", **cell[1])
             if len(cell) == 3:
                 residual_images.setdefault(cell[2], (im, j))
     for model, (im, j) in residual_images.items():

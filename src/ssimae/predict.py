@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ssimae.datasets import walk_images
 from ssimae.errors import SsimaeError
 from ssimae.files import atomic_write_bytes
-from ssimae.images import is_image_file, read_image
+from ssimae.images import read_image
 from ssimae.scoring import IMAGES_PER_BATCH
 from ssimae.outputs import prepare_out_dir
 from ssimae.residual import check_residual
@@ -124,7 +124,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     bar = tqdm(total=len(files), desc="predicting", disable=not progress)
     for i in range(0, len(files), IMAGES_PER_BATCH):
         chunk = files[i:i + IMAGES_PER_BATCH]
-        images = [_read(f, skip_bad, skipped) for f, _ in chunk]
+        images = [_read(f, skip_bad, skipped, detector.settings.preprocess.color) for f, _ in chunk]
         chunk, images = [c for c, im in zip(chunk, images) if im is not None], [im for im in images if im is not None]
         bar.update(len(files[i:i + IMAGES_PER_BATCH]) - len(chunk))
         if not images:
@@ -157,11 +157,11 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     return written
 
 
-def _read(path: Path, skip_bad: bool, skipped: list) -> np.ndarray | None:
-    """The image at ``path``; with ``skip_bad``, None for an unreadable one (reported on
-    stderr and added to ``skipped`` as (path, problem))."""
+def _read(path: Path, skip_bad: bool, skipped: list, color: bool = False) -> np.ndarray | None:
+    """The image at ``path`` (RGB with ``color``); with ``skip_bad``, None for an unreadable
+    one (reported on stderr and added to ``skipped`` as (path, problem))."""
     try:
-        return read_image(path)
+        return read_image(path, color=color)
     except SsimaeError as err:
         if not skip_bad:
             raise

@@ -20,9 +20,13 @@ Beyond the paper (options, measured in docs/results/recipe/):
 Any map can also be smoothed with a Gaussian before thresholding (``InferenceSettings.smooth``,
 applied by the detector).
 
+Color runs (``--color``, beyond the paper) give every map for (C, H, W) images: ``l2`` and
+``vae`` sum their per-channel values (a pixel's squared error resp. negative log-likelihood
+is the sum over its channels), ``ssim`` and ``msgms`` average theirs over the channels.
+
 A new residual is one :func:`register_residual` entry. All maps are computed on the whole
 image after sliding-window reconstruction (:mod:`ssimae.window`); larger = more likely a
-defect. Shapes: (H, W) float64 torch tensors (the torch path, :class:`ssimae.detector.Detector`)
+defect. Shapes: images and outputs (H, W), or (C, H, W) for color; maps (H, W); float64 torch tensors (the torch path, :class:`ssimae.detector.Detector`)
 or numpy arrays (the ONNX runtime, :mod:`ssimae.runtime`): this module imports torch only
 when given tensors, and each residual computes the same map for both (the SSIM one with
 :func:`ssimae.ssim_core.ssim_map_numpy` for arrays; ``msgms`` is torch-only).
@@ -55,8 +59,9 @@ ResidualFn = Callable[[Any, Mapping[str, Any], ResidualContext], Any]  # (H, W) 
 
 @dataclass(frozen=True)
 class Residual:
-    """A residual map: ``fn(x, outputs, ctx)`` with x the (H, W) image and ``outputs`` the
-    model's pooled (H, W) outputs by name (``needs`` lists those it reads)."""
+    """A residual map: ``fn(x, outputs, ctx) -> (H, W)`` with x the (H, W) image (or (C, H, W)
+    for color) and ``outputs`` the model's pooled outputs of the same shape by name (``needs``
+    lists those it reads)."""
 
     name: str
     fn: ResidualFn
@@ -86,17 +91,29 @@ def get_residual(name: str) -> Residual:
     return RESIDUALS.lookup(name)
 
 
+def channel_sum(m):
+    """(C, H, W) -> (H, W), the sum over channels; an (H, W) map is returned as it is."""
+    return m.sum(0) if m.ndim == 3 else m
+
+
 def l2_residual(x, recon):
-    """(x - recon)^2 per pixel; (H, W) -> (H, W), in [0, 1] for images in [0, 1]."""
-    return (x - recon) ** 2
+    """(x - recon)^2 per pixel, summed over the channels of a color image; (H, W) or
+    (C, H, W) -> (H, W), in [0, C] for images in [0, 1]."""
+    return channel_sum((x - recon) ** 2)
 
 
 def ssim_residual(x, recon, options: SsimOptions = SsimOptions()):
-    """1 - SSIM(x, recon) per pixel; (H, W) -> (H, W), in [0, 2]."""
+    """1 - SSIM(x, recon) per pixel, SSIM averaged over the channels of a color image (as
+    skimage's ``structural_similarity(..., channel_axis=...)`` averages its mean);
+    (H, W) or (C, H, W) -> (H, W), in [0, 2]."""
     if not is_torch_tensor(x):
+        if x.ndim == 3:
+            return 1.0 - np.mean([ssim_map_numpy(a, b, **options.kwargs()) for a, b in zip(x, recon)], axis=0)
         return 1.0 - ssim_map_numpy(x, recon, **options.kwargs())
     from ssimae.ssim import ssim_map
 
+    if x.ndim == 3:
+        return 1.0 - ssim_map(x[None], recon[None], **options.kwargs())[0].mean(0)
     return 1.0 - ssim_map(x[None, None], recon[None, None], **options.kwargs())[0, 0]
 
 
@@ -107,16 +124,17 @@ def vae_residual(x, mean, var, obs_var: float):
     and variance ``var``; the predictive distribution of the pixel is taken as the
     Gaussian N(mean, var + obs_var), where ``obs_var`` is the fixed variance of the
     decoder's likelihood P(x|z) used in training. The residual is
-        0.5 * log(2 pi v) + (x - mean)^2 / (2 v),   v = var + obs_var.
-    Shapes (H, W); values are log-densities (unbounded, may be negative).
+        0.5 * log(2 pi v) + (x - mean)^2 / (2 v),   v = var + obs_var,
+    summed over the channels of a color image (channels independent given z).
+    Shapes (H, W), or (C, H, W) -> (H, W); values are log-densities (unbounded, may be negative).
     """
     if not is_torch_tensor(var):
         v = np.maximum(var, 0) + obs_var
-        return 0.5 * np.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v)
+        return channel_sum(0.5 * np.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v))
     import torch
 
     v = var.clamp_min(0) + obs_var
-    return 0.5 * torch.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v)
+    return channel_sum(0.5 * torch.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v))
 
 
 GMS_C = 0.0026  # RIAD's stabilising constant of the gradient-magnitude similarity
@@ -136,7 +154,8 @@ def gradient_magnitude(x: "torch.Tensor") -> "torch.Tensor":
 
 def msgms_residual(x: "torch.Tensor", recon: "torch.Tensor", scales: int = MSGMS_SCALES,
                    c: float = GMS_C) -> "torch.Tensor":
-    """1 - MSGMS(x, recon) per pixel; (H, W) -> (H, W), in [0, 1].
+    """1 - MSGMS(x, recon) per pixel, averaged over the channels of a color image;
+    (H, W) or (C, H, W) -> (H, W), in [0, 1].
 
     GMS = (2 g_x g_r + c) / (g_x^2 + g_r^2 + c) of the gradient magnitudes of image and
     reconstruction, computed on ``scales`` levels of a pyramid (2x2 average pooling), each
@@ -144,6 +163,8 @@ def msgms_residual(x: "torch.Tensor", recon: "torch.Tensor", scales: int = MSGMS
     """
     if not is_torch_tensor(x):
         raise SsimaeError("the msgms residual is computed with torch only; use the torch engine for it")
+    if x.ndim == 3:
+        return sum(msgms_residual(a, b, scales, c) for a, b in zip(x, recon)) / x.shape[0]
     import torch
 
     h, w = x.shape
@@ -195,8 +216,9 @@ def check_residual(name: str, outputs: tuple[str, ...]) -> Residual:
 
 
 def residual_map(name: str, x, outputs: Mapping[str, Any], ctx: ResidualContext):
-    """Residual map ``name`` of image x (H, W) from the model's pooled outputs {name: (H, W)}
-    (torch tensors or numpy arrays; the map is of the same kind).
+    """Residual map ``name`` (H, W) of image x (H, W), or (C, H, W) for color, from the
+    model's pooled outputs {name: same shape} (torch tensors or numpy arrays; the map is of
+    the same kind).
 
     Computed in float64: scoring runs once per image, and float64 keeps SSIM within 1e-5
     of skimage (float32's E[x^2] - E[x]^2 loses ~1e-4 in flat regions).

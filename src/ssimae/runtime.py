@@ -180,7 +180,7 @@ class OnnxDetector(scoring.Scorer):
         return self.settings.residual or self.info["residual"]
 
     def patch_fn(self):
-        """(B, 1, 128, 128) float32 -> (B, len(outputs), 128, 128) through the graph; a
+        """(B, C, 128, 128) float32 -> (B, len(outputs) * C, 128, 128) through the graph; a
         sampling model gets its noise from a generator seeded anew for every image."""
         names = (self.info["input"], self.info["output"])
         if self.noise is None:
@@ -200,7 +200,7 @@ class OnnxDetector(scoring.Scorer):
         s = self.settings
         image, padded, size = scoring.prepare(image, s)
         pooled = sliding_window(padded, self.patch_fn(), self.info["patch_size"], s.stride, s.batch_size)
-        outputs = dict(zip(self.outputs, pooled))
+        outputs = scoring.named_outputs(pooled, self.outputs, s.preprocess.channels)
         return scoring.finish(image.shape, size, padded, outputs, residuals, ResidualContext(s, self.params))
 
 

@@ -16,7 +16,6 @@ from scipy import ndimage as ndi
 from skimage.transform import resize as sk_resize
 
 from ssimae.errors import SsimaeError
-from ssimae.images import read_image
 from ssimae.morphology import gray_opening
 from ssimae.morphology import segment as segment_map
 from ssimae.preprocess import pad_to_patch
@@ -28,28 +27,42 @@ IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict`
 
 
 def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """Check a gray image and apply the run's preprocessing (``settings.preprocess``) and
-    the padding to a patch: (float32 image, padded float32 (H'', W''), preprocessed (h, w))."""
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim != 2:
-        raise ValueError(f"expected a gray (H, W) image, got shape {image.shape}")
+    """Check an image ((H, W) gray, or (H, W, 3) RGB for a color run: :meth:`Preprocess.check`)
+    and apply the run's preprocessing (``settings.preprocess``) and the padding to a patch:
+    (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w))."""
+    image = settings.preprocess.check(image)
     x = settings.preprocess.apply(image)
-    return image, np.ascontiguousarray(pad_to_patch(x, PATCH_SIZE)), x.shape
+    padded = pad_to_patch(x, PATCH_SIZE)
+    if padded.ndim == 3:
+        padded = padded.transpose(2, 0, 1)
+    return image, np.ascontiguousarray(padded), x.shape[:2]
 
 
-def finish(image_shape: tuple[int, int], size: tuple[int, int], padded, outputs: Mapping[str, Any],
+def named_outputs(pooled, names, channels: int = 1) -> dict:
+    """A model's pooled outputs ((len(names) * C, H, W), from the sliding window) by name:
+    (H, W) each for gray (C = 1), (C, H, W) each for color."""
+    if channels == 1:
+        return dict(zip(names, pooled))
+    return {n: pooled[i * channels:(i + 1) * channels] for i, n in enumerate(names)}
+
+
+def finish(image_shape: tuple[int, ...], size: tuple[int, int], padded, outputs: Mapping[str, Any],
            residuals, ctx: ResidualContext) -> tuple[np.ndarray, dict]:
-    """From the padded image and the model's pooled outputs ({name: (H'', W'')}) to the
-    reconstruction and the residual maps ``residuals`` at the input's resolution: residual
-    on the whole padded image, padding cropped to ``size``, optional Gaussian smoothing
-    (``ctx.settings.smooth``), resized back to ``image_shape``; all float32."""
+    """From the padded image and the model's pooled outputs (:func:`named_outputs`) to the
+    reconstruction ((H, W), or (H, W, 3) for color) and the residual maps ``residuals``
+    ((H, W) each) at the input's resolution: residual on the whole padded image, padding
+    cropped to ``size``, optional Gaussian smoothing (``ctx.settings.smooth``), resized back
+    to ``image_shape``; all float32."""
     h, w = size
-    recon = _float32(outputs["recon"][:h, :w])
+    recon = _float32(outputs["recon"][..., :h, :w])
+    if recon.ndim == 3:
+        recon = np.ascontiguousarray(recon.transpose(1, 2, 0))
     maps = {name: _float32(residual_map(name, padded, outputs, ctx)[:h, :w]) for name in residuals}
     maps = {k: smooth_map(v, ctx.settings.smooth) for k, v in maps.items()}
-    if (h, w) != tuple(image_shape):
-        recon = resize_map(recon, image_shape)
-        maps = {k: resize_map(v, image_shape) for k, v in maps.items()}
+    shape = tuple(image_shape[:2])
+    if (h, w) != shape:
+        recon = resize_map(recon, shape)
+        maps = {k: resize_map(v, shape) for k, v in maps.items()}
     return recon.astype(np.float32), {k: v.astype(np.float32) for k, v in maps.items()}
 
 
@@ -64,14 +77,16 @@ def _float32(a) -> np.ndarray:
 
 
 def resize_map(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a map back to an image's resolution (anti-aliased when shrinking)."""
+    """Bilinear resize of a map (H, W), or a color image (H, W, C), back to an image's
+    resolution ``shape`` (H', W') (anti-aliased when shrinking)."""
     shrink = shape[0] < a.shape[0] or shape[1] < a.shape[1]
     return sk_resize(a, shape, order=1, mode="edge", anti_aliasing=shrink, preserve_range=True)
 
 
 @dataclass
 class Analysis:
-    """Reconstruction and residual map of one image, both (H, W) float32 at its resolution."""
+    """Reconstruction ((H, W), or (H, W, 3) for color) and residual map ((H, W)) of one
+    image, float32 at its resolution."""
 
     reconstruction: np.ndarray
     residual: np.ndarray
@@ -101,7 +116,7 @@ class Scorer:
         return [self.analyze_many(im, residuals) for im in images]
 
     def analyze(self, image: np.ndarray, residual: str | None = None) -> Analysis:
-        """Reconstruct ``image`` ((H, W) float in [0, 1]) and compute its residual map
+        """Reconstruct ``image`` ((H, W) float in [0, 1]; (H, W, 3) for a color run) and compute its residual map
         (``residual``: a name in :data:`ssimae.residual.RESIDUALS`; default: the run's)."""
         name = residual or self.default_residual
         recon, maps = self.analyze_many(image, (name,))
@@ -124,7 +139,7 @@ class Scorer:
         return segment_map(self.residual_map(image), self._threshold(threshold), self.opening_diameter)
 
     def predict(self, image, threshold: float | None = None, residual: str | None = None) -> Prediction:
-        """Verdict on one image (an (H, W) float array in [0, 1] or an image file):
+        """Verdict on one image (an (H, W) float array in [0, 1], (H, W, 3) for a color run, or an image file):
         score, defective, mask, residual map, regions (:mod:`ssimae.verdicts`)."""
         return self.predict_many([image], threshold, residual)[0]
 
@@ -136,7 +151,8 @@ class Scorer:
         name = residual or self.default_residual
         out = []
         for i in range(0, len(images), chunk):
-            arrays = [read_image(im) if isinstance(im, (str, os.PathLike)) else im for im in images[i:i + chunk]]
+            arrays = [self.settings.preprocess.read(im) if isinstance(im, (str, os.PathLike)) else im
+                      for im in images[i:i + chunk]]
             for recon, maps in self.analyze_batch(arrays, (name,)):
                 out.append(self.verdict(maps[name], t, recon))
         return out

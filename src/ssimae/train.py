@@ -106,8 +106,8 @@ def _to_device(x: torch.Tensor, device, t: TrainSettings) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if t.channels_last else x
 
 
-def _build(model, t: TrainSettings, device) -> torch.nn.Module:
-    net = model.build(t.latent_dim, t.params, t.norm).to(device)
+def _build(model, t: TrainSettings, device, channels: int = 1) -> torch.nn.Module:
+    net = model.build(t.latent_dim, t.params, t.norm, channels=channels).to(device)
     return net.to(memory_format=torch.channels_last) if t.channels_last else net
 
 
@@ -118,7 +118,7 @@ def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, 
     untouched."""
     rng = torch.get_rng_state()
     try:
-        net = _build(model, t, device)
+        net = _build(model, t, device, patches.preprocess.channels)
         net.train()
         opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         loss_fn = model.loss(net, t.params, device)
@@ -228,7 +228,7 @@ def _train(run: RunSettings, data_root, out: Path, resume: bool, dataset_kwargs,
     log(f"training the {model.title} on {len(train_paths)} images ({len(val_paths)} held back for the threshold), "
         f"{t.epochs} epochs x {t.patches_per_epoch} patches, recipe {t.recipe}")
     torch.manual_seed(t.seed)
-    net = _build(model, t, device)
+    net = _build(model, t, device, run.inference.preprocess.channels)
     opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     loss_fn = model.loss(net, t.params, device)
     state = {"epoch": 0, "step": 0, "rows": []}

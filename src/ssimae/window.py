@@ -51,10 +51,11 @@ def is_torch_tensor(a: Any) -> bool:
 def sliding_window(image, fn: Callable, patch: int = PATCH_SIZE, stride: int = STRIDE, batch_size: int = 64):
     """Apply ``fn`` to every patch of ``image`` and average the overlapping outputs.
 
-    image: (H, W) float numpy array or torch tensor (on the device ``fn`` runs on) with
-    H, W >= ``patch``.
-    fn: (B, 1, patch, patch) -> (B, C, patch, patch) of the same kind, e.g. the autoencoder.
-    Returns (C, H, W) of the kind of ``fn``'s output: at each pixel the mean of ``fn``'s
+    image: (H, W) gray or (C, H, W) multi-channel float numpy array or torch tensor (on the
+    device ``fn`` runs on) with H, W >= ``patch``.
+    fn: (B, C_in, patch, patch) -> (B, C_out, patch, patch) of the same kind, e.g. the
+    autoencoder; C_in = 1 for an (H, W) image.
+    Returns (C_out, H, W) of the kind of ``fn``'s output: at each pixel the mean of ``fn``'s
     outputs over all patches covering it. Patches are fed in row-major order.
     """
     return sliding_window_many([image], fn, patch, stride, batch_size)[0]
@@ -62,10 +63,10 @@ def sliding_window(image, fn: Callable, patch: int = PATCH_SIZE, stride: int = S
 
 def sliding_window_many(images: Sequence, fn: Callable, patch: int = PATCH_SIZE, stride: int = STRIDE,
                         batch_size: int = 64) -> list:
-    """:func:`sliding_window` of several images (each (H_i, W_i), sizes may differ; all numpy
-    arrays or all torch tensors), their patches sent through ``fn`` together in batches of
-    ``batch_size`` (a batch may hold patches of several images). Returns one (C, H_i, W_i)
-    array or tensor per image."""
+    """:func:`sliding_window` of several images (each (H_i, W_i), or (C, H_i, W_i) with the
+    same C; sizes may differ; all numpy arrays or all torch tensors), their patches sent
+    through ``fn`` together in batches of ``batch_size`` (a batch may hold patches of several
+    images). Returns one (C_out, H_i, W_i) array or tensor per image."""
     if images and is_torch_tensor(images[0]):
         import torch
 
@@ -78,17 +79,19 @@ def sliding_window_many(images: Sequence, fn: Callable, patch: int = PATCH_SIZE,
 def _assemble(images, fn, patch, stride, batch_size, stack, zeros) -> list:
     """The loop of :func:`sliding_window_many`, with the array library's ``stack`` and ``zeros``."""
     positions = [(k, r, c) for k, im in enumerate(images)
-                 for r in patch_starts(im.shape[0], patch, stride) for c in patch_starts(im.shape[1], patch, stride)]
+                 for r in patch_starts(im.shape[-2], patch, stride) for c in patch_starts(im.shape[-1], patch, stride)]
     outs: list = [None] * len(images)
     for i in range(0, len(positions), batch_size):
         chunk = positions[i:i + batch_size]
-        batch = stack([images[k][r:r + patch, c:c + patch] for k, r, c in chunk])[:, None]
+        batch = stack([images[k][..., r:r + patch, c:c + patch] for k, r, c in chunk])
+        if batch.ndim == 3:  # (H, W) images: one channel
+            batch = batch[:, None]
         result = fn(batch)
         for (k, r, c), y in zip(chunk, result):
             if outs[k] is None:
-                outs[k] = zeros((result.shape[1], *images[k].shape), result)
+                outs[k] = zeros((result.shape[1], *images[k].shape[-2:]), result)
             outs[k][:, r:r + patch, c:c + patch] += y
-    return [_divide(out, coverage(*im.shape, patch, stride)) for out, im in zip(outs, images)]
+    return [_divide(out, coverage(*im.shape[-2:], patch, stride)) for out, im in zip(outs, images)]
 
 
 def _divide(out, cov: np.ndarray):

@@ -30,8 +30,8 @@ from torch import nn
 from ssimae.network import AutoEncoder
 from ssimae.registry import Registry
 
-Loss = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, 128, 128) batch -> scalar
-PatchFn = Callable[[torch.Tensor], torch.Tensor]  # (B, 1, 128, 128) -> (B, len(outputs), 128, 128)
+Loss = Callable[[torch.Tensor], torch.Tensor]  # (B, C, 128, 128) batch -> scalar
+PatchFn = Callable[[torch.Tensor], torch.Tensor]  # (B, C, 128, 128) -> (B, len(outputs) * C, 128, 128)
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,12 @@ class Model:
     Params: ClassVar[type] = NoParams
     default_residual: ClassVar[str]
     compare_residuals: ClassVar[tuple[str, ...]] = ()  # default: (default_residual,)
-    outputs: ClassVar[tuple[str, ...]] = ("recon",)  # channels of patch_fn's output
+    outputs: ClassVar[tuple[str, ...]] = ("recon",)  # channel groups of patch_fn's output
 
-    def build(self, latent_dim: int, params, norm: str = "none") -> nn.Module:
+    def build(self, latent_dim: int, params, norm: str = "none", channels: int = 1) -> nn.Module:
         """The network (Table 1 autoencoder by default), freshly initialised; ``norm`` as in
-        :func:`ssimae.network.build_encoder`."""
-        return AutoEncoder(latent_dim, norm)
+        :func:`ssimae.network.build_encoder`; ``channels``: 1 (gray) or 3 (color) in and out."""
+        return AutoEncoder(latent_dim, norm, channels)
 
     def prepare(self, params):
         """Check and complete ``params`` before training starts (e.g. find pretrained weights);
@@ -64,13 +64,14 @@ class Model:
         raise NotImplementedError
 
     def patch_fn(self, net: nn.Module, params, seed: int) -> PatchFn:
-        """Per-patch inference: batch -> outputs named by ``outputs`` (channel by channel).
+        """Per-patch inference: batch (B, C, h, w) -> (B, len(outputs) * C, h, w), the outputs
+        named by ``outputs`` one after the other, C channels each.
         ``seed`` seeds any sampling, so residual maps are reproducible."""
         return net
 
     def export_module(self, net: nn.Module, params) -> tuple[nn.Module, tuple[int, ...] | None]:
         """:meth:`patch_fn` as one traceable module, for the ONNX export (:mod:`ssimae.export`):
-        (module, noise shape). The module maps patches (B, 1, 128, 128) to (B, len(outputs),
+        (module, noise shape). The module maps patches (B, C, 128, 128) to (B, len(outputs) * C,
         128, 128); a model that samples takes the noise as a second input, (S, B, *shape),
         the S draws of ``torch.randn((B, *shape))`` its :meth:`patch_fn` makes, in order.
         The default covers a model whose :meth:`patch_fn` is its network; a model that

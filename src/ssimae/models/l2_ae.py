@@ -1,4 +1,5 @@
-"""The l2-autoencoder, the paper's baseline: trained and scored with the per-pixel squared error."""
+"""The l2-autoencoder, the paper's baseline: trained and scored with the per-pixel squared error
+(summed over the channels of a color run)."""
 from __future__ import annotations
 
 import torch
@@ -14,4 +15,5 @@ class L2AE(Model):
     compare_residuals = ("l2", "ssim")
 
     def loss(self, net, params, device):
-        return lambda x: torch.mean((net(x) - x) ** 2)
+        # mean over pixels of the squared error summed over channels (x.shape[1]: 1 gray, 3 color)
+        return lambda x: torch.mean((net(x) - x) ** 2) * x.shape[1]

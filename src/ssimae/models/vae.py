@@ -49,15 +49,16 @@ class VAE(nn.Module):
     diagonal Gaussian Q(z|x). The decoder gives the mean of P(x|z).
     """
 
-    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none"):
+    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none", channels: int = 1):
         super().__init__()
         self.latent_dim = latent_dim
-        self.encoder = build_encoder(latent_dim, out_multiplier=2, norm=norm)
-        self.decoder = build_decoder(latent_dim, norm=norm)
+        self.channels = channels
+        self.encoder = build_encoder(latent_dim, in_channels=channels, out_multiplier=2, norm=norm)
+        self.decoder = build_decoder(latent_dim, out_channels=channels, norm=norm)
         init_weights(self)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 1, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""
+        """(B, C, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar
 
@@ -81,8 +82,8 @@ class VariationalAE(Model):
     default_residual = "vae"
     outputs = ("recon", "second_moment")
 
-    def build(self, latent_dim, params, norm="none"):
-        return VAE(latent_dim, norm)
+    def build(self, latent_dim, params, norm="none", channels=1):
+        return VAE(latent_dim, norm, channels)
 
     def loss(self, net: VAE, params: VaeParams, device):
         def vae_loss(x):
@@ -95,7 +96,7 @@ class VariationalAE(Model):
         return vae_loss
 
     def patch_fn(self, net: VAE, params: VaeParams, seed: int):
-        """Batch -> (B, 2, h, w): mean and second moment of N decodings of z ~ Q(z|x), drawn
+        """Batch (B, C, h, w) -> (B, 2 C, h, w): mean and second moment of N decodings of z ~ Q(z|x), drawn
         from a generator seeded with seed (so a map does not depend on global RNG state)."""
         device = next(net.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
@@ -114,7 +115,7 @@ class VariationalAE(Model):
         return fn
 
     def export_module(self, net: VAE, params: VaeParams):
-        """patches (B, 1, h, w), noise (N, B, d, 1, 1) -> (B, 2, h, w): :meth:`patch_fn` with
+        """patches (B, C, h, w), noise (N, B, d, 1, 1) -> (B, 2 C, h, w): :meth:`patch_fn` with
         its N draws of eps given as the noise input (the N decodings run as one batch)."""
         return _SampledVAE(net), (net.latent_dim, 1, 1)
 

@@ -322,3 +322,26 @@ def test_color_vae_export_parity(color_root, tmp_path):
     a, b = Detector.load(run, "cpu").analyze(img), OnnxDetector.load(tmp_path / "x", threads=2).analyze(img)
     assert a.reconstruction.shape == (160, 160, 3)
     assert np.abs(a.residual - b.residual).max() < 1e-3 * max(1.0, np.abs(a.residual).max())
+
+
+def test_color_with_scale_and_calibrate(color_root, tmp_path, capsys):
+    """A colour run at image scale 0.75: maps and the RGB reconstruction come back at the
+    input's resolution, and `ssimae calibrate` on colour images stores a new threshold."""
+    run = tmp_path / "l2"
+    assert main(["train", "--data", str(color_root), "--model", "l2", "--color", "--scale", "0.75", "--out", str(run),
+                 *COLOR_TINY]) == 0
+    det = Detector.load(run, "cpu")
+    img = read_image(color_root / "test" / "cut" / "000.png", color=True)
+    a = det.analyze(img)
+    assert a.reconstruction.shape == (160, 160, 3) and a.residual.shape == (160, 160)
+    before = det.threshold
+    capsys.readouterr()
+    assert main(["calibrate", str(run), "--good", str(color_root / "test" / "good"), "--threshold-rule", "quantile",
+                 "--quantile", "1.0"]) == 0
+    after = load_checkpoint(run)["settings"].inference
+    assert after.threshold_rule == "quantile" and after.threshold_history[-1]["previous_threshold"] == before
+    # the quantile-1 rule's threshold is the largest opened residual of those images, read in colour
+    from ssimae.morphology import gray_opening
+    good = [read_image(p, color=True) for p in sorted((color_root / "test" / "good").iterdir())]
+    expected = max(float(gray_opening(det.residual_map(g), det.opening_diameter).max()) for g in good)
+    assert after.threshold == pytest.approx(expected, rel=1e-5)

@@ -59,7 +59,8 @@ def test_resume_refuses_changed_settings(tmp_path, trained_run, demo_root, capsy
     shutil.copytree(trained_run, run)
     before = snapshot(run)
     for option, needle in ((["--model", "l2"], "--model"), (["--lr", "0.001"], "--lr"),
-                           (["--latent-dim", "16"], "--latent-dim")):
+                           (["--latent-dim", "16"], "--latent-dim"), (["--scale", "0.5"], "--scale"),
+                           (["--resize", "200"], "--resize"), (["--color"], "--color")):
         assert main(["train", "--data", str(demo_root), "--out", str(run), "--resume", *TINY, *option]) == 2
         one_error_line(capsys, needle)
     assert snapshot(run) == before

@@ -202,7 +202,8 @@ FIXED_ON_RESUME = {"model": "train.model", "lr": "train.lr", "weight_decay": "tr
                    "min_defect_area": "inference.min_defect_area", "threshold_rule": "inference.threshold_rule",
                    "target_fpr": "inference.target_fpr", "quantile": "inference.quantile",
                    "smooth": "inference.smooth", "ssim_window": "inference.ssim.window_size",
-                   "color": "inference.preprocess.color"}
+                   "color": "inference.preprocess.color", "scale": "inference.preprocess.scale",
+                   "resize": "inference.preprocess.size"}
 
 
 def check_resume_options(args: argparse.Namespace, saved) -> None:
@@ -214,7 +215,8 @@ def check_resume_options(args: argparse.Namespace, saved) -> None:
             value = getattr(value, part)
         if given is not None and given != value:
             flag = "--" + name.replace("_", "-")
-            raise SsimaeError(f"{flag} {given} differs from the run's {value}: --resume continues a run with its "
+            raise SsimaeError(f"{flag} {given} differs from the run's {'(not set)' if value is None else value}: "
+                              f"--resume continues a run with its "
                               f"own settings (drop {flag}, or train a new run into another --out)", args.out)
 
 

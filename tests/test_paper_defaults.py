@@ -52,6 +52,7 @@ def test_command_line_defaults_are_the_papers():
     assert (i.stride, i.opening_diameter) == (30, 4)
     assert asdict(i.ssim) == PAPER_SSIM and asdict(t.params.ssim) == PAPER_SSIM
     assert i.preprocess.size is None and i.preprocess.scale is None
+    assert i.preprocess.color is False and i.preprocess.channels == 1  # the paper is gray-only
     assert parse_train("--model", "vae").train.params.samples == 6
     assert parse_train("--model", "fm").train.params.weight == 1.0
 

@@ -426,7 +426,7 @@ def make_demo_data(out_dir: str | os.PathLike, seed: int = 0, texture: str = DEF
 
 COLOR_DEFECT_TYPES = ("cut", "hue")
 COLOR_TINT = (1.15, 0.95, 0.75)  # R, G, B gain of the clean image (luma gain 0.987)
-HUE_DIRECTION = (1.0, -0.7, 0.299 * -1.0 / 0.114 + 0.587 * 0.7 / 0.114)  # zero luma: 0.299 r + 0.587 g + 0.114 b = 0
+HUE_DIRECTION = (1.0, -0.7, (0.587 * 0.7 - 0.299) / 0.114)  # zero luma: 0.299 r + 0.587 g + 0.114 b = 0
 
 
 def tint(gray: np.ndarray) -> np.ndarray:

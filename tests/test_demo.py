@@ -26,3 +26,18 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
         assert (preds / "report.html").is_file()
         config = json.loads((out / "runs" / model / "config.json").read_text())
         assert config["train"]["recipe"] == "fast" and config["train"]["epochs"] == 1
+
+
+def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
+    from ssimae.checkpoint import load_checkpoint
+    from ssimae.demo_data import make_color_demo_data
+
+    monkeypatch.setattr(demo, "make_color_demo_data", functools.partial(
+        make_color_demo_data, size=160, n_train=4, n_test_good=1, n_test_per_type=1))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", dict(epochs=1, patches_per_epoch=16, val_fraction=0.25))
+    out = tmp_path / "demo-out"
+    assert main(["demo", "--out", str(out), "--color", "--quiet"]) == 0
+    assert (out / "data-color" / "test" / "hue").is_dir() and not (out / "data").exists()
+    for model in demo.DEMO_MODELS:
+        assert load_checkpoint(out / "runs" / model)["settings"].inference.preprocess.color
+        assert len((out / "predictions" / model / "predictions.csv").read_text().splitlines()) == 1 + 1 + 2

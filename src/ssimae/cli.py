@@ -334,7 +334,8 @@ def cmd_make_demo_data(args) -> None:
 def cmd_demo(args) -> None:
     from ssimae.demo import run_demo
 
-    run_demo(args.out, seed=args.seed, minutes_per_model=args.minutes_per_model, progress=not args.quiet)
+    run_demo(args.out, seed=args.seed, minutes_per_model=args.minutes_per_model, progress=not args.quiet,
+             color=args.color)
 
 
 def cmd_compare(args) -> None:
@@ -436,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-out", metavar="DIR", help="report folder (default demo-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes-per-model", type=float, default=None, help="training budget per model")
+    p.add_argument("--color", action="store_true",
+                   help="the colour variant: colour demo data (cut and hue defects) and --color runs (beyond the paper)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 

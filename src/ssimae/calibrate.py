@@ -88,7 +88,7 @@ def calibrate(detector: Detector, images: Sequence[str | os.PathLike], progress:
     own = detector.default_residual
     extra = (own,) if not get_residual(own).needs_stats else ()
     collected = residual_statistics(detector, images, extra, progress)
-    if own in collected and (s.smooth == 0 or s.preprocess.size is None and s.preprocess.scale in (None, 1.0)):
+    if own in collected and (s.smooth == 0 or not s.preprocess.resizes):
         # no resize: smoothing the unsmoothed maps is what the detector does, without a second pass
         own_maps = [smooth_map(m, s.smooth) for m in collected[own]]
     else:

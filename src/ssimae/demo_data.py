@@ -125,10 +125,12 @@ def apply_crop(tex: np.ndarray, crop: Crop) -> np.ndarray:
 
 
 def _blend(img: np.ndarray, target: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """img * (1 - alpha) + target * alpha, float; exactly ``img`` where alpha == 0."""
+    """img * (1 - alpha) + target * alpha, float; exactly ``img`` where alpha == 0. img and
+    target (H, W) or (H, W, C); alpha (H, W), the same for every channel."""
     out = img.copy()
     m = alpha > 0
-    out[m] = img[m] * (1 - alpha[m]) + np.clip(target[m], 0, 255) * alpha[m]
+    a = alpha[m].reshape(-1, *[1] * (img.ndim - 2))
+    out[m] = img[m] * (1 - a) + np.clip(target[m], 0, 255) * a
     return out
 
 
@@ -272,10 +274,16 @@ def add_defects(clean: np.ndarray, defect_type: str, rng: np.random.Generator,
     within 3 px of an earlier one). Pixels outside the mask equal ``clean`` exactly."""
     if defect_type not in _RECIPES:
         raise ValueError(f"defect_type must be one of {DEFECT_TYPES}, got {defect_type!r}")
-    recipe = _RECIPES[defect_type]
+    return _place_defects(clean.astype(np.float64), _RECIPES[defect_type], rng, n_defects)
+
+
+def _place_defects(img: np.ndarray, recipe, rng: np.random.Generator,
+                   n_defects: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """1-2 (or ``n_defects``) defects of ``recipe(img, rng) -> (target, alpha)`` blended into
+    float ``img`` ((H, W) or (H, W, 3), 0..255), each redrawn up to 20 times until it keeps
+    3 px from the earlier ones. Returns (uint8 image, mask bool (H, W))."""
     n = int(rng.integers(1, 3)) if n_defects is None else int(n_defects)
-    img = clean.astype(np.float64)
-    mask = np.zeros(clean.shape, dtype=bool)
+    mask = np.zeros(img.shape[:2], dtype=bool)
     for _ in range(n):
         for _attempt in range(20):
             target, alpha = recipe(img, rng)
@@ -283,8 +291,7 @@ def add_defects(clean: np.ndarray, defect_type: str, rng: np.random.Generator,
                 break
         img = _blend(img, target, alpha)
         mask |= alpha > 0
-    defective = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return defective, mask
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
 
 
 # --------------------------------------------------------------------------- dataset
@@ -459,17 +466,7 @@ def color_sample(kind: str, index: int, seed: int = 0, size: int = 256, tex: np.
         raise ValueError(f"kind must be train, good or one of {COLOR_DEFECT_TYPES}, got {kind!r}")
     rng = image_rng(seed, gray_kind, index)
     crop = draw_crop(rng, tex.shape, size, "test", DEFAULT_TEXTURE)
-    rgb = tint(apply_crop(tex, crop))
-    out, mask = rgb.copy(), np.zeros((size, size), bool)
-    for _ in range(int(rng.integers(1, 3))):
-        for _attempt in range(20):
-            target, alpha = _hue_stain(rgb, rng)
-            if not (ndimage.binary_dilation(alpha > 0, iterations=3) & mask).any():
-                break
-        m = alpha > 0
-        out[m] = out[m] * (1 - alpha[m, None]) + np.clip(target[m], 0, 255) * alpha[m, None]
-        mask |= m
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8), mask
+    return _place_defects(tint(apply_crop(tex, crop)), _hue_stain, rng)
 
 
 def make_color_demo_data(out_dir: str | os.PathLike, seed: int = 0, size: int = DEFAULTS["size"],

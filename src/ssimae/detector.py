@@ -25,10 +25,9 @@ from ssimae import scoring
 from ssimae.checkpoint import load_checkpoint
 from ssimae.errors import SsimaeError
 from ssimae.models import Model, get_model
-from ssimae.scoring import Analysis  # noqa: F401  (re-exported)
 from ssimae.network import PATCH_SIZE
 from ssimae.residual import ResidualContext
-from ssimae.scoring import IMAGES_PER_BATCH  # noqa: F401  (re-exported)
+from ssimae.scoring import IMAGES_PER_BATCH, Analysis  # noqa: F401  (re-exported)
 from ssimae.settings import InferenceSettings
 from ssimae.window import sliding_window_many
 
@@ -99,15 +98,9 @@ class Detector(scoring.Scorer):
         return self.settings.residual or self.model.default_residual
 
     @torch.no_grad()
-    def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
-        """One reconstruction of ``image`` and several residual maps of it:
-        ((H, W) reconstruction ((H, W, 3) for color), {name: (H, W) residual}), all at the
-        input's resolution."""
-        return self.analyze_batch([image], residuals)[0]
-
-    @torch.no_grad()
     def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
-        """:meth:`analyze_many` of several images, their patches sent through the network
+        """``analyze_many`` (one reconstruction, (H, W) or (H, W, 3) for color, and several
+        (H, W) residual maps, at the input's resolution) of several images, their patches sent through the network
         together (batches of ``settings.batch_size`` patches). For deterministic models the
         maps equal those of one image at a time; the VAE's samples depend on the batching."""
         s = self.settings

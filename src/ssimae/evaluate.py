@@ -26,7 +26,7 @@ from ssimae.outputs import prepare_out_dir
 from ssimae.metrics import evaluate_maps, write_roc_csv
 from ssimae.models import get_model
 from ssimae.residual import check_residual, get_residual
-from ssimae.plots import heatmap_rgb, overlay_rgb, plot_roc
+from ssimae.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, plot_roc
 from ssimae.report import _fmt, save_thumbnails, write_report
 
 
@@ -125,7 +125,7 @@ def image_rows(detector: Detector, dataset: Dataset, residual: str, out: str | o
                      "defective": p.defective if t < np.inf else None, "defect_area": p.defect_area,
                      "thumbs": save_thumbnails(out, PurePath(sample.defect_type) / f"{i:05d}_{sample.image.stem}", {
                          "input": img, "reconstruction": recon, "ground truth": mask,
-                         "heat map": heatmap_rgb(maps[residual], 0.0, 2 * t if 0 < t < np.inf else None),
+                         "heat map": heatmap_rgb(maps[residual], 0.0, heatmap_vmax(t)),
                          "overlay": overlay_rgb(img, p.mask) if t < np.inf else None})})
 
     return rows, each

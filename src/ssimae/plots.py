@@ -104,6 +104,12 @@ def plot_roc(curves: Mapping[str, tuple], path: str | os.PathLike, title: str = 
     return _save_figure(fig, path, dpi=120)
 
 
+def heatmap_vmax(threshold: float) -> float | None:
+    """Top of a heat map's colour scale at ``threshold``: twice the threshold (None, the map's
+    maximum, for a threshold that is not positive and finite)."""
+    return 2 * threshold if 0 < threshold < np.inf else None
+
+
 def heatmap_rgb(residual, vmin: float = 0.0, vmax: float | None = None) -> np.ndarray:
     """(H, W) residual -> uint8 (H, W, 3) through the 'inferno' colormap.
 

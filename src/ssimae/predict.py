@@ -27,7 +27,7 @@ from ssimae.images import read_image
 from ssimae.scoring import IMAGES_PER_BATCH
 from ssimae.outputs import prepare_out_dir
 from ssimae.residual import check_residual
-from ssimae.plots import heatmap_rgb, overlay_rgb, save_heatmap, save_mask, save_overlay
+from ssimae.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.report import REPORT_NAME, save_thumbnails, write_report
 from ssimae.verdicts import CSV_NAME, JSONL_NAME, summary, write_verdicts
 
@@ -124,7 +124,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     bar = tqdm(total=len(files), desc="predicting", disable=not progress)
     for i in range(0, len(files), IMAGES_PER_BATCH):
         chunk = files[i:i + IMAGES_PER_BATCH]
-        images = [_read(f, skip_bad, skipped, detector.settings.preprocess.color) for f, _ in chunk]
+        images = [_read(f, skip_bad, skipped, detector.settings.preprocess.read) for f, _ in chunk]
         chunk, images = [c for c, im in zip(chunk, images) if im is not None], [im for im in images if im is not None]
         bar.update(len(files[i:i + IMAGES_PER_BATCH]) - len(chunk))
         if not images:
@@ -134,7 +134,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
             written.append(_write_images(out / rel, img, p, t, save_raw))
             records.append(p.record(rel.as_posix() + f.suffix))
             thumbs = save_thumbnails(out, rel, {"input": img, "reconstruction": p.reconstruction,
-                                                "heat map": heatmap_rgb(p.residual, 0.0, _vmax(t)),
+                                                "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                 "overlay": overlay_rgb(img, p.mask)})
             folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
             rows.append({**records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
@@ -157,11 +157,12 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     return written
 
 
-def _read(path: Path, skip_bad: bool, skipped: list, color: bool = False) -> np.ndarray | None:
-    """The image at ``path`` (RGB with ``color``); with ``skip_bad``, None for an unreadable
-    one (reported on stderr and added to ``skipped`` as (path, problem))."""
+def _read(path: Path, skip_bad: bool, skipped: list, read=read_image) -> np.ndarray | None:
+    """The image at ``path`` as ``read`` reads it (the run's :meth:`Preprocess.read`); with
+    ``skip_bad``, None for an unreadable one (reported on stderr and added to ``skipped`` as
+    (path, problem))."""
     try:
-        return read_image(path, color=color)
+        return read(path)
     except SsimaeError as err:
         if not skip_bad:
             raise
@@ -170,15 +171,10 @@ def _read(path: Path, skip_bad: bool, skipped: list, color: bool = False) -> np.
         return None
 
 
-def _vmax(t: float) -> float | None:
-    """Top of the heat maps' colour scale: twice the threshold (None: the map's maximum)."""
-    return 2 * t if t > 0 else None
-
-
 def _write_images(base: Path, img: np.ndarray, p, t: float, save_raw: bool) -> Path:
     """The heat map, mask, overlay (and raw map) of one image, next to ``base``."""
     base.parent.mkdir(parents=True, exist_ok=True)
-    save_heatmap(p.residual, f"{base}_heatmap.png", vmax=_vmax(t))
+    save_heatmap(p.residual, f"{base}_heatmap.png", vmax=heatmap_vmax(t))
     save_mask(p.mask, f"{base}_mask.png")
     save_overlay(img, p.mask, f"{base}_overlay.png")
     if save_raw:

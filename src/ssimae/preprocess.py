@@ -54,6 +54,11 @@ class Preprocess:
             object.__setattr__(self, "scale", float(self.scale))
 
     @property
+    def resizes(self) -> bool:
+        """True if :meth:`apply` may change an image's size (a size, or a scale other than 1)."""
+        return self.size is not None or self.scale not in (None, 1.0)
+
+    @property
     def channels(self) -> int:
         """Channels of the images and of the network's input and output: 3 for color, else 1."""
         return 3 if self.color else 1

@@ -42,6 +42,14 @@ VARIANTS = {
     "fast-scale05": ["--recipe", "fast", "--scale", "0.5"],
     "fast-d1000": ["--recipe", "fast", "--latent-dim", "1000"],
     "fast-lr5e-4": ["--recipe", "fast", "--lr", "5e-4"],
+    "fast-cos": ["--recipe", "fast", "--schedule", "cosine", "--warmup", "0"],
+    "fast-bs8": ["--recipe", "fast", "--batch-size", "8"],
+    # levers that lost, patched in by screening_hooks.py (not options of the package)
+    "fast-ema0.99": ["--recipe", "fast", "hooks:ema=0.99"],
+    "fast-ema0.995": ["--recipe", "fast", "hooks:ema=0.995"],
+    "fast-beta0.5": ["--recipe", "fast", "hooks:beta1=0.5"],
+    "fast-gms": ["--recipe", "fast", "hooks:gms=1"],
+    "fast-l1": ["--recipe", "fast", "hooks:l1=1"],
     "fast-scale05-d1000": ["--recipe", "fast", "--scale", "0.5", "--latent-dim", "1000"],
 }
 RESIDUALS = ("ssim", "l2", "msgms", "ssim+l2")
@@ -98,14 +106,22 @@ def main() -> None:
         for variant in args.variants.split(","):
             key = f"{args.model}/{variant}/seed{seed}"
             run = out / args.model / variant / f"seed{seed}"
+            options = [o for o in VARIANTS[variant] if not o.startswith("hooks:")]
+            hooks = ",".join(o[len("hooks:"):] for o in VARIANTS[variant] if o.startswith("hooks:"))
+            if "--batch-size" not in options:
+                options = ["--batch-size", str(args.batch_size), *options]
             cmd = ["ssimae", "train", "--data", args.data, "--model", args.model, "--out", str(run),
                    "--epochs", str(args.epochs), "--patches-per-epoch", str(args.patches_per_epoch),
-                   "--batch-size", str(args.batch_size), "--seed", str(seed), "--quiet", *VARIANTS[variant]]
+                   "--seed", str(seed), "--quiet", *options]
+            if hooks:
+                cmd = ["python", "benchmarks/screening_hooks.py", hooks, *cmd[2:]]
             if key in results:
                 continue
             if not (run / "model.pt").exists():
                 print("$", shlex.join(cmd), flush=True)
-                subprocess.run([sys.executable, "-m", "ssimae.cli", *cmd[1:]], check=True, stdout=subprocess.DEVNULL)
+                runner = [sys.executable, str(Path(__file__).with_name("screening_hooks.py")), hooks, *cmd[3:]] \
+                    if hooks else [sys.executable, "-m", "ssimae.cli", *cmd[1:]]
+                subprocess.run(runner, check=True, stdout=subprocess.DEVNULL)
             patches, minutes, rate = training_time(run)
             results[key] = {"command": shlex.join(cmd), "patches": patches, "train_minutes": minutes,
                             "patches_per_s": rate, "scores": score(run)}

@@ -65,7 +65,7 @@ def test_decoder_is_reversed_encoder():
     for conv, shape, kind in zip(convs(model.decoder), expected, kinds):
         z = conv(z)
         assert tuple(z.shape[1:]) == shape
-        assert type(conv) is kind
+        assert isinstance(conv, kind)  # the latent layers are subclasses computed as matrix products
     enc = [(c.kernel_size, c.stride, c.padding) for c in convs(model.encoder)]
     dec = [(c.kernel_size, c.stride, c.padding) for c in convs(model.decoder)]
     assert dec == enc[::-1]
@@ -111,3 +111,34 @@ def test_he_initialisation():
     x = torch.randn(8, 1, 128, 128)
     z = model.encoder(x)
     assert 0.1 < z.std().item() < 10
+
+
+def test_latent_layers_equal_the_convolutions():
+    """conv9 and its transpose are computed as matrix products: same outputs and gradients
+    as torch's convolutions with the same weights, also in the channels-last format."""
+    import torch.nn.functional as F
+
+    model = AutoEncoder(20)
+    enc, dec = convs(model.encoder)[-1], convs(model.decoder)[0]
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(3, 32, 8, 8).contiguous(memory_format=fmt).requires_grad_(True)
+        out = enc(x)
+        ref = F.conv2d(x, enc.weight, enc.bias)
+        assert out.shape == ref.shape == (3, 20, 1, 1)
+        assert torch.allclose(out, ref, atol=1e-5)
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(out, (x, enc.weight, enc.bias), g),
+                        torch.autograd.grad(ref, (x, enc.weight, enc.bias), g)):
+            assert torch.allclose(a, b, atol=1e-4)
+        z = torch.randn(3, 20, 1, 1).contiguous(memory_format=fmt).requires_grad_(True)
+        out = dec(z)
+        ref = F.conv_transpose2d(z, dec.weight, dec.bias)
+        assert out.shape == ref.shape == (3, 32, 8, 8)
+        assert torch.allclose(out, ref, atol=1e-5)
+        g = torch.randn_like(ref)
+        for a, b in zip(torch.autograd.grad(out, (z, dec.weight, dec.bias), g),
+                        torch.autograd.grad(ref, (z, dec.weight, dec.bias), g)):
+            assert torch.allclose(a, b, atol=1e-4)
+    # another input size falls back to the convolution itself
+    x = torch.randn(1, 32, 9, 9)
+    assert torch.allclose(enc(x), F.conv2d(x, enc.weight, enc.bias))

@@ -49,7 +49,9 @@ def test_version1_checkpoints_still_load_and_score_the_same(tmp_path):
     for name, shape in [("v1_ssim", (64, 80)), ("v1_vae", (60, 60))]:
         img = np.random.default_rng(0).random(shape).astype(np.float32)
         ours = Detector.load(tmp_path / f"{name}.pt").residual_map(img)
-        assert np.array_equal(ours, expected[name])
+        # the same up to float rounding (the latent layers became matrix products since;
+        # the VAE's Gaussian likelihood with obs_var 0.02 amplifies it to ~2e-5 of the range)
+        assert np.allclose(ours, expected[name], rtol=0, atol=1e-4 * np.abs(expected[name]).max())
 
 
 def test_run_settings_round_trip_through_json():

@@ -111,3 +111,47 @@ def test_options_are_the_papers_and_checked():
     for bad in ({"window_size": 0}, {"window_size": 8}, {"sigma": 0.0}, {"sigma": float("nan")}):
         with pytest.raises(SsimaeError):
             SsimOptions(**bad)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 128, 128), (1, 2, 9, 13), (1, 1, 4, 40), (1, 1, 129, 140)])
+def test_filter_paths_match_scipy(shape):
+    """Both ways of filtering (banded matrix products for patches, grouped convolution for
+    larger images) against scipy.ndimage.correlate1d; "mirror" is reflection without
+    repeating the edge sample, "nearest" the replication used where a side is too short."""
+    from scipy import ndimage as ndi
+
+    import ssimae.ssim as S
+
+    rng = np.random.default_rng(0)
+    a = rng.random(shape)
+    w = window_1d(11, 1.5, dtype=torch.float64)
+    mode = "mirror" if min(shape[-2:]) > 5 else "nearest"
+    ref = ndi.correlate1d(ndi.correlate1d(a, w.numpy(), axis=-1, mode=mode), w.numpy(), axis=-2, mode=mode)
+    out = S._filter(torch.from_numpy(a), w).numpy()
+    assert np.allclose(out, ref, atol=1e-12)
+    assert (max(shape[-2:]) <= S.BAND_MAX_SIDE) == (shape[-1] != 140)  # which path ran
+
+
+def test_filter_paths_agree_with_gradients(monkeypatch):
+    """The SSIM loss and its gradient on a batch of 128x128 patches: banded path against
+    the grouped convolution (BAND_MAX_SIDE = 0 forces the convolution)."""
+    import ssimae.ssim as S
+
+    x = torch.rand(4, 1, 128, 128, generator=torch.Generator().manual_seed(1))
+    y = torch.rand(4, 1, 128, 128, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    loss_band = ssim_loss(y, x)
+    (g_band,) = torch.autograd.grad(loss_band, y)
+    monkeypatch.setattr(S, "BAND_MAX_SIDE", 0)
+    loss_conv = ssim_loss(y, x)
+    (g_conv,) = torch.autograd.grad(loss_conv, y)
+    assert loss_band.item() == pytest.approx(loss_conv.item(), abs=1e-6)
+    assert torch.allclose(g_band, g_conv, atol=1e-9, rtol=1e-4)
+
+
+def test_patch_sized_ssim_matches_skimage():
+    """A 128x128 pair (the banded path) against skimage, away from the border."""
+    img = data.brick()[:128, :128].astype(np.float64) / 255
+    noisy = np.clip(img + np.random.default_rng(3).normal(0, 0.05, img.shape), 0, 1)
+    ours = ssim_map(t(img), t(noisy))[0, 0].numpy()
+    ref = sk_map(img, noisy, gaussian_weights=True, sigma=1.5)
+    assert np.allclose(ours[B:-B, B:-B], ref[B:-B, B:-B], atol=1e-6)

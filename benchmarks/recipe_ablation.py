@@ -42,6 +42,7 @@ VARIANTS = {
     "fast-scale05": ["--recipe", "fast", "--scale", "0.5"],
     "fast-d1000": ["--recipe", "fast", "--latent-dim", "1000"],
     "fast-lr5e-4": ["--recipe", "fast", "--lr", "5e-4"],
+    "fast-lr1e-3": ["--recipe", "fast", "--lr", "1e-3"],
     "fast-cos": ["--recipe", "fast", "--schedule", "cosine", "--warmup", "0"],
     "fast-bs8": ["--recipe", "fast", "--batch-size", "8"],
     # levers that lost, patched in by screening_hooks.py (not options of the package)

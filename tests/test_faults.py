@@ -60,10 +60,26 @@ def test_resume_refuses_changed_settings(tmp_path, trained_run, demo_root, capsy
     before = snapshot(run)
     for option, needle in ((["--model", "l2"], "--model"), (["--lr", "0.001"], "--lr"),
                            (["--latent-dim", "16"], "--latent-dim"), (["--scale", "0.5"], "--scale"),
-                           (["--resize", "200"], "--resize"), (["--color"], "--color")):
+                           (["--resize", "200"], "--resize"), (["--color"], "--color"),
+                           (["--seed", "3"], "--seed"), (["--ssim-uniform"], "--ssim-uniform"),
+                           (["--preset", "texture"], "--preset"), (["--channels-last"], "--channels-last")):
         assert main(["train", "--data", str(demo_root), "--out", str(run), "--resume", *TINY, *option]) == 2
         one_error_line(capsys, needle)
     assert snapshot(run) == before
+
+
+def test_resume_refuses_changed_model_options_and_accepts_the_same(tmp_path, demo_root, capsys):
+    run = tmp_path / "vae"
+    args = ["train", "--data", str(demo_root), "--model", "vae", "--out", str(run), *TINY]
+    assert main([*args, "--vae-samples", "2", "--seed", "1"]) == 0
+    before = snapshot(run)
+    assert main([*args, "--resume", "--vae-samples", "3"]) == 2
+    one_error_line(capsys, "--vae-samples")
+    assert main([*args, "--resume", "--seed", "0"]) == 2
+    one_error_line(capsys, "--seed")
+    assert snapshot(run) == before
+    # the run's own values, given again, are accepted
+    assert main([*args, "--resume", "--vae-samples", "2", "--seed", "1", "--epochs", "2"]) == 0
 
 
 def test_evaluate_residual_the_run_cannot_make(tmp_path, trained_run, capsys):

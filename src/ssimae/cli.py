@@ -206,18 +206,47 @@ FIXED_ON_RESUME = {"model": "train.model", "lr": "train.lr", "weight_decay": "tr
                    "resize": "inference.preprocess.size"}
 
 
+def _refuse_on_resume(name: str, given, value, out) -> None:
+    flag = "--" + name.replace("_", "-")
+    raise SsimaeError(f"{flag} {given} differs from the run's {'(not set)' if value is None else value}: "
+                      f"--resume continues a run with its "
+                      f"own settings (drop {flag}, or train a new run into another --out)", out)
+
+
 def check_resume_options(args: argparse.Namespace, saved) -> None:
-    """SsimaeError if an option given with --resume differs from the run's own setting."""
+    """SsimaeError if an option given with --resume differs from the run's own setting: the
+    options of FIXED_ON_RESUME, and, when given explicitly on the command line, --seed,
+    --preset, --ssim-uniform, --channels-last and the model's own options (--vae-samples, ...)."""
     for name, where in FIXED_ON_RESUME.items():
         given = getattr(args, name, None)
         value = saved
         for part in where.split("."):
             value = getattr(value, part)
         if given is not None and given != value:
-            flag = "--" + name.replace("_", "-")
-            raise SsimaeError(f"{flag} {given} differs from the run's {'(not set)' if value is None else value}: "
-                              f"--resume continues a run with its "
-                              f"own settings (drop {flag}, or train a new run into another --out)", args.out)
+            _refuse_on_resume(name, given, value, args.out)
+    argv = getattr(args, "argv", None)
+    if not argv or "train" not in argv:
+        return
+    explicit = given_options(args)
+    t = saved.train
+    if "seed" in explicit and args.seed != t.seed:
+        _refuse_on_resume("seed", args.seed, t.seed, args.out)
+    if "ssim_uniform" in explicit and saved.inference.ssim.gaussian:
+        _refuse_on_resume("ssim_uniform", "(given)", "Gaussian SSIM window", args.out)
+    if "channels_last" in explicit and not t.channels_last:
+        _refuse_on_resume("channels_last", "(given)", "contiguous memory format", args.out)
+    if "preset" in explicit:
+        from ssimae.presets import apply_preset
+
+        opts = apply_preset(args.preset, {"latent_dim": None, "resize": None})
+        size = saved.inference.preprocess.size
+        if opts.get("latent_dim") not in (None, t.latent_dim) or \
+                (opts.get("resize") is not None and tuple(opts["resize"]) != (None if size is None else tuple(size))):
+            _refuse_on_resume("preset", args.preset, f"latent_dim {t.latent_dim}, resize {size}", args.out)
+    for f in dataclasses.fields(t.params):
+        dest = _dest(f.metadata["flag"]) if "flag" in f.metadata else None
+        if dest in explicit and getattr(args, dest) != getattr(t.params, f.name):
+            _refuse_on_resume(dest, getattr(args, dest), getattr(t.params, f.name), args.out)
 
 
 def cmd_train(args) -> None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 import ssimae.ssim as S
+from bench_speed import timed  # benchmarks/ is on sys.path when run as a script
 from ssimae.network import AutoEncoder, LatentConv2d, LatentConvTranspose2d
 
 
@@ -41,13 +41,7 @@ def plain_kernels():
 
 
 def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+    return timed(fn, repeats) * 1000
 
 
 def main() -> None:

@@ -40,6 +40,8 @@ VARIANTS = {
     "scale05": ["--scale", "0.5"],
     "fast": ["--recipe", "fast"],
     "fast-scale05": ["--recipe", "fast", "--scale", "0.5"],
+    "fast-scale025": ["--recipe", "fast", "--scale", "0.25"],
+    "fast-scale0125": ["--recipe", "fast", "--scale", "0.125"],
     "fast-d1000": ["--recipe", "fast", "--latent-dim", "1000"],
     "fast-lr5e-4": ["--recipe", "fast", "--lr", "5e-4"],
     "fast-lr1e-3": ["--recipe", "fast", "--lr", "1e-3"],

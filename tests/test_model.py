@@ -113,6 +113,19 @@ def test_he_initialisation():
     assert 0.1 < z.std().item() < 10
 
 
+def _same_as(layer, reference, x):
+    """layer(x) and reference(x, weight, bias): same output, and same gradients for x, the
+    weight and the bias."""
+    out, ref = layer(x), reference(x, layer.weight, layer.bias)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, (x, layer.weight, layer.bias), g),
+                    torch.autograd.grad(ref, (x, layer.weight, layer.bias), g)):
+        assert torch.allclose(a, b, atol=1e-4)
+    return out
+
+
 def test_latent_layers_equal_the_convolutions():
     """conv9 and its transpose are computed as matrix products: same outputs and gradients
     as torch's convolutions with the same weights, also in the channels-last format."""
@@ -122,23 +135,9 @@ def test_latent_layers_equal_the_convolutions():
     enc, dec = convs(model.encoder)[-1], convs(model.decoder)[0]
     for fmt in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(3, 32, 8, 8).contiguous(memory_format=fmt).requires_grad_(True)
-        out = enc(x)
-        ref = F.conv2d(x, enc.weight, enc.bias)
-        assert out.shape == ref.shape == (3, 20, 1, 1)
-        assert torch.allclose(out, ref, atol=1e-5)
-        g = torch.randn_like(ref)
-        for a, b in zip(torch.autograd.grad(out, (x, enc.weight, enc.bias), g),
-                        torch.autograd.grad(ref, (x, enc.weight, enc.bias), g)):
-            assert torch.allclose(a, b, atol=1e-4)
+        assert _same_as(enc, F.conv2d, x).shape == (3, 20, 1, 1)
         z = torch.randn(3, 20, 1, 1).contiguous(memory_format=fmt).requires_grad_(True)
-        out = dec(z)
-        ref = F.conv_transpose2d(z, dec.weight, dec.bias)
-        assert out.shape == ref.shape == (3, 32, 8, 8)
-        assert torch.allclose(out, ref, atol=1e-5)
-        g = torch.randn_like(ref)
-        for a, b in zip(torch.autograd.grad(out, (z, dec.weight, dec.bias), g),
-                        torch.autograd.grad(ref, (z, dec.weight, dec.bias), g)):
-            assert torch.allclose(a, b, atol=1e-4)
+        assert _same_as(dec, F.conv_transpose2d, z).shape == (3, 32, 8, 8)
     # another input size falls back to the convolution itself
     x = torch.randn(1, 32, 9, 9)
     assert torch.allclose(enc(x), F.conv2d(x, enc.weight, enc.bias))

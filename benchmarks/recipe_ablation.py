@@ -111,22 +111,19 @@ def main() -> None:
             run = out / args.model / variant / f"seed{seed}"
             options = [o for o in VARIANTS[variant] if not o.startswith("hooks:")]
             hooks = ",".join(o[len("hooks:"):] for o in VARIANTS[variant] if o.startswith("hooks:"))
-            if "--batch-size" not in options:
-                options = ["--batch-size", str(args.batch_size), *options]
-            cmd = ["ssimae", "train", "--data", args.data, "--model", args.model, "--out", str(run),
-                   "--epochs", str(args.epochs), "--patches-per-epoch", str(args.patches_per_epoch),
-                   "--seed", str(seed), "--quiet", *options]
-            if hooks:
-                cmd = ["python", "benchmarks/screening_hooks.py", hooks, *cmd[2:]]
+            train_args = ["--data", args.data, "--model", args.model, "--out", str(run), "--epochs", str(args.epochs),
+                          "--patches-per-epoch", str(args.patches_per_epoch), "--batch-size", str(args.batch_size),
+                          "--seed", str(seed), "--quiet", *options]  # a variant's own --batch-size wins
+            hooks_script = Path(__file__).with_name("screening_hooks.py")
+            cmd = ["python", "benchmarks/screening_hooks.py", hooks] if hooks else ["ssimae", "train"]
+            runner = [sys.executable, str(hooks_script), hooks] if hooks else [sys.executable, "-m", "ssimae.cli", "train"]
             if key in results:
                 continue
             if not (run / "model.pt").exists():
-                print("$", shlex.join(cmd), flush=True)
-                runner = [sys.executable, str(Path(__file__).with_name("screening_hooks.py")), hooks, *cmd[3:]] \
-                    if hooks else [sys.executable, "-m", "ssimae.cli", *cmd[1:]]
-                subprocess.run(runner, check=True, stdout=subprocess.DEVNULL)
+                print("$", shlex.join(cmd + train_args), flush=True)
+                subprocess.run(runner + train_args, check=True, stdout=subprocess.DEVNULL)
             patches, minutes, rate = training_time(run)
-            results[key] = {"command": shlex.join(cmd), "patches": patches, "train_minutes": minutes,
+            results[key] = {"command": shlex.join(cmd + train_args), "patches": patches, "train_minutes": minutes,
                             "patches_per_s": rate, "scores": score(run)}
             results_path.write_text(json.dumps(results, indent=1))
             s = results[key]["scores"]

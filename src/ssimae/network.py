@@ -66,7 +66,7 @@ class LatentConv2d(nn.Conv2d):
     """conv9 of Table 1 (an 8x8 kernel without padding on an 8x8 map: (B, 32, 8, 8) ->
     (B, d, 1, 1)), a fully connected layer written as a convolution. It is computed as
     one matrix product: the same numbers as the convolution up to float rounding
-    (tests/test_network.py), about 2.5x faster on a CPU, forward and backward
+    (tests/test_model.py), about 2.5x faster on a CPU, forward and backward
     (benchmarks/bench_kernels.py). Other input sizes use the convolution."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

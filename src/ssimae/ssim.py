@@ -51,7 +51,7 @@ def _band_matrix(n: int, taps: tuple[float, ...], mode: str, dtype: torch.dtype,
     """(n, n) matrix M with ``a @ M`` = the same-size filtering of the last axis of ``a`` with
     the window ``taps``, the padding (reflect, without repeating the edge sample, or
     replicate) folded in."""
-    k, pad = len(taps), len(taps) // 2
+    pad = len(taps) // 2
     m = torch.zeros(n, n, dtype=torch.float64)
     for out in range(n):
         for j, tap in enumerate(taps):
@@ -72,7 +72,7 @@ def _filter(stack: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     filtered by two matrix products with banded matrices, ``M_h^T @ stack @ M_w``: more
     multiplications than the 11-tap convolution, but for a batch of patches on a CPU about
     three times faster than the grouped convolution, forward and backward
-    (benchmarks/bench_filter.py). Larger images, and tensors on a GPU, use the grouped
+    (benchmarks/bench_kernels.py). Larger images, and tensors on a GPU, use the grouped
     convolution. Both give the same values up to float rounding (tests/test_ssim.py)."""
     n = stack.shape[1]
     k = w.numel()

@@ -2,7 +2,7 @@
 replaces, side by side in one run:
 
 - the SSIM's separable Gaussian filter on a batch of 128x128 patches: banded matrix
-  products (``ssimae.ssim._filter`` for sides <= BAND_MAX_SIDE) against the grouped
+  products (``ssimae.core.ssim_torch._filter`` for sides <= BAND_MAX_SIDE) against the grouped
   convolution (what it uses for larger images);
 - Table 1's conv9 (8x8 kernel on an 8x8 map -> 1x1) and its transpose in the decoder as
   matrix products (``LatentConv2d``, ``LatentConvTranspose2d``) against nn.Conv2d /
@@ -23,9 +23,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-import ssimae.ssim as S
+import ssimae.core.ssim_torch as S
 from bench_speed import timed  # benchmarks/ is on sys.path when run as a script
-from ssimae.network import AutoEncoder, LatentConv2d, LatentConvTranspose2d
+from ssimae.models.network import AutoEncoder, LatentConv2d, LatentConvTranspose2d
 
 
 @contextmanager

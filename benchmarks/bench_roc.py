@@ -4,7 +4,7 @@ Data: N smooth random residual maps (Gaussian-filtered noise, float32) with blob
 (masks from thresholded smooth noise; residuals raised inside them).
 
 * exact: one gray-scale opening per map + one sort-based ROC over all pixels
-  (``ssimae.metrics.roc_with_opening``): every distinct threshold.
+  (``ssimae.core.metrics.roc_with_opening``): every distinct threshold.
 * sklearn: the same after opening, counted with ``sklearn.metrics.roc_curve``.
 * brute force: for each threshold, ``binary_opening(residual > t)`` per map and pooled
   TP/FP counts. Timed on ``--thresholds`` thresholds; the per-threshold cost is
@@ -21,8 +21,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from sklearn.metrics import roc_curve
 
-from ssimae.metrics import roc_with_opening
-from ssimae.morphology import binary_opening, gray_opening
+from ssimae.core.metrics import roc_with_opening
+from ssimae.core.morphology import binary_opening, gray_opening
 
 
 def make_data(n: int, size: int, seed: int = 0):

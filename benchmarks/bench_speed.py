@@ -9,7 +9,7 @@ Reports
 - inference patches/s of the bare network, and ms per 256x256 image through the whole
   sliding window (stride 30: 36 patches, averaging, SSIM residual map), with the
   window's overhead over the bare network on the same 36 patches (aim: at most 15%).
-- training patches/s of each recipe (ssimae.recipes: its batch size, memory format,
+- training patches/s of each recipe (ssimae.runs.recipes: its batch size, memory format,
   normalisation and loss; the SSIM-AE), next to the bare eager fp32 step (Table 1, SSIM loss,
   batch 32) and the CPU's limit: this machine's fp32 matmul GFLOP/s (a 2048x2048 product,
   the best case for its cores) divided by the FLOPs of one training patch (forward and
@@ -34,16 +34,16 @@ import time
 
 import torch
 
-import ssimae.ssim as ssim_module
-from ssimae.checkpoint import load_checkpoint, resolve_checkpoint
-from ssimae.datasets import load_dataset
-from ssimae.detector import Detector
+import ssimae.core.ssim_torch as ssim_module
+from ssimae.runs.checkpoint import load_checkpoint, resolve_checkpoint
+from ssimae.data.datasets import load_dataset
+from ssimae.inference.detector import Detector
 from ssimae.models import get_model
-from ssimae.network import AutoEncoder
-from ssimae.patches import RandomPatches
-from ssimae.settings import InferenceSettings
-from ssimae.ssim import ssim_loss
-from ssimae.window import patch_starts
+from ssimae.models.network import AutoEncoder
+from ssimae.training.patches import RandomPatches
+from ssimae.runs.settings import InferenceSettings
+from ssimae.core.ssim_torch import ssim_loss
+from ssimae.core.window import patch_starts
 
 
 def timed(fn, repeats: int) -> float:
@@ -145,10 +145,10 @@ def engine_speeds(args, sizes=((256, 256), (700, 1024)), rounds: int = 3) -> Non
     if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
         print("\nengines: skipped (pip install 'ssimae[onnx]' to measure onnxruntime)")
         return
-    from ssimae.checkpoint import save_checkpoint
-    from ssimae.export import export_onnx
+    from ssimae.runs.checkpoint import save_checkpoint
+    from ssimae.inference.export import export_onnx
     from ssimae.runtime import OnnxDetector
-    from ssimae.settings import RunSettings, TrainSettings
+    from ssimae.runs.settings import RunSettings, TrainSettings
 
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
@@ -185,9 +185,9 @@ def recipe_speeds(args, sample: torch.Tensor) -> None:
     """Training patches/s of each recipe, the bare step, and the CPU's limit (see the docstring)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ssimae.recipes import RECIPES, recipe_settings
-    from ssimae.settings import TrainSettings
-    from ssimae.train import measure_throughput
+    from ssimae.runs.recipes import RECIPES, recipe_settings
+    from ssimae.runs.settings import TrainSettings
+    from ssimae.training.loop import measure_throughput
 
     a = torch.rand(2048, 2048)
     gflops_peak = 2 * 2048**3 / timed(lambda: a @ a, 5) / 1e9

@@ -83,7 +83,7 @@ def measure(listing: str, n_images: int, workers: int, per_image: int, patches: 
     """Run in a fresh process: read ``patches`` patches, return rates and peak memory."""
     import torch
 
-    from ssimae.patches import RandomPatches, make_loader
+    from ssimae.training.patches import RandomPatches, make_loader
 
     paths = [Path(p) for p in Path(listing).read_text().split("\n")[:n_images]]
     rss_start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -3,7 +3,7 @@ show in colour, and what does it cost on defects that gray sees too?
 
     python benchmarks/color_vs_gray.py --out DIR [--epochs 8 --patches-per-epoch 1500 --recipe fast]
 
-Writes the colour demo data (:func:`ssimae.demo_data.make_color_demo_data`: brick crops tinted,
+Writes the colour demo data (:func:`ssimae.data.demo_data.make_color_demo_data`: brick crops tinted,
 "cut" = the gray demo's cut, "hue" = an isoluminant stain) to DIR/data, then runs
 ``ssimae compare`` on it twice with the same models and patch budget, once reading the images
 gray (the paper, the default) and once with ``--color``, and writes DIR/results.md and
@@ -33,7 +33,7 @@ def main() -> None:
     out = Path(args.out)
     data = out / "data"
     if not data.exists():
-        from ssimae.demo_data import make_color_demo_data
+        from ssimae.data.demo_data import make_color_demo_data
 
         make_color_demo_data(data, seed=0)
     results = {}

@@ -61,11 +61,11 @@ SIGMAS = (0, 2, 4, 8)
 
 def score(run: Path) -> dict:
     """{"<residual>/s<sigma>": {"auc", "pro", "image_auc", "per_type"}} on the run's test set."""
-    from ssimae.checkpoint import load_checkpoint
-    from ssimae.datasets import load_dataset
-    from ssimae.detector import Detector
-    from ssimae.evaluate import score_test_set
-    from ssimae.metrics import evaluate_maps
+    from ssimae.runs.checkpoint import load_checkpoint
+    from ssimae.data.datasets import load_dataset
+    from ssimae.inference.detector import Detector
+    from ssimae.inference.test_set import score_test_set
+    from ssimae.core.metrics import evaluate_maps
 
     data = dict(load_checkpoint(run)["settings"].train.data)
     dataset = load_dataset(data.pop("root"), **data, log=None, progress=False)

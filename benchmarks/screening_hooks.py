@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 
 def ema(decay: float) -> None:
-    import ssimae.train as train
+    import ssimae.training.loop as train
 
     loop = train._loop
 
@@ -61,7 +61,7 @@ def beta1(b1: float) -> None:
 
 
 def _gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """Prewitt gradient magnitude of (B, C, H, W), as ssimae.residual.gradient_magnitude (with
+    """Prewitt gradient magnitude of (B, C, H, W), as ssimae.core.residual.gradient_magnitude (with
     a 1e-8 under the square root so that its gradient stays finite)."""
     prewitt = torch.tensor([[1.0, 0.0, -1.0]] * 3) / 3
     k = torch.stack([prewitt, prewitt.T])[:, None].to(x).repeat(x.shape[1], 1, 1, 1)
@@ -81,7 +81,7 @@ def msgms_loss(a: torch.Tensor, b: torch.Tensor, scales: int = 4, c: float = 0.0
 
 def extra_loss(gms: float = 0.0, l1: float = 0.0) -> None:
     from ssimae.models.ssim_ae import SsimAE
-    from ssimae.ssim import ssim_loss
+    from ssimae.core.ssim_torch import ssim_loss
 
     def loss(self, net, params, device):
         opts = params.ssim.kwargs()
@@ -112,6 +112,6 @@ def apply(spec: str) -> None:
 
 if __name__ == "__main__":
     apply(sys.argv[1])
-    from ssimae.cli import main
+    from ssimae.cli.main import main
 
     sys.exit(main(["train", *sys.argv[2:]]))

@@ -29,14 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimae.calibrate import threshold_from_maps
-from ssimae.checkpoint import atomic_write_text, load_checkpoint
-from ssimae.datasets import load_dataset
-from ssimae.detector import Detector
-from ssimae.evaluate import score_test_set, validation_images
-from ssimae.images import read_image
-from ssimae.metrics import pixel_iou
-from ssimae.morphology import gray_opening
+from ssimae.core.thresholds import threshold_from_maps
+from ssimae.io.files import atomic_write_text
+from ssimae.runs.checkpoint import load_checkpoint
+from ssimae.data.datasets import load_dataset
+from ssimae.inference.detector import Detector
+from ssimae.inference.test_set import score_test_set, validation_images
+from ssimae.io.images import read_image
+from ssimae.core.metrics import pixel_iou
+from ssimae.core.morphology import gray_opening
 
 # (label, settings changes): each rule with the options it is measured at
 RULES = [

@@ -16,3 +16,10 @@ class SsimaeError(Exception):
         self.problem = problem
         self.path = None if path is None else os.fspath(path)
         super().__init__(problem if path is None else f"{self.path}: {problem}")
+
+
+def one_line(err: BaseException, limit: int = 160) -> str:
+    """The message of an exception on one line (whitespace runs joined, at most ``limit``
+    characters), or its type's name when it has no message."""
+    text = " ".join(str(err).split())
+    return (text or type(err).__name__)[:limit]

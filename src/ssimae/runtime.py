@@ -1,235 +1,34 @@
-"""Inference without PyTorch: an exported model (:mod:`ssimae.export`) run by onnxruntime.
+"""Inference without PyTorch, the documented entry point: ``from ssimae.runtime import OnnxDetector``
+and ``python -m ssimae.runtime EXPORT INPUT... --out DIR``.
 
-    from ssimae.runtime import OnnxDetector
-    det = OnnxDetector.load("export-dir")     # folder with model.onnx, or the .onnx file
-    residual = det.residual_map(image)        # image: (H, W) float in [0, 1] -> (H, W)
-    mask = det.segment(image)                 # (H, W) bool, at the stored threshold
-
-This module and everything it imports use numpy, scipy, scikit-image and onnxruntime
-only, never torch (a test runs it in a process where importing torch fails). It shares
-the torch path's steps rather than repeating them: preprocessing and padding, cropping,
-smoothing and resizing back (:mod:`ssimae.scoring`), the sliding window
-(:mod:`ssimae.window`), the residual maps (:mod:`ssimae.residual`; SSIM through
-:func:`ssimae.ssim_core.ssim_map_numpy`) and the threshold with the opening
-(:mod:`ssimae.morphology`). Only the network runs in onnxruntime.
-
-The VAE's latent noise is drawn by :class:`TorchCpuNormal`, which reproduces
-``torch.randn`` with a seeded CPU generator, so the runtime's VAE maps match the torch
-path's on the CPU (on a GPU torch draws other numbers).
-
-onnxruntime is an optional extra: ``pip install 'ssimae[onnx]'``.
+The detector lives in :mod:`ssimae.inference.onnx_detector` (numpy, scipy, scikit-image and
+onnxruntime only, never torch); the command line is :func:`ssimae.cli.runtime.main`, which is
+``ssimae predict --engine onnx`` for a machine without torch. Importing this module imports no
+torch either (a test runs it where importing torch fails).
 """
 from __future__ import annotations
 
-import dataclasses
-import importlib
-import json
-import math
-import os
-from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from ssimae.inference.onnx_detector import (  # noqa: F401  (the public names of the runtime)
+    FORMAT,
+    INFO_FILE,
+    METADATA_KEY,
+    MODEL_FILE,
+    NOISE_GENERATOR,
+    VERSION,
+    OnnxDetector,
+    TorchCpuNormal,
+    open_export,
+    require,
+)
 
-import numpy as np
-
-from ssimae import scoring
-from ssimae.errors import SsimaeError
-from ssimae.preprocess import Preprocess
-from ssimae.residual import ResidualContext
-from ssimae.ssim_core import SsimOptions
-from ssimae.window import sliding_window
-
-FORMAT = "ssimae-onnx"
-VERSION = 1
-METADATA_KEY = "ssimae"  # the ONNX metadata entry holding the export's JSON
-MODEL_FILE = "model.onnx"
-INFO_FILE = "ssimae.json"  # the same JSON, readable, beside the graph
-NOISE_GENERATOR = "torch-cpu"  # noise drawn as torch.randn with a seeded CPU generator
-# Inference settings the runtime reads (the export stores all of InferenceSettings).
-SETTINGS_KEYS = ("preprocess", "stride", "residual", "ssim", "opening_diameter", "threshold", "batch_size", "seed",
-                 "smooth", "residual_stats")
-
-
-def require(module: str, what: str):
-    """Import an optional dependency, or SsimaeError naming what to install."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise SsimaeError(f"{what} needs the {module} package: pip install 'ssimae[onnx]' "
-                          f"(or pip install {module})") from None
-
-
-class TorchCpuNormal:
-    """Standard normal float32 draws equal (to float rounding, ~3e-7) to those of
-    ``torch.randn(shape, generator=torch.Generator().manual_seed(seed))`` on the CPU,
-    call after call, without torch.
-
-    torch's CPU generator is the 32-bit Mersenne Twister seeded like numpy's legacy
-    ``RandomState(seed)``; a float32 uniform is the low 24 bits of one output times 2^-24;
-    ``randn`` of n >= 16 values fills n uniforms, then turns each block of 16 into 16
-    normals by the Box-Muller transform (u1 = 1 - first 8, u2 = last 8; cos then sin), and
-    when n is not a multiple of 16 redraws 16 uniforms for the last 16 values.
-    """
-
-    def __init__(self, seed: int):
-        self._mt = np.random.RandomState(seed % 2**32)
-
-    def _uniform(self, n: int) -> np.ndarray:
-        bits = self._mt.randint(0, 2**32, size=n, dtype=np.uint64) & 0xFFFFFF
-        return bits.astype(np.float32) * np.float32(2.0**-24)
-
-    @staticmethod
-    def _box_muller(u: np.ndarray) -> np.ndarray:
-        """(k, 16) uniforms -> (k, 16) normals."""
-        radius = np.sqrt(np.float32(-2.0) * np.log(np.float32(1.0) - u[:, :8]))
-        theta = np.float32(2.0 * math.pi) * u[:, 8:]
-        return np.concatenate([radius * np.cos(theta), radius * np.sin(theta)], axis=1)
-
-    def randn(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The next ``torch.randn(shape)`` of the generator (float32)."""
-        n = math.prod(shape)
-        if n < 16:
-            raise SsimaeError(f"cannot reproduce torch's noise for fewer than 16 values (asked for {n})")
-        out = self._uniform(n)
-        full = n - n % 16
-        out[:full] = self._box_muller(out[:full].reshape(-1, 16)).ravel()
-        if full != n:
-            out[n - 16:] = self._box_muller(self._uniform(16)[None])[0]
-        return out.reshape(shape)
-
-
-def open_export(path: str | os.PathLike, threads: int | None = None):
-    """(onnxruntime session, the .onnx file, its ssimae JSON) of an export folder or .onnx
-    file; SsimaeError for anything that is not an ssimae export of a supported version.
-    ``threads``: onnxruntime's intra-op threads (None: its default, all cores)."""
-    onnx_path = Path(path)
-    if onnx_path.is_dir():
-        onnx_path = onnx_path / MODEL_FILE
-    if not onnx_path.is_file():
-        raise SsimaeError(f"no such exported model (expected a folder with {MODEL_FILE}, or an .onnx file)", path)
-    ort = require("onnxruntime", "the ONNX engine")
-    options = ort.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    try:
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        info = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
-    except KeyError:
-        raise SsimaeError("not an ssimae export (its ONNX metadata has no ssimae entry)", onnx_path) from None
-    except Exception as e:  # onnxruntime raises its own types for unreadable files
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise SsimaeError(f"not a readable ONNX model ({first[:160]})", onnx_path) from None
-    found = (info.get("format"), info.get("version")) if isinstance(info, dict) else (type(info).__name__, None)
-    if found != (FORMAT, VERSION):
-        raise SsimaeError(f"unsupported export (format {found[0]!r} version {found[1]!r}; "
-                          f"expected {FORMAT} version {VERSION})", onnx_path)
-    return session, onnx_path, info
-
-
-def settings_from_info(inference: dict, where: Any = None):
-    """The exported inference settings as a dataclass instance (fields as stored, with
-    ``preprocess`` a :class:`Preprocess` and ``ssim`` an :class:`SsimOptions`), so code
-    written for :class:`ssimae.settings.InferenceSettings` (attribute access,
-    ``dataclasses.replace``) reads it; built without importing torch."""
-    missing = [k for k in SETTINGS_KEYS if k not in inference]
-    if missing:
-        raise SsimaeError(f"damaged export: its inference settings lack {', '.join(missing)}", where)
-    values = dict(inference, preprocess=Preprocess.from_dict(inference["preprocess"]),
-                  ssim=SsimOptions(**inference["ssim"]))
-    cls = dataclasses.make_dataclass("ExportedInferenceSettings", [(k, Any) for k in values], frozen=True)
-    return cls(**values)
-
-
-class OnnxDetector(scoring.Scorer):
-    """An exported model run by onnxruntime: the same interface as
-    :class:`ssimae.detector.Detector` (``analyze``, ``analyze_many``, ``residual_map``,
-    ``segment``, ``threshold``, ``settings``), without torch.
-
-    Built by :meth:`load`, from an onnxruntime session and the export's JSON.
-    """
-
-    def __init__(self, session, info: dict, onnx_path: str | os.PathLike):
-        self.session = session
-        self.info = info
-        self.path = Path(onnx_path)
-        self.settings = settings_from_info(info["inference"], onnx_path)
-        self.params = SimpleNamespace(**(info.get("params") or {}))
-        self.outputs = tuple(info["outputs"])
-        self.noise = info.get("noise")
-        if self.noise is not None and self.noise.get("generator") != NOISE_GENERATOR:
-            raise SsimaeError(f"unknown noise generator {self.noise.get('generator')!r}", onnx_path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxDetector":
-        """Load an export folder (``model.onnx`` inside) or an ``.onnx`` file; ``threads``:
-        onnxruntime's intra-op threads (None: its default, all cores)."""
-        session, onnx_path, info = open_export(path, threads)
-        try:
-            return cls(session, info, onnx_path)
-        except (KeyError, TypeError, ValueError) as e:
-            raise SsimaeError(f"damaged export ({type(e).__name__}: {str(e)[:120]})", onnx_path) from None
-
-    @property
-    def title(self) -> str:
-        """The model's name in words, e.g. "SSIM-AE" (stored by the export)."""
-        return self.info.get("title", self.info["model"])
-
-    @property
-    def default_residual(self) -> str:
-        """The run's residual (fixed at training and stored by the export)."""
-        return self.settings.residual or self.info["residual"]
-
-    def patch_fn(self):
-        """(B, C, 128, 128) float32 -> (B, len(outputs) * C, 128, 128) through the graph; a
-        sampling model gets its noise from a generator seeded anew for every image."""
-        names = (self.info["input"], self.info["output"])
-        if self.noise is None:
-            return lambda batch: self.session.run([names[1]], {names[0]: batch})[0]
-        gen = TorchCpuNormal(self.settings.seed)
-        samples, shape = self.noise["samples"], tuple(self.noise["shape"])
-
-        def fn(batch: np.ndarray) -> np.ndarray:
-            noise = np.stack([gen.randn((len(batch), *shape)) for _ in range(samples)])
-            return self.session.run([names[1]], {names[0]: batch, "noise": noise})[0]
-
-        return fn
-
-    def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
-        """One reconstruction of ``image`` and several residual maps of it, as
-        :meth:`ssimae.detector.Detector.analyze_many`."""
-        s = self.settings
-        image, padded, size = scoring.prepare(image, s)
-        pooled = sliding_window(padded, self.patch_fn(), self.info["patch_size"], s.stride, s.batch_size)
-        outputs = scoring.named_outputs(pooled, self.outputs, s.preprocess.channels)
-        return scoring.finish(image.shape, size, padded, outputs, residuals, ResidualContext(s, self.params))
+__all__ = ["OnnxDetector", "TorchCpuNormal", "open_export", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ssimae.runtime EXPORT INPUT... --out DIR``: ``ssimae predict --engine onnx``
-    for a machine without torch (the ``ssimae`` command imports torch for its other
-    subcommands). Bad input: one line ``ssimae: error: ...`` and exit status 2."""
-    import argparse
-    import sys
+    """``python -m ssimae.runtime``: see :func:`ssimae.cli.runtime.main`."""
+    from ssimae.cli.runtime import main as run
 
-    from ssimae.predict import predict
-
-    p = argparse.ArgumentParser(prog="python -m ssimae.runtime", description=(
-        "Heat map, defect mask and overlay for images, with an exported model (ssimae export) run by "
-        "onnxruntime; imports no torch."))
-    p.add_argument("export", metavar="EXPORT", help="folder written by `ssimae export` (or its model.onnx)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
-    p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        predict(args.export, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw,
-                progress=not args.quiet, engine="onnx")
-    except SsimaeError as e:
-        print(f"ssimae: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run(argv)
 
 
 if __name__ == "__main__":

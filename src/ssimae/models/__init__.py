@@ -7,7 +7,8 @@ latent samples), the names of the outputs that inference produces (``outputs``),
 own residual map (``default_residual``), the residuals ``compare`` reports for it
 (``compare_residuals``) and a dataclass of its own hyperparameters (``Params``).
 Training, inference, comparison and the command line read this registry; none of them
-branches on a model's name. Adding a model is one file with one :func:`register_model`:
+branches on a model's name. Adding a model is one file in this folder (found and imported
+by this package) with one :func:`register_model`:
 
     @register_model
     class MyAE(Model):
@@ -17,7 +18,7 @@ branches on a model's name. Adding a model is one file with one :func:`register_
 
 A field of ``Params`` whose metadata has a ``"flag"`` becomes a command-line option of
 ``ssimae train``/``compare`` (``metadata={"flag": "--my-option", "help": "..."}``); a
-field of type :class:`ssimae.ssim.SsimOptions` receives the run's SSIM options.
+field of type :class:`ssimae.core.ssim_torch.SsimOptions` receives the run's SSIM options.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from typing import Callable, ClassVar
 import torch
 from torch import nn
 
-from ssimae.network import AutoEncoder
-from ssimae.registry import Registry
+from ssimae.models.network import AutoEncoder
+from ssimae.core.registry import Registry
 
 Loss = Callable[[torch.Tensor], torch.Tensor]  # (B, C, 128, 128) batch -> scalar
 PatchFn = Callable[[torch.Tensor], torch.Tensor]  # (B, C, 128, 128) -> (B, len(outputs) * C, 128, 128)
@@ -51,7 +52,7 @@ class Model:
 
     def build(self, latent_dim: int, params, norm: str = "none", channels: int = 1) -> nn.Module:
         """The network (Table 1 autoencoder by default), freshly initialised; ``norm`` as in
-        :func:`ssimae.network.build_encoder`; ``channels``: 1 (gray) or 3 (color) in and out."""
+        :func:`ssimae.models.network.build_encoder`; ``channels``: 1 (gray) or 3 (color) in and out."""
         return AutoEncoder(latent_dim, norm, channels)
 
     def prepare(self, params):
@@ -70,7 +71,7 @@ class Model:
         return net
 
     def export_module(self, net: nn.Module, params) -> tuple[nn.Module, tuple[int, ...] | None]:
-        """:meth:`patch_fn` as one traceable module, for the ONNX export (:mod:`ssimae.export`):
+        """:meth:`patch_fn` as one traceable module, for the ONNX export (:mod:`ssimae.inference.export`):
         (module, noise shape). The module maps patches (B, C, 128, 128) to (B, len(outputs) * C,
         128, 128); a model that samples takes the noise as a second input, (S, B, *shape),
         the S draws of ``torch.randn((B, *shape))`` its :meth:`patch_fn` makes, in order.
@@ -114,3 +115,18 @@ from ssimae.models import ssim_ae  # noqa: E402,F401,I001
 from ssimae.models import l2_ae  # noqa: E402,F401,I001
 from ssimae.models import vae  # noqa: E402,F401,I001
 from ssimae.models import fm_ae  # noqa: E402,F401,I001
+
+
+def _import_model_files() -> None:
+    """Import every other module of this folder, so a new model is one new file with one
+    :func:`register_model` (docs/architecture.md, "Adding a model"); registered after the
+    paper's four, in file-name order. network.py and alexnet.py are building blocks."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name not in {"network", "alexnet"}:
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_model_files()

@@ -1,11 +1,11 @@
 """The feature-matching autoencoder (Sec. 4.2): the l2 loss plus lambda times the squared
 distance of the first three convolutional layers of an ImageNet AlexNet
-(:mod:`ssimae.features`) on input and reconstruction; scored with the l2 residual."""
+(:mod:`ssimae.models.alexnet`) on input and reconstruction; scored with the l2 residual."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ssimae.features import (
+from ssimae.models.alexnet import (
     FM_WEIGHT,
     feature_matching_loss,
     load_alexnet_features,

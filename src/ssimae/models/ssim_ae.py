@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ssimae.models import Model, register_model
-from ssimae.ssim import SsimOptions, ssim_loss
+from ssimae.core.ssim_torch import SsimOptions, ssim_loss
 
 
 @dataclass(frozen=True)

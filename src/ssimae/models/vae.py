@@ -5,7 +5,7 @@ Loss: [sum (x - x_hat)^2 / (2 s^2) + kl_weight * KL(Q(z|x) || N(0, I))] / n_pixe
 decoder's likelihood P(x|z) a Gaussian of fixed variance s^2 = ``obs_var``. Inference
 decodes N samples z ~ Q(z|x) per patch and returns their mean and second moment, which the
 sliding window pools over all patches covering a pixel; the ``vae`` residual
-(:func:`ssimae.residual.vae_residual`) turns them into a per-pixel negative log-likelihood.
+(:func:`ssimae.core.residual.vae_residual`) turns them into a per-pixel negative log-likelihood.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ssimae.models import Model, register_model
-from ssimae.network import (
+from ssimae.models.network import (
     DEFAULT_LATENT_DIM,
     build_decoder,
     build_encoder,

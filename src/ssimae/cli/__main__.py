@@ -1,0 +1,5 @@
+import sys
+
+from ssimae.cli.main import main
+
+sys.exit(main())

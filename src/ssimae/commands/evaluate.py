@@ -1,0 +1,101 @@
+"""``ssimae evaluate``, as in the paper (Sec. 4.2): residual maps of all test images, an
+opening with a disk of diameter 4 after thresholding, and the pixel-level ROC over the whole
+test set (:func:`ssimae.core.metrics.evaluate_maps`).
+
+Residual maps are computed at the resolution of the ground-truth masks (the maps are
+resized back to each image's size). Writes REPORT/metrics.json, roc.csv, roc.png, pro.png and
+report.html (:mod:`ssimae.reporting.evaluation`; thumbnails under REPORT/thumbs/).
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ssimae.core.metrics import evaluate_maps
+from ssimae.core.residual import check_residual, get_residual
+from ssimae.data.datasets import load_dataset
+from ssimae.errors import SsimaeError
+from ssimae.inference.calibration import residual_statistics
+from ssimae.inference.detector import Detector
+from ssimae.inference.scorer import Scorer
+from ssimae.inference.test_set import Scores, score_images, validation_images
+from ssimae.io.folders import prepare_out_dir
+from ssimae.models import get_model
+from ssimae.reporting.evaluation import ImageRows, write_evaluation
+from ssimae.runs.checkpoint import load_run
+
+
+def dataset_options(run_data: dict, data_root=None, given: dict | None = None) -> tuple[str | None, dict]:
+    """(data root, dataset options) of a run's test data: the run's own (``run_data``, its
+    ``train.data``), overridden by ``data_root`` and the options ``given``."""
+    data = dict(run_data)
+    root = data_root or data.pop("root", None)
+    data.pop("root", None)
+    data.update(given or {})
+    if root is None and data.get("train_dir") is None and data.get("test_dir") is None:
+        raise SsimaeError("give --data ROOT")
+    return root, data
+
+
+def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: str | os.PathLike, *,
+             residual: str | None = None, smooth: float | None = None, dataset_kwargs: dict | None = None,
+             device: str | None = None, progress: bool = True, log=print) -> dict:
+    """Evaluate a trained run on a dataset's test images (``data_root``, ``dataset_kwargs``:
+    as given; None: the run's own data); returns the metrics dict (with the ROC curve under "roc").
+
+    ``residual`` and ``smooth`` override the run's own. A residual that needs validation
+    statistics the run lacks (runs older than those residuals) gets them from the run's
+    own validation images.
+    """
+    run = load_run(run)
+    detector = Detector.load(run, device)
+    if smooth is not None:
+        detector = detector.with_settings(smooth=smooth)
+    check_residual(residual or detector.default_residual, detector.model.outputs)
+    root, options = dataset_options(run.settings.train.data, data_root, dataset_kwargs)
+    prepare_out_dir(out)
+    dataset = load_dataset(root, **options, log=log, progress=progress)
+    if not dataset.test:
+        raise SsimaeError("no test images found", root)
+    residual = residual or detector.default_residual
+    if set(get_residual(residual).needs_stats) - set(detector.settings.residual_stats):
+        stats, _ = residual_statistics(detector, validation_images(dataset, run.settings), progress=progress)
+        detector = detector.with_settings(residual_stats=stats)
+    own = residual == detector.default_residual  # the stored threshold belongs to the run's own residual
+    t0 = time.monotonic()
+    scores, rows = score_and_show(detector, dataset, (residual,), out, own, progress)
+    seconds = time.monotonic() - t0
+    return report(scores, residual, out, detector, rows.rows,
+                  extra={"seconds_per_image": seconds / len(scores.masks),
+                         "threshold": detector.threshold if own else None, "smooth": detector.settings.smooth})
+
+
+def score_and_show(detector: Scorer, dataset, residuals: tuple[str, ...], out, verdicts: bool = True,
+                   progress: bool = True, keep=()) -> tuple[Scores, ImageRows]:
+    """Score every test image once (maps of ``residuals``) and write its thumbnails and
+    report row under ``out`` for the first residual (``verdicts``: its overlay and verdict at
+    the stored threshold, which belongs to the run's own residual only)."""
+    threshold = detector.threshold if verdicts else None
+    rows = ImageRows(out, threshold)
+    scores = Scores({k: [] for k in residuals}, keep=frozenset(keep))
+    for item in score_images(detector, dataset, residuals, progress):
+        scores.add(item)
+        shown = item.maps[residuals[0]]
+        p = detector.verdict(shown, float("inf") if threshold is None else threshold)
+        rows.add(item.index, item.sample.image.name, item.sample.defect_type, item.image, item.reconstruction, shown,
+                 item.mask, p)
+    return scores, rows
+
+
+def report(scores: Scores, residual: str, out, detector: Scorer, images: list[dict] | None = None,
+           extra: dict | None = None) -> dict:
+    """The metrics of ``scores.maps[residual]`` (:func:`ssimae.core.metrics.evaluate_maps`)
+    written to ``out`` (:func:`ssimae.reporting.evaluation.write_evaluation`); returns them,
+    with the ROC curve under "roc"."""
+    name = detector.model.name if hasattr(detector, "model") else detector.info["model"]
+    m = evaluate_maps(scores.maps[residual], scores.masks, scores.types, detector.opening_diameter)
+    curve, pro = m.pop("roc"), m.pop("pro")
+    metrics = {"model": name, "residual": residual, "opening_diameter": detector.opening_diameter, **m, **(extra or {})}
+    write_evaluation(Path(out), metrics, curve, pro, f"{get_model(name).title} ({residual} residual)", images)
+    return metrics | {"roc": curve}

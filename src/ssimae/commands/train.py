@@ -1,0 +1,41 @@
+"""``ssimae train``: train one model in a locked run folder, choose its threshold on the
+held-back validation images, write the run (:func:`ssimae.runs.checkpoint.save_run`)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ssimae.inference.calibration import calibrate
+from ssimae.inference.detector import Detector
+from ssimae.io.folders import RunLock
+from ssimae.runs.checkpoint import CHECKPOINT_NAME, save_run
+from ssimae.runs.settings import RunSettings
+from ssimae.training.loop import fit
+
+
+def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: bool = False,
+          dataset_kwargs: dict | None = None, progress: bool = True, log=print, argv: list[str] | None = None) -> Path:
+    """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt).
+    ``argv``: the command line, recorded with the package versions in ``out``/run_info.json.
+
+    ``out`` is locked while training (:class:`ssimae.io.folders.RunLock`): a second writer
+    into the same folder is refused."""
+    run.train.validate()
+    run.inference.validate()
+    with RunLock(out):
+        trained = fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, progress=progress, log=log,
+                      argv=argv)
+        s = trained.settings
+        found = calibrate(Detector(trained.network, trained.model, s.inference, s.train.params, trained.device),
+                          trained.val_paths, progress)
+        inference = s.inference
+        if found.threshold is None:
+            log("no validation images: no default threshold stored (predict will need --threshold)")
+        else:
+            inference = replace(inference, threshold=found.threshold, residual_stats=found.residual_stats)
+            log(f"default threshold {found.threshold:.6g} ({inference.threshold_rule} rule on "
+                f"{len(trained.val_paths)} validation images" +
+                (f", regions up to {inference.min_defect_area} px allowed)" if inference.min_defect_area else ")"))
+        path = Path(out) / CHECKPOINT_NAME
+        save_run(path, RunSettings(s.train, inference), trained.state)
+    return path

@@ -1,0 +1,143 @@
+"""Preprocessing shared by training and inference: how images are read (gray, or color
+beyond the paper), the optional resize of Sec. 4.2 and the mirror padding of images smaller
+than a patch.
+
+* :class:`Preprocess` reads an image (:meth:`Preprocess.read`: gray (H, W) as in the paper,
+  or RGB (H, W, 3) for runs trained with ``--color``) and resizes it (to a fixed size or by
+  a factor, anti-aliased); the paper downscales its 512x512 textures to 256x256 "to capture
+  a more global context".
+* :func:`pad_to_patch` pads images smaller than a patch by symmetric reflection.
+* :func:`prepare_image` does both, from a file or an array.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from skimage.transform import resize
+
+from ssimae.errors import SsimaeError
+from ssimae.io.images import read_image
+from ssimae.core.window import PATCH_SIZE
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How every image is read, and its optional resize, before cropping (and before testing).
+
+    color: False (the paper) reads images as gray (H, W); True reads them as RGB (H, W, 3)
+    and the network has 3 input and output channels (``channels``).
+    size: fixed output (H, W), e.g. (256, 256) as in the paper for 512x512 textures.
+    scale: factor on both sides, output ``max(1, round(H * scale)) x max(1, round(W * scale))``.
+    At most one of them; neither means no resize. Resizing is bilinear
+    (skimage.transform.resize, order=1, mode="reflect"), with Gaussian anti-aliasing when
+    downscaling.
+    """
+
+    size: tuple[int, int] | None = None
+    scale: float | None = None
+    color: bool = False
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.scale is not None:
+            raise SsimaeError("give a resize size or a scale factor, not both")
+        if self.size is not None:
+            size = tuple(int(v) for v in self.size)
+            if len(size) != 2 or min(size) < 1:
+                raise SsimaeError(f"resize size must be two positive integers (H, W), got {self.size}")
+            object.__setattr__(self, "size", size)
+        if self.scale is not None:
+            if not float(self.scale) > 0:
+                raise SsimaeError(f"scale factor must be positive, got {self.scale}")
+            object.__setattr__(self, "scale", float(self.scale))
+
+    @property
+    def resizes(self) -> bool:
+        """True if :meth:`apply` may change an image's size (a size, or a scale other than 1)."""
+        return self.size is not None or self.scale not in (None, 1.0)
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images and of the network's input and output: 3 for color, else 1."""
+        return 3 if self.color else 1
+
+    def read(self, path: str | os.PathLike) -> np.ndarray:
+        """An image file as this run reads it: float32 (H, W), or (H, W, 3) with ``color``."""
+        return read_image(path, color=self.color)
+
+    def check(self, img: np.ndarray, what: str = "image") -> np.ndarray:
+        """``img`` as float32 in this run's layout: (H, W) gray, or (H, W, 3) RGB with
+        ``color`` (a gray (H, W) array is given three equal channels); ValueError otherwise."""
+        img = np.asarray(img, dtype=np.float32)
+        if self.color and img.ndim == 2:
+            return np.repeat(img[..., None], 3, axis=2)
+        if self.color and (img.ndim != 3 or img.shape[2] != 3):
+            raise ValueError(f"this run reads color images: expected an (H, W, 3) RGB or (H, W) gray {what}, "
+                             f"got shape {img.shape}")
+        if not self.color and img.ndim != 2:
+            raise ValueError(f"this run reads gray images: expected an (H, W) {what}, got shape {img.shape} "
+                             f"(train with --color for color images)")
+        return img
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """(H, W) of an image after :meth:`apply`, for an input of shape (H, W) or (H, W, C)."""
+        shape = tuple(shape[:2])
+        if self.size is not None:
+            return self.size
+        if self.scale is not None:
+            return max(1, round(shape[0] * self.scale)), max(1, round(shape[1] * self.scale))
+        return int(shape[0]), int(shape[1])
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        """float (H, W) or (H, W, C) in [0, 1] -> float32 (H', W'[, C]) in [0, 1], with
+        (H', W') = output_shape (channels are resized alike)."""
+        img = np.asarray(img, dtype=np.float32)
+        out = self.output_shape(img.shape)
+        if out == img.shape[:2]:
+            return img
+        down = out[0] < img.shape[0] or out[1] < img.shape[1]
+        res = resize(img, out, order=1, mode="reflect", anti_aliasing=down, preserve_range=True)
+        return np.clip(res, 0.0, 1.0).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form for checkpoints: {"size": [H, W] or None, "scale": float or None,
+        "color": bool}."""
+        return {"size": None if self.size is None else list(self.size), "scale": self.scale, "color": self.color}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        """Inverse of :meth:`to_dict` (no "color": gray); unknown keys are an error."""
+        unknown = set(d) - {"size", "scale", "color"}
+        if unknown:
+            raise SsimaeError(f"unknown preprocessing settings: {', '.join(sorted(unknown))}")
+        color = d.get("color", False)
+        if not isinstance(color, bool):
+            raise SsimaeError(f"preprocessing setting color must be true or false, got {color!r}")
+        return cls(size=d.get("size"), scale=d.get("scale"), color=color)
+
+
+def pad_to_patch(img: np.ndarray, patch: int = PATCH_SIZE) -> np.ndarray:
+    """Pad (H, W) or (H, W, C) on the bottom and right to at least (patch, patch); larger
+    sides (and channels) unchanged.
+
+    Padding mirrors the image including its edge pixel (numpy mode "symmetric": ... c b a | a b
+    c ...), repeatedly if the image is less than half a patch. Returns the input itself when
+    no padding is needed; dtype is kept.
+    """
+    h, w = img.shape[:2]
+    ph, pw = max(0, patch - h), max(0, patch - w)
+    if ph == 0 and pw == 0:
+        return img
+    return np.pad(img, ((0, ph), (0, pw)) + ((0, 0),) * (img.ndim - 2), mode="symmetric")
+
+
+def prepare_image(source: str | os.PathLike | np.ndarray, preprocess: Preprocess, patch_size: int = PATCH_SIZE) -> np.ndarray:
+    """File or float array in [0, 1] -> preprocessed, padded float32 (H'', W''), or
+    (H'', W'', 3) for a color run (see :meth:`Preprocess.check`)."""
+    if isinstance(source, (str, os.PathLike)):
+        img = preprocess.read(source)
+    else:
+        img = preprocess.check(source, "training image")
+    return pad_to_patch(preprocess.apply(img), patch_size)

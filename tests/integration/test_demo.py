@@ -1,0 +1,43 @@
+"""The README's first command, end to end on a tiny budget: ``ssimae demo``."""
+from __future__ import annotations
+
+import functools
+import json
+
+from ssimae.commands import demo
+from ssimae.cli.main import main
+from ssimae.data.demo_data import make_demo_data
+
+
+def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "make_demo_data", functools.partial(
+        make_demo_data, size=160, n_train=4, n_test_good=2, n_test_per_type=1))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", dict(epochs=1, patches_per_epoch=16, val_fraction=0.25))
+    out = tmp_path / "demo-out"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    for name in ("results.md", "results.json", "roc.png", "examples.png", "report.html"):
+        assert (out / name).is_file(), name
+    rows = json.loads((out / "results.json").read_text())
+    assert {(r["model"], r["residual"]) for r in rows} >= {("ssim", "ssim"), ("l2", "l2")}
+    for model in demo.DEMO_MODELS:
+        preds = out / "predictions" / model
+        lines = (preds / "predictions.csv").read_text().splitlines()
+        assert len(lines) == 1 + 2 + 3  # header, 2 defect-free and 1 image of each of the 3 types
+        assert (preds / "report.html").is_file()
+        config = json.loads((out / "runs" / model / "config.json").read_text())
+        assert config["train"]["recipe"] == "fast" and config["train"]["epochs"] == 1
+
+
+def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
+    from ssimae.runs.checkpoint import load_checkpoint
+    from ssimae.data.demo_data import make_color_demo_data
+
+    monkeypatch.setattr(demo, "make_color_demo_data", functools.partial(
+        make_color_demo_data, size=160, n_train=4, n_test_good=1, n_test_per_type=1))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", dict(epochs=1, patches_per_epoch=16, val_fraction=0.25))
+    out = tmp_path / "demo-out"
+    assert main(["demo", "--out", str(out), "--color", "--quiet"]) == 0
+    assert (out / "data-color" / "test" / "hue").is_dir() and not (out / "data").exists()
+    for model in demo.DEMO_MODELS:
+        assert load_checkpoint(out / "runs" / model)["settings"].inference.preprocess.color
+        assert len((out / "predictions" / model / "predictions.csv").read_text().splitlines()) == 1 + 1 + 2

@@ -1,0 +1,241 @@
+"""Deployment without PyTorch: the ONNX export and the torch-free runtime, against the torch path.
+
+Parity: on the demo data, the residual maps of the torch detector and of the exported model
+run by onnxruntime agree to 1e-4 (max abs) for the SSIM-AE, the l2-AE and the VAE, and their
+masks agree except where a value lies within 1e-4 of the threshold. The runtime also runs
+in a process where importing torch fails.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests.helpers.clicheck import TINY
+
+from ssimae.runs.checkpoint import load_checkpoint
+from ssimae.cli.main import main
+from ssimae.inference.detector import Detector
+from ssimae.errors import SsimaeError
+from ssimae.io.images import read_image
+from ssimae.core.morphology import segment
+from ssimae.runtime import TorchCpuNormal
+from ssimae.core.ssim_torch import ssim_map
+from ssimae.core.ssim import SsimOptions, ssim_map_numpy
+
+SRC = str(Path(__file__).resolve().parents[3] / "src")
+TOL = 1e-4
+
+
+def test_noise_reproduces_torch_randn_call_after_call():
+    for seed in (0, 3, 2**32 + 5):
+        gen = torch.Generator().manual_seed(seed)
+        ours = TorchCpuNormal(seed)
+        for shape in [(36, 100, 1, 1), (5, 8, 1, 1), (16,), (3, 7), (64, 500, 1, 1)]:
+            ref = torch.randn(shape, generator=gen).numpy()
+            got = ours.randn(shape)
+            assert got.shape == ref.shape and got.dtype == np.float32
+            assert np.abs(got - ref).max() < 1e-5, (seed, shape)
+    with pytest.raises(SsimaeError, match="fewer than 16"):
+        TorchCpuNormal(0).randn((3, 5))
+
+
+@pytest.mark.parametrize("opts,shape", [
+    (SsimOptions(), (70, 90)),
+    (SsimOptions(window_size=7, gaussian=False), (40, 33)),
+    (SsimOptions(alpha=0.5, beta=2.0, gamma=1.5, data_range=2.0), (50, 60)),
+    (SsimOptions(), (6, 9)),  # smaller than the half window: edge replication
+])
+def test_numpy_ssim_equals_torch_ssim(opts, shape):
+    rng = np.random.default_rng(0)
+    x = rng.random(shape)
+    y = np.clip(x + 0.2 * rng.standard_normal(shape), 0, 1)
+    y[: shape[0] // 2, : shape[1] // 2] = 0.3  # a flat region
+    ref = ssim_map(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None], **opts.kwargs())[0, 0].numpy()
+    assert np.abs(ssim_map_numpy(x, y, **opts.kwargs()) - ref).max() < 1e-10
+
+
+# --- exported runs on the demo data ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exports(trained_run, demo_root, tmp_path_factory):
+    """{model: (run folder, export folder)} for the SSIM-AE, the l2-AE and the VAE."""
+    pytest.importorskip("onnxruntime", reason="the ONNX runtime tests need onnxruntime (pip install 'ssimae[onnx]')")
+    pytest.importorskip("onnx", reason="the ONNX export needs onnx (pip install 'ssimae[onnx]')")
+    base = tmp_path_factory.mktemp("exports")
+    runs = {"ssim": trained_run}
+    for model in ("l2", "vae"):
+        runs[model] = base / model
+        assert main(["train", "--data", str(demo_root), "--model", model, "--out", str(runs[model]), *TINY]) == 0
+    out = {}
+    for model, run in runs.items():
+        assert main(["export", str(run), "--format", "onnx", "--out", str(base / f"{model}-onnx")]) == 0
+        out[model] = (run, base / f"{model}-onnx")
+    return out
+
+
+def demo_images(demo_root):
+    return sorted((demo_root / "test").rglob("*.png"))
+
+
+@pytest.mark.parametrize("model", ["ssim", "l2", "vae"])
+def test_onnx_residuals_and_masks_match_torch(exports, demo_root, model):
+    from ssimae.runtime import OnnxDetector
+
+    run, exported = exports[model]
+    torch_det, onnx_det = Detector.load(run, "cpu"), OnnxDetector.load(exported, threads=2)
+    assert onnx_det.default_residual == torch_det.default_residual == {"l2": "l2"}.get(model, model)
+    worst = 0.0
+    for f in demo_images(demo_root):
+        img = read_image(f)
+        ref, got = torch_det.residual_map(img), onnx_det.residual_map(img)
+        assert got.shape == ref.shape == img.shape and got.dtype == np.float32
+        worst = max(worst, float(np.abs(got - ref).max()))
+        # the stored threshold, and one that cuts the map in half (a mask with something in it)
+        for t in (torch_det.threshold, float(np.median(ref))):
+            assert masks_agree_outside_ties(got, ref, t), (model, f.name, t)
+        pred = onnx_det.predict(img)
+        assert np.array_equal(pred.residual, got) and pred.threshold == torch_det.threshold
+        assert np.array_equal(pred.mask, segment(got, onnx_det.threshold, onnx_det.opening_diameter))
+    assert worst < TOL, f"{model}: max abs difference {worst:.2e}"
+
+
+def masks_agree_outside_ties(got, ref, t):
+    """The opened masks of two maps at threshold ``t`` are equal once the pixels within TOL of
+    ``t`` (where either side of the threshold is legitimate) are put on the same side in both,
+    either way; with no such pixel, they are equal as they are."""
+    near = np.abs(ref - t) <= TOL
+    for value in (t - 1, t + 1):
+        a, b = np.where(near, value, got), np.where(near, value, ref)
+        if not np.array_equal(segment(a, t, 4), segment(b, t, 4)):
+            return False
+    return True
+
+
+def test_export_metadata_round_trip(exports):
+    import onnx
+
+    run, exported = exports["vae"]
+    info = json.loads((exported / "ssimae.json").read_text())
+    meta = {p.key: p.value for p in onnx.load(str(exported / "model.onnx")).metadata_props}
+    assert json.loads(meta["ssimae"]) == info
+    settings = load_checkpoint(run)["settings"]
+    # threshold, rule, stride, SSIM, opening, ... (as JSON: tuples become lists)
+    assert info["inference"] == json.loads(json.dumps(settings.to_dict()["inference"]))
+    assert info["model"] == "vae" and info["latent_dim"] == settings.train.latent_dim == 8
+    assert info["params"]["samples"] == 6 and info["noise"]["samples"] == 6 and info["noise"]["shape"] == [8, 1, 1]
+    from ssimae import __version__
+
+    assert info["ssimae_version"] == __version__ and float(meta["ssimae.threshold"]) == settings.inference.threshold
+
+
+def test_cli_export_and_predict_with_onnx(exports, demo_root, tmp_path):
+    run, exported = exports["ssim"]
+    out_t, out_o = tmp_path / "torch", tmp_path / "onnx"
+    test_dir = demo_root / "test"
+    assert main(["predict", str(run), str(test_dir), "--out", str(out_t), "--save-raw", "--quiet"]) == 0
+    assert main(["predict", "--engine", "onnx", str(exported), str(test_dir), "--out", str(out_o), "--save-raw",
+                 "--quiet"]) == 0
+    raws = sorted(p.relative_to(out_t) for p in out_t.rglob("*.npy"))
+    assert raws and raws == sorted(p.relative_to(out_o) for p in out_o.rglob("*.npy"))
+    for rel in raws:
+        assert np.abs(np.load(out_t / rel) - np.load(out_o / rel)).max() < TOL
+        assert (out_o / rel.parent / f"{rel.stem}_mask.png").exists()
+
+
+def test_runtime_runs_where_torch_cannot_be_imported(exports, demo_root, tmp_path):
+    run, exported = exports["vae"]
+    img = demo_images(demo_root)[-1]
+    np.save(tmp_path / "ref.npy", Detector.load(run, "cpu").residual_map(read_image(img)))
+    script = f"""
+import sys
+sys.modules["torch"] = None  # `import torch` now raises ImportError
+import numpy as np
+from ssimae.io.images import read_image
+from ssimae.commands.predict import predict
+from ssimae.runtime import OnnxDetector
+try:
+    import torch
+    raise SystemExit("torch could be imported")
+except ImportError:
+    pass
+res = OnnxDetector.load({str(exported)!r}).residual_map(read_image({str(img)!r}))
+ref = np.load({str(tmp_path / "ref.npy")!r})
+assert np.abs(res - ref).max() < {TOL}, np.abs(res - ref).max()
+predict({str(exported)!r}, [{str(img)!r}], {str(tmp_path / "out")!r}, engine="onnx", progress=False)
+from ssimae.runtime import main  # the command for machines without torch
+assert main([{str(exported)!r}, {str(img.parent)!r}, "--out", {str(tmp_path / "cmd")!r}, "--quiet"]) == 0
+assert main([{str(exported)!r}, {str(tmp_path / "none")!r}, "--out", {str(tmp_path / "cmd")!r}]) == 2
+assert sys.modules["torch"] is None and not any(m.startswith("torch.") for m in sys.modules)
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+    assert (tmp_path / "out" / f"{img.stem}_mask.png").exists()
+    assert (tmp_path / "cmd" / f"{img.stem}_mask.png").exists()
+
+
+@pytest.mark.parametrize("missing,command", [("onnxruntime", "predict"), ("onnx", "export")])
+def test_missing_extra_is_one_clear_line(exports, tmp_path, missing, command):
+    run, exported = exports["l2"]
+    argv = {"predict": ["predict", "--engine", "onnx", str(exported), str(exported), "--out", str(tmp_path)],
+            "export": ["export", str(run), "--out", str(tmp_path / "e")]}[command]
+    script = f"""
+import sys
+sys.modules[{missing!r}] = None
+from ssimae.cli.main import main
+sys.exit(main({argv!r}))
+"""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and err.count("\n") == 0 and "Traceback" not in err, err
+    assert "pip install 'ssimae[onnx]'" in err and missing in err
+
+
+def test_bad_exports_are_one_clear_line(exports, trained_run, tmp_path, capsys):
+    def one_line(*needles):
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and err.startswith("ssimae: error:") and "Traceback" not in err, err
+        for n in needles:
+            assert n in err, err
+
+    from PIL import Image
+
+    img = tmp_path / "in.png"
+    Image.fromarray(np.zeros((130, 130), np.uint8)).save(img)
+    assert main(["predict", "--engine", "onnx", str(trained_run), str(img), "--out", str(tmp_path)]) == 2
+    one_line("model.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    assert main(["predict", "--engine", "onnx", str(junk), str(img), "--out", str(tmp_path)]) == 2
+    one_line("junk.onnx", "not a readable ONNX model")
+    assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "e")]) == 2
+    one_line("nowhere")
+    import onnx
+
+    for meta, needle in [('{"format": "other", "version": 1}', "unsupported export"),
+                         ('{"format": "ssimae-onnx", "version": 1}', "damaged export")]:
+        graph = onnx.load(str(exports["l2"][1] / "model.onnx"))
+        next(p for p in graph.metadata_props if p.key == "ssimae").value = meta
+        onnx.save(graph, str(tmp_path / "tampered.onnx"))
+        assert main(["predict", "--engine", "onnx", str(tmp_path / "tampered.onnx"), str(img), "--out",
+                     str(tmp_path)]) == 2
+        one_line("tampered.onnx", needle)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_device_cuda_without_cuda_is_one_clear_line(trained_run, demo_root, tmp_path, capsys):
+    img = demo_images(demo_root)[0]
+    assert main(["predict", str(trained_run), str(img), "--out", str(tmp_path), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "CUDA is not available" in err and "Traceback" not in err, err
+    assert main(["train", "--data", str(demo_root), "--out", str(tmp_path / "r"), "--device", "cuda:0", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "CUDA is not available" in err, err
+    assert main(["predict", str(trained_run), str(img), "--out", str(tmp_path), "--device", "gpu7"]) == 2
+    assert "unknown device" in capsys.readouterr().err

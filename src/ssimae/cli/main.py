@@ -65,7 +65,8 @@ def _model_options() -> dict[str, tuple[type, dict]]:
             if "flag" in f.metadata:
                 tp = hints[f.name]
                 args = [a for a in typing.get_args(tp) if a is not type(None)]
-                options.setdefault(f.metadata["flag"], (args[0] if args else tp, dict(f.metadata)))
+                parse = f.metadata.get("parse") or (args[0] if args else tp)  # "parse": a field's own reader
+                options.setdefault(f.metadata["flag"], (parse, dict(f.metadata)))
     return options
 
 

@@ -29,7 +29,7 @@ image after sliding-window reconstruction (:mod:`ssimae.core.window`); larger = 
 defect. Shapes: images and outputs (H, W), or (C, H, W) for color; maps (H, W); float64 torch tensors (the torch path, :class:`ssimae.inference.detector.Detector`)
 or numpy arrays (the ONNX runtime, :mod:`ssimae.runtime`): this module imports torch only
 when given tensors, and each residual computes the same map for both (the SSIM one with
-:func:`ssimae.core.ssim.ssim_map_numpy` for arrays; ``msgms`` is torch-only).
+:func:`ssimae.core.ssim.ssim_map_numpy` for arrays; ``msgms`` with :mod:`ssimae.core.msgms`).
 """
 from __future__ import annotations
 
@@ -159,10 +159,13 @@ def msgms_residual(x: "torch.Tensor", recon: "torch.Tensor", scales: int = MSGMS
 
     GMS = (2 g_x g_r + c) / (g_x^2 + g_r^2 + c) of the gradient magnitudes of image and
     reconstruction, computed on ``scales`` levels of a pyramid (2x2 average pooling), each
-    level upsampled bilinearly (half-pixel centres) to (H, W), and averaged. Torch tensors only.
+    level upsampled bilinearly (half-pixel centres) to (H, W), and averaged. Numpy arrays go to
+    its twin :func:`ssimae.core.msgms.msgms_residual_numpy` (the torch-free runtime).
     """
     if not is_torch_tensor(x):
-        raise SsimaeError("the msgms residual is computed with torch only; use the torch engine for it")
+        from ssimae.core.msgms import msgms_residual_numpy
+
+        return msgms_residual_numpy(x, recon, scales, c)
     if x.ndim == 3:
         return sum(msgms_residual(a, b, scales, c) for a, b in zip(x, recon)) / x.shape[0]
     import torch
@@ -198,6 +201,9 @@ register_residual("vae", needs=("recon", "second_moment"),
     lambda x, out, ctx: vae_residual(x, out["recon"], out["second_moment"] - out["recon"] ** 2, ctx.params.obs_var))
 register_residual("msgms", description="1 - multi-scale gradient-magnitude similarity (RIAD)")(
     lambda x, out, ctx: msgms_residual(x, out["recon"]))
+register_residual("draem", needs=("anomaly",),
+                  description="DRAEM: the segmentation head's anomaly probability (beyond the paper)")(
+    lambda x, out, ctx: out["anomaly"].mean(0) if out["anomaly"].ndim == 3 else out["anomaly"])
 register_residual("ssim+l2", needs_stats=("ssim", "l2"),
                   description="SSIM and l2 residuals, each standardised on the validation images, added")(
     lambda x, out, ctx: standardised("ssim", ssim_residual(x, out["recon"], ctx.settings.ssim), ctx)

@@ -1,0 +1,117 @@
+"""Synthetic anomalies for training a segmentation head (DRAEM; beyond the paper).
+
+Zavrtanik, Kristan and Skočaj, "DRAEM - A discriminatively trained reconstruction embedding
+for surface anomaly detection", ICCV 2021, Sec. 3.3: a Perlin-noise mask M cut out of a
+defect-free image I is filled with an anomaly texture A,
+
+    I_a = (1 - M) * I + (1 - beta) * (M * A) + beta * (M * I),   beta ~ U[0, beta_max],
+
+so pixels outside M are unchanged and pixels inside M change (toward A). DRAEM draws A
+from the Describable Textures Dataset; nothing can be downloaded here, so A comes from the
+images that ship with scikit-image (:data:`SOURCE_IMAGES`) and from procedural Perlin
+textures, cropped, resized, turned and rescaled in contrast at random.
+
+Torch-free (numpy); every draw comes from the generator passed in.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# 2D gradient noise (Perlin, "Improving noise", SIGGRAPH 2002): the quintic fade curve.
+def fade(t: np.ndarray) -> np.ndarray:
+    """6 t^5 - 15 t^4 + 10 t^3: 0 and 1 at t = 0 and 1, with zero first and second derivatives there."""
+    return t * t * t * (t * (t * 6 - 15) + 10)
+
+
+def perlin_noise(shape: tuple[int, int], res: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """2D Perlin gradient noise (H, W) in about [-0.71, 0.71], ``res`` = (ry, rx) lattice cells
+    over the image (shape divisible by res is not needed). A unit gradient g is drawn at
+    every lattice point; at pixel p in the cell with corners c the noise is the fade-weighted
+    bilinear blend of the four dot products g_c . (p - c), p in lattice units."""
+    h, w = shape
+    ry, rx = res
+    angles = rng.uniform(0, 2 * np.pi, (ry + 1, rx + 1))
+    grads = np.stack([np.cos(angles), np.sin(angles)], -1)  # (ry+1, rx+1, 2): (gy, gx)
+    y = (np.arange(h) + 0.5) * ry / h
+    x = (np.arange(w) + 0.5) * rx / w
+    y0, x0 = np.minimum(y.astype(int), ry - 1), np.minimum(x.astype(int), rx - 1)
+    fy, fx = y - y0, x - x0
+    yy0, xx0 = np.meshgrid(y0, x0, indexing="ij")
+    fyy, fxx = np.meshgrid(fy, fx, indexing="ij")
+
+    def corner(dy: int, dx: int) -> np.ndarray:
+        g = grads[yy0 + dy, xx0 + dx]
+        return g[..., 0] * (fyy - dy) + g[..., 1] * (fxx - dx)
+
+    uy, ux = fade(fyy), fade(fxx)
+    top = corner(0, 0) * (1 - ux) + corner(0, 1) * ux
+    bottom = corner(1, 0) * (1 - ux) + corner(1, 1) * ux
+    return top * (1 - uy) + bottom * uy
+
+
+def perlin_mask(shape: tuple[int, int], rng: np.random.Generator, max_log2: int = 4,
+                threshold: float = 0.5, octaves: bool = False) -> np.ndarray:
+    """A DRAEM anomaly mask (H, W) bool: Perlin noise at a random lattice of 2^a x 2^b cells
+    (a, b uniform in [0, max_log2]), scaled to [-1, 1] by its own maximum magnitude, above
+    ``threshold``; may be empty."""
+    a, b = rng.integers(0, max_log2 + 1, 2)
+    n = perlin_noise(shape, (2 ** int(a), 2 ** int(b)), rng)
+    return n / max(np.abs(n).max(), 1e-12) > threshold
+
+
+SOURCE_IMAGES = ("grass", "gravel", "brick", "camera", "moon", "coins", "text", "page", "clock", "cell")
+
+
+def source_textures(names=SOURCE_IMAGES) -> list[np.ndarray]:
+    """Gray float32 images in [0, 1] that ship with scikit-image (no download)."""
+    import skimage.data
+
+    out = []
+    for n in names:
+        img = np.asarray(getattr(skimage.data, n)(), dtype=np.float32)
+        out.append(img / 255.0)
+    return out
+
+
+def anomaly_texture(shape: tuple[int, int], rng: np.random.Generator, sources: list[np.ndarray]) -> np.ndarray:
+    """A random anomaly texture (H, W) float32 in [0, 1]: with probability 1/3 procedural
+    Perlin noise, else a random crop of a source image; then a random 90-degree turn, flip,
+    and contrast / brightness change."""
+    h, w = shape
+    if not sources or rng.random() < 1 / 3:
+        res = tuple(int(2 ** rng.integers(1, 6)) for _ in range(2))
+        t = perlin_noise((h, w), res, rng)
+        t = (t - t.min()) / max(np.ptp(t), 1e-12)
+    else:
+        src = sources[int(rng.integers(len(sources)))]
+        scale = rng.uniform(0.5, 2.0)
+        ch, cw = min(src.shape[0], max(4, int(h * scale))), min(src.shape[1], max(4, int(w * scale)))
+        top, left = rng.integers(0, src.shape[0] - ch + 1), rng.integers(0, src.shape[1] - cw + 1)
+        crop = src[top:top + ch, left:left + cw]
+        rows = np.minimum((np.arange(h) * ch / h).astype(int), ch - 1)  # nearest-neighbour resize
+        cols = np.minimum((np.arange(w) * cw / w).astype(int), cw - 1)
+        t = crop[rows][:, cols]
+    if h == w:
+        t = np.rot90(t, int(rng.integers(4)))
+    if rng.random() < 0.5:
+        t = t[:, ::-1]
+    gain, bias = rng.uniform(0.5, 1.5), rng.uniform(-0.3, 0.3)
+    return np.clip((t - 0.5) * gain + 0.5 + bias, 0, 1).astype(np.float32)
+
+
+def add_anomaly(image: np.ndarray, rng: np.random.Generator, sources: list[np.ndarray], p_anomaly: float = 0.5,
+                beta_max: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """(anomalous image, mask) from a defect-free (H, W) float image in [0, 1], DRAEM's rule
+    (module docstring): with probability 1 - ``p_anomaly`` the image is returned unchanged
+    with an empty mask. Pixels outside the mask are bit-identical to ``image``; the mask
+    holds exactly the pixels whose value the blend may change."""
+    mask = np.zeros(image.shape, bool)
+    if rng.random() < p_anomaly:
+        mask = perlin_mask(image.shape, rng)
+    if not mask.any():
+        return image.copy(), mask
+    texture = anomaly_texture(image.shape, rng, sources)
+    beta = rng.uniform(0, beta_max)
+    out = image.copy()
+    out[mask] = (1 - beta) * texture[mask] + beta * image[mask]
+    return out, mask

@@ -1,0 +1,104 @@
+"""A reconstruction network with a segmentation head trained on synthetic anomalies (beyond the paper).
+
+Zavrtanik, Kristan and Skočaj, "DRAEM - A discriminatively trained reconstruction embedding
+for surface anomaly detection", ICCV 2021. Two networks are trained together on
+defect-free patches into which :func:`ssimae.synthetic.add_anomaly` pastes Perlin-shaped
+anomalies: a reconstructive network (an encoder-decoder without skip paths) learns to
+restore the clean patch (loss l2 + SSIM), and a discriminative U-Net that sees the input
+and its reconstruction side by side learns to segment the pasted anomaly (focal loss).
+Its output, the per-pixel anomaly probability, is the residual map (``draem``).
+
+The anomaly textures come from images that ship with scikit-image and procedural noise
+(DRAEM uses the Describable Textures Dataset, which cannot be downloaded here).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssimae.models import Model, register_model
+from ssimae.models.inpaint import TRAIN_CROP_FLAG, UNet, check_train_crop, random_crop
+
+WIDTH = 16
+FOCAL_GAMMA = 2.0  # DRAEM's focal loss
+
+
+@dataclass(frozen=True)
+class DraemParams:
+    width: int = field(default=WIDTH, metadata={"flag": "--draem-width",
+                                                "help": f"draem: base width of both networks (default {WIDTH})"})
+    p_anomaly: float = 0.5  # share of training patches that get a synthetic anomaly
+    beta_max: float = 0.8  # DRAEM: opacity of the pasted texture drawn from [0, beta_max]
+    train_crop: int = field(default=128, metadata=TRAIN_CROP_FLAG)
+    seg_weight: float = 1.0  # weight of the segmentation head's focal loss (0: train the reconstruction only)
+
+    def __post_init__(self):
+        from ssimae.errors import SsimaeError
+
+        if not 1 <= self.width <= 256:
+            raise SsimaeError(f"--draem-width must be between 1 and 256, got {self.width}")
+        if not (0 < self.p_anomaly <= 1 and 0 <= self.beta_max < 1):
+            raise SsimaeError("draem: p_anomaly must be in (0, 1] and beta_max in [0, 1)")
+        check_train_crop(self.train_crop)
+
+
+class Draem(nn.Module):
+    """recon: (B, C, h, w) -> (B, C, h, w) in [0, 1]; seg: (B, 2C, h, w) -> (B, 1, h, w) logits."""
+
+    def __init__(self, channels: int = 1, width: int = WIDTH):
+        super().__init__()
+        self.recon = UNet(channels, channels, width, skips=False)
+        self.seg = UNet(2 * channels, 1, width, sigmoid=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, 2C, h, w): the reconstruction, then the anomaly probability
+        repeated over the C channels (the model's ``outputs``: recon, anomaly)."""
+        r = self.recon(x)
+        p = torch.sigmoid(self.seg(torch.cat([x, r], 1)))
+        return torch.cat([r, p.expand_as(r)], 1)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+    """Mean binary focal loss -(1 - p_t)^gamma log p_t (Lin et al., ICCV 2017) of logits and
+    a {0, 1} target of the same shape."""
+    logp = torch.nn.functional.logsigmoid(logits)
+    lognp = torch.nn.functional.logsigmoid(-logits)
+    logpt = target * logp + (1 - target) * lognp
+    return (-(1 - logpt.exp()) ** gamma * logpt).mean()
+
+
+@register_model
+class DraemModel(Model):
+    name = "draem"
+    title = "DRAEM (synthetic anomalies)"
+    Params = DraemParams
+    default_residual = "draem"
+    compare_residuals = ("draem", "msgms", "ssim")
+    outputs = ("recon", "anomaly")
+
+    def build(self, latent_dim, params: DraemParams, norm="none", channels=1):
+        return Draem(channels, params.width)
+
+    def loss(self, net: Draem, params: DraemParams, device):
+        from ssimae.ssim import ssim_loss
+        from ssimae.synthetic import add_anomaly, source_textures
+
+        sources = source_textures()
+
+        def draem_loss(x: torch.Tensor) -> torch.Tensor:
+            x = random_crop(x, params.train_crop)
+            rng = np.random.default_rng(int(torch.randint(2**31, (1,))))  # from the seeded global RNG
+            clean = x.detach().float().cpu().numpy()
+            pairs = [[add_anomaly(ch, rng, sources, params.p_anomaly, params.beta_max) for ch in img] for img in clean]
+            xa = torch.from_numpy(np.stack([[p[0] for p in img] for img in pairs])).to(x)
+            mask = torch.from_numpy(np.stack([np.any([p[1] for p in img], 0) for img in pairs])[:, None]).to(x)
+            r = net.recon(xa)
+            loss = torch.mean((r - x) ** 2) * x.shape[1] + ssim_loss(r, x)
+            if params.seg_weight:
+                loss = loss + params.seg_weight * focal_loss(net.seg(torch.cat([xa, r], 1)), mask)
+            return loss
+
+        return draem_loss

@@ -1,0 +1,96 @@
+"""Synthetic anomalies (DRAEM): Perlin noise against its definition, masks against the pixels changed."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ssimae.models import get_model
+from ssimae.models.draem import focal_loss
+from ssimae.synthetic import add_anomaly, fade, perlin_mask, perlin_noise, source_textures
+
+
+def perlin_at(py: float, px: float, grads: np.ndarray) -> float:
+    """Perlin's 2D gradient noise at (py, px) in lattice units, straight from the definition."""
+    y0, x0 = min(int(math.floor(py)), grads.shape[0] - 2), min(int(math.floor(px)), grads.shape[1] - 2)
+    total = 0.0
+    for dy in (0, 1):
+        for dx in (0, 1):
+            gy, gx = grads[y0 + dy, x0 + dx]
+            dot = gy * (py - y0 - dy) + gx * (px - x0 - dx)
+            wy = fade(np.float64(py - y0)) if dy else 1 - fade(np.float64(py - y0))
+            wx = fade(np.float64(px - x0)) if dx else 1 - fade(np.float64(px - x0))
+            total += wy * wx * dot
+    return total
+
+
+@pytest.mark.parametrize("shape, res", [((32, 48), (2, 3)), ((17, 9), (4, 1)), ((64, 64), (8, 8))])
+def test_perlin_noise_matches_its_definition_pixel_by_pixel(shape, res):
+    got = perlin_noise(shape, res, np.random.default_rng(3))
+    angles = np.random.default_rng(3).uniform(0, 2 * np.pi, (res[0] + 1, res[1] + 1))
+    grads = np.stack([np.cos(angles), np.sin(angles)], -1)
+    for r in range(shape[0]):
+        for c in range(shape[1]):
+            ref = perlin_at((r + 0.5) * res[0] / shape[0], (c + 0.5) * res[1] / shape[1], grads)
+            assert abs(got[r, c] - ref) < 1e-12
+    assert np.abs(got).max() <= math.sqrt(0.5) + 1e-9
+
+
+def test_fade_has_flat_ends():
+    t = np.array([0.0, 1.0])
+    assert np.allclose(fade(t), [0, 1])
+    eps = 1e-6
+    assert np.allclose((fade(t + eps) - fade(t - eps)) / (2 * eps), 0, atol=1e-6)
+
+
+def test_anomaly_changes_exactly_the_masked_pixels():
+    rng = np.random.default_rng(0)
+    sources = source_textures(("grass", "camera"))
+    seen = 0
+    for _ in range(30):
+        img = rng.random((64, 64)).astype(np.float32)
+        out, mask = add_anomaly(img, rng, sources, p_anomaly=1.0)
+        assert out.shape == img.shape and out.dtype == np.float32 and mask.dtype == bool
+        assert np.array_equal(out[~mask], img[~mask])  # untouched outside, bit for bit
+        assert 0 <= out.min() and out.max() <= 1
+        if mask.any():
+            seen += 1
+            assert np.mean(out[mask] != img[mask]) > 0.9  # the blend changes (nearly) every masked pixel
+    assert seen >= 20
+    img = rng.random((64, 64)).astype(np.float32)
+    out, mask = add_anomaly(img, np.random.default_rng(1), sources, p_anomaly=1e-9)
+    assert not mask.any() and np.array_equal(out, img)
+
+
+def test_perlin_masks_vary_in_scale_and_cover_a_share_of_the_image():
+    rng = np.random.default_rng(5)
+    shares = [perlin_mask((128, 128), rng).mean() for _ in range(40)]
+    assert 0 < np.mean(shares) < 0.5 and max(shares) > 0.05
+
+
+def test_focal_loss_against_its_formula():
+    logits = torch.tensor([2.0, -1.0, 0.5])
+    target = torch.tensor([1.0, 0.0, 0.0])
+    p = torch.sigmoid(logits)
+    pt = torch.where(target == 1, p, 1 - p)
+    assert torch.allclose(focal_loss(logits, target), (-(1 - pt) ** 2 * torch.log(pt)).mean())
+
+
+def test_draem_trains_and_outputs_a_probability_map():
+    model = get_model("draem")
+    params = model.Params(width=4, train_crop=32)
+    net = model.build(100, params)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 64, 64)
+    losses, loss_fn = [], model.loss(net, params, "cpu")
+    for _ in range(8):
+        opt.zero_grad()
+        loss = loss_fn(x)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.isfinite(losses).all()
+    with torch.no_grad():
+        y = net.eval()(x)
+    assert y.shape == (4, 2, 64, 64) and 0 <= y[:, 1].min() and y[:, 1].max() <= 1

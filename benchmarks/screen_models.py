@@ -41,6 +41,8 @@ VARIANTS = {
                        "--cell-sizes", "2,8"],
     "mt-inpaint-c416": [*INPAINT, "--epochs", "10", "--patches-per-epoch", "2000", "--train-crop", "64",
                         "--cell-sizes", "4,16"],
+    "mt-inpaint-c832": [*INPAINT, "--epochs", "10", "--patches-per-epoch", "2000", "--train-crop", "64",
+                        "--cell-sizes", "8,32"],
     "mt-draem-recon": ["--model", "draem", "--batch-size", "8", "--lr", "1e-3", "--stride", "64", "--smooth", "4",
                        "--epochs", "10", "--patches-per-epoch", "2000", "--train-crop", "64", "hooks:seg_weight=0"],
     "draem-w16-c64-recon": ["--model", "draem", "--batch-size", "8", "--lr", "1e-3", "--stride", "64", "--smooth", "4",

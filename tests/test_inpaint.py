@@ -128,3 +128,28 @@ def test_bad_params_are_one_clear_line(bad):
 
 def test_cell_sizes_parse_from_the_command_line_form():
     assert InpaintParams(cell_sizes="4,8").cell_sizes == (4, 8)
+
+
+def conv_flops_by_hooks(net: torch.nn.Module, shape) -> int:
+    """2 x multiply-adds of every convolution and transposed convolution, counted on a real
+    forward pass (an independent reference for :func:`unet_flops`)."""
+    total = []
+
+    def hook(mod, inp, out):
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+        n = out.numel() if isinstance(mod, torch.nn.Conv2d) else inp[0].numel() // mod.in_channels * mod.out_channels
+        total.append(2 * k * n if isinstance(mod, torch.nn.Conv2d) else 2 * n * k)
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (torch.nn.Conv2d,
+                                                                                      torch.nn.ConvTranspose2d))]
+    with torch.no_grad():
+        net.eval()(torch.zeros(shape))
+    for h in handles:
+        h.remove()
+    return sum(total)
+
+
+@pytest.mark.parametrize("size, width, skips", [(128, 16, True), (64, 8, True), (128, 16, False)])
+def test_unet_flops_count_equals_a_count_by_hooks(size, width, skips):
+    assert unet_flops(size, 1, width, skips=skips) == conv_flops_by_hooks(UNet(1, 1, width, skips=skips),
+                                                                          (1, 1, size, size))

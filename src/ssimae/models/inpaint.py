@@ -138,9 +138,10 @@ class UNet(nn.Module):
         return torch.sigmoid(y) if self.sigmoid else y
 
 
-def unet_flops(size: int = 128, in_channels: int = 1, width: int = WIDTH, levels: int = LEVELS) -> int:
-    """Multiply-adds x 2 of one forward pass of :class:`UNet` on a size x size patch
-    (convolutions only; BatchNorm, ReLU and pooling are not counted)."""
+def unet_flops(size: int = 128, in_channels: int = 1, width: int = WIDTH, levels: int = LEVELS,
+               skips: bool = True) -> int:
+    """2 x multiply-adds of one forward pass of :class:`UNet` (one output channel) on a
+    size x size patch: convolutions only (BatchNorm, ReLU and pooling are not counted)."""
     flops, c_prev = 0, in_channels
     widths = [width * 2**i for i in range(levels)]
     for i, c in enumerate(widths):
@@ -149,8 +150,8 @@ def unet_flops(size: int = 128, in_channels: int = 1, width: int = WIDTH, levels
         c_prev = c
     for i in range(levels - 1, 0, -1):
         c, s = widths[i], size // 2**(i - 1)
-        flops += 2 * (s // 2) ** 2 * c * (c // 2) * 4  # 2x2 transposed conv
-        flops += 2 * s * s * 9 * (c * (c // 2) + (c // 2) ** 2)
+        flops += 2 * (s // 2) ** 2 * c * (c // 2) * 4  # 2x2 transposed conv, stride 2
+        flops += 2 * s * s * 9 * ((c if skips else c // 2) * (c // 2) + (c // 2) ** 2)
     return flops + 2 * size * size * widths[0]
 
 

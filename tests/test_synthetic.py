@@ -94,3 +94,23 @@ def test_draem_trains_and_outputs_a_probability_map():
     with torch.no_grad():
         y = net.eval()(x)
     assert y.shape == (4, 2, 64, 64) and 0 <= y[:, 1].min() and y[:, 1].max() <= 1
+
+
+def test_draem_recon_learns_to_remove_pasted_anomalies_from_its_input():
+    """The reconstruction network's loss compares its output on the anomalous patch with the
+    clean patch: trained a few steps on one clean batch, its loss falls."""
+    model = get_model("draem-recon")
+    params = model.Params(width=4, train_crop=32)
+    net = model.build(100, params)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 64, 64) * 0.2 + 0.4
+    loss_fn = model.loss(net, params, "cpu")
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = loss_fn(x)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])

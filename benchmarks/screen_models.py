@@ -19,7 +19,6 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,18 +76,19 @@ def score(run: Path) -> dict:
     """{"<residual>/s<sigma>": {"auc", "pro", "image_auc": {score: auc}, "per_type"}} on the run's test set."""
     from sklearn.metrics import roc_auc_score
 
-    from ssimae.checkpoint import load_checkpoint
-    from ssimae.datasets import load_dataset
-    from ssimae.detector import Detector
-    from ssimae.evaluate import score_test_set
-    from ssimae.metrics import evaluate_maps
-    from ssimae.morphology import gray_opening
+    from ssimae.core.metrics import evaluate_maps
+    from ssimae.core.morphology import gray_opening
+    from ssimae.data.datasets import load_dataset
+    from ssimae.inference.detector import Detector
+    from ssimae.inference.test_set import score_test_set
+    from ssimae.runs.checkpoint import load_run
 
-    data = dict(load_checkpoint(run)["settings"].train.data)
+    loaded = load_run(run)
+    data = dict(loaded.settings.train.data)
     dataset = load_dataset(data.pop("root"), **data, log=None, progress=False)
-    det = Detector.load(run)
+    det = Detector.load(loaded)
     sigma_run = det.settings.smooth
-    det.settings = replace(det.settings, smooth=0.0)  # raw maps; the sigmas below smooth them
+    det = det.with_settings(smooth=0.0)  # raw maps; the sigmas below smooth them
     residuals = det.model.residuals()
     t0 = time.perf_counter()
     scores = score_test_set(det, dataset, residuals, progress=False)
@@ -166,7 +166,7 @@ for cls in (ssimae.models.inpaint.InpaintParams, ssimae.models.draem.DraemParams
             f = fields[k]
             f.default = type(f.default)(float(v)) if not isinstance(f.default, bool) else bool(int(v))
     cls.__init__.__defaults__ = tuple(fields[f].default for f in fields if fields[f].init)
-from ssimae.cli import main
+from ssimae.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

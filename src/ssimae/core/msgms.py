@@ -1,6 +1,6 @@
 """Multi-scale gradient-magnitude similarity (MSGMS) in numpy, for the torch-free runtime.
 
-The twin of :func:`ssimae.residual.msgms_residual` (torch): the same map to float rounding
+The twin of :mod:`ssimae.core.msgms_torch` (what :func:`ssimae.core.residual.msgms_residual` uses for tensors): the same map to float rounding
 (tests compare them), so an exported model scored by the ONNX runtime with the ``msgms``
 residual gives the torch detector's numbers. Definitions as there: 3x3 Prewitt gradients
 (cross-correlation, mirror padding that does not repeat the edge pixel), GMS = (2 g_a g_b +

@@ -137,53 +137,19 @@ def vae_residual(x, mean, var, obs_var: float):
     return channel_sum(0.5 * torch.log(2 * math.pi * v) + (x - mean) ** 2 / (2 * v))
 
 
-GMS_C = 0.0026  # RIAD's stabilising constant of the gradient-magnitude similarity
-MSGMS_SCALES = 4  # full resolution and three halvings, as in RIAD
-
-
-def gradient_magnitude(x: "torch.Tensor") -> "torch.Tensor":
-    """sqrt(gx^2 + gy^2) of (B, 1, H, W) with 3x3 Prewitt filters (cross-correlation, mirror
-    padding without repeating the edge pixel); same shape."""
-    import torch
-
-    prewitt = torch.tensor([[1.0, 0.0, -1.0]] * 3) / 3
-    k = torch.stack([prewitt, prewitt.T])[:, None].to(x)
-    g = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), k)
-    return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2)
-
-
-def msgms_residual(x: "torch.Tensor", recon: "torch.Tensor", scales: int = MSGMS_SCALES,
-                   c: float = GMS_C) -> "torch.Tensor":
+def msgms_residual(x, recon, scales: int | None = None, c: float | None = None):
     """1 - MSGMS(x, recon) per pixel, averaged over the channels of a color image;
-    (H, W) or (C, H, W) -> (H, W), in [0, 1].
+    (H, W) or (C, H, W) -> (H, W), in [0, 1]. Torch tensors: :func:`ssimae.core.msgms_torch.msgms_map`;
+    numpy arrays: its twin :func:`ssimae.core.msgms.msgms_residual_numpy` (the torch-free runtime)."""
+    from ssimae.core.msgms import GMS_C, MSGMS_SCALES, msgms_residual_numpy
 
-    GMS = (2 g_x g_r + c) / (g_x^2 + g_r^2 + c) of the gradient magnitudes of image and
-    reconstruction, computed on ``scales`` levels of a pyramid (2x2 average pooling), each
-    level upsampled bilinearly (half-pixel centres) to (H, W), and averaged. Numpy arrays go to
-    its twin :func:`ssimae.core.msgms.msgms_residual_numpy` (the torch-free runtime).
-    """
+    scales, c = MSGMS_SCALES if scales is None else scales, GMS_C if c is None else c
     if not is_torch_tensor(x):
-        from ssimae.core.msgms import msgms_residual_numpy
-
         return msgms_residual_numpy(x, recon, scales, c)
-    if x.ndim == 3:
-        return sum(msgms_residual(a, b, scales, c) for a, b in zip(x, recon)) / x.shape[0]
-    import torch
+    from ssimae.core.msgms_torch import msgms_map
 
-    h, w = x.shape
-    a, b = x[None, None], recon[None, None]
-    total = torch.zeros_like(a)
-    for level in range(scales):
-        if level:
-            if min(a.shape[-2:]) < 4:
-                scales = level
-                break
-            a, b = torch.nn.functional.avg_pool2d(a, 2), torch.nn.functional.avg_pool2d(b, 2)
-        ga, gb = gradient_magnitude(a), gradient_magnitude(b)
-        gms = (2 * ga * gb + c) / (ga**2 + gb**2 + c)
-        total += gms if level == 0 else torch.nn.functional.interpolate(gms, size=(h, w), mode="bilinear",
-                                                                         align_corners=False)
-    return 1.0 - total[0, 0] / scales
+    batch = (lambda t: t[None, None]) if x.ndim == 2 else (lambda t: t[None])
+    return 1.0 - msgms_map(batch(x), batch(recon), scales, c)[0, 0]
 
 
 def standardised(name: str, m, ctx: "ResidualContext"):

@@ -2,7 +2,7 @@
 
 Zavrtanik, Kristan and Skočaj, "DRAEM - A discriminatively trained reconstruction embedding
 for surface anomaly detection", ICCV 2021. Two networks are trained together on
-defect-free patches into which :func:`ssimae.synthetic.add_anomaly` pastes Perlin-shaped
+defect-free patches into which :func:`ssimae.data.synthetic.add_anomaly` pastes Perlin-shaped
 anomalies: a reconstructive network (an encoder-decoder without skip paths) learns to
 restore the clean patch (loss l2 + SSIM), and a discriminative U-Net that sees the input
 and its reconstruction side by side learns to segment the pasted anomaly (focal loss).
@@ -80,7 +80,7 @@ def synthetic_batch(x: torch.Tensor, params: ReconParams, sources) -> tuple[torc
     """(anomalous batch (B, C, h, w), mask (B, 1, h, w) in {0, 1}) from a clean batch, one
     :func:`ssimae.data.synthetic.add_anomaly` per patch and channel (the mask: their union),
     drawn from a generator seeded from the global torch RNG (so a run is reproducible)."""
-    from ssimae.synthetic import add_anomaly
+    from ssimae.data.synthetic import add_anomaly
 
     rng = np.random.default_rng(int(torch.randint(2**31, (1,))))
     clean = x.detach().float().cpu().numpy()
@@ -92,8 +92,8 @@ def synthetic_batch(x: torch.Tensor, params: ReconParams, sources) -> tuple[torc
 
 def _recon_loss(net_recon, params: ReconParams, seg=None):
     """l2 + SSIM of the restored clean patch (+ the focal loss of ``seg`` on the synthetic mask)."""
-    from ssimae.ssim import ssim_loss
-    from ssimae.synthetic import source_textures
+    from ssimae.core.ssim_torch import ssim_loss
+    from ssimae.data.synthetic import source_textures
 
     sources = source_textures()
 

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssimae.core.msgms_torch import msgms_map
 from ssimae.models import Model, register_model
 
 CELL_SIZES = (2, 8)  # RIAD uses 2, 4, 8, 16; 2 and 8 measured better and half the test passes (docs/results/models)
 MASK_SETS = 3  # RIAD: n = 3 disjoint sets
 WIDTH = 16  # U-Net base width (levels 16-32-64-128)
 LEVELS = 4
-GMS_C = 0.0026  # RIAD's stabilising constant (as ssimae.residual.GMS_C)
-MSGMS_SCALES = 4
 
 
 TRAIN_CROP_FLAG = {"flag": "--train-crop", "help": "inpaint, draem: train on random crops of this side cut from "
@@ -175,36 +173,6 @@ def check_train_crop(size: int) -> None:
         raise SsimaeError(f"--train-crop must be a multiple of {2 ** (LEVELS - 1)} in [16, 128], got {size}")
 
 
-# --- MSGMS on batches -----------------------------------------------------------------------
-
-def _gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) -> same: Prewitt gradient magnitude, reflect padding (as ssimae.residual)."""
-    prewitt = torch.tensor([[1.0, 0.0, -1.0]] * 3, dtype=x.dtype, device=x.device) / 3
-    k = torch.stack([prewitt, prewitt.T])[:, None]
-    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), k)
-    return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2 + 1e-12)
-
-
-def msgms_map(a: torch.Tensor, b: torch.Tensor, scales: int = MSGMS_SCALES, c: float = GMS_C) -> torch.Tensor:
-    """Multi-scale gradient-magnitude similarity of batches (B, C, H, W) -> (B, 1, H, W) in
-    [0, 1], channels averaged: the batched, differentiable form of
-    :func:`ssimae.residual.msgms_residual` (1 minus this is that residual)."""
-    bsz, ch, h, w = a.shape
-    a, b = a.reshape(bsz * ch, 1, h, w), b.reshape(bsz * ch, 1, h, w)
-    total = torch.zeros_like(a)
-    n = 0
-    for level in range(scales):
-        if level:
-            if min(a.shape[-2:]) < 4:
-                break
-            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
-        ga, gb = _gradient_magnitude(a), _gradient_magnitude(b)
-        gms = (2 * ga * gb + c) / (ga**2 + gb**2 + c)
-        total = total + (gms if level == 0 else F.interpolate(gms, size=(h, w), mode="bilinear", align_corners=False))
-        n += 1
-    return (total / n).reshape(bsz, ch, h, w).mean(1, keepdim=True)
-
-
 # --- the model --------------------------------------------------------------------------------
 
 class Inpainter(nn.Module):
@@ -256,9 +224,9 @@ class InpaintAE(Model):
             y = net(hidden)
             loss = torch.mean((y - x) ** 2) * c
             if params.msgms_weight:
-                loss = loss + params.msgms_weight * torch.mean(1 - msgms_map(y, x))
+                loss = loss + params.msgms_weight * torch.mean(1 - msgms_map(y, x, eps=1e-12))
             if params.ssim_weight:
-                from ssimae.ssim import ssim_loss
+                from ssimae.core.ssim_torch import ssim_loss
 
                 loss = loss + params.ssim_weight * ssim_loss(y, x)
             return loss
@@ -271,7 +239,7 @@ class InpaintAE(Model):
         return self.export_module(net, params)[0]
 
     def export_module(self, net: UNet, params: InpaintParams):
-        from ssimae.network import PATCH_SIZE
+        from ssimae.core.window import PATCH_SIZE
 
         device = next(net.parameters()).device
         masks = inference_masks(PATCH_SIZE, params.cell_sizes, params.mask_sets, params.mask_seed).to(device)

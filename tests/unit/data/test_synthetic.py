@@ -7,7 +7,7 @@ import torch
 
 from ssimae.models import get_model
 from ssimae.models.draem import focal_loss
-from ssimae.synthetic import add_anomaly, fade, perlin_mask, perlin_noise, source_textures
+from ssimae.data.synthetic import add_anomaly, fade, perlin_mask, perlin_noise, source_textures
 
 
 def perlin_at(py: float, px: float, grads: np.ndarray) -> float:

@@ -44,6 +44,7 @@ VARIANTS = {
                         "--cell-sizes", "8,32"],
     "mt-draem-recon": ["--model", "draem", "--batch-size", "8", "--lr", "1e-3", "--stride", "64", "--smooth", "4",
                        "--epochs", "10", "--patches-per-epoch", "2000", "--train-crop", "64", "hooks:seg_weight=0"],
+    "inpaint": ["--model", "inpaint", "--batch-size", "8", "--lr", "1e-3", "--stride", "64", "--smooth", "4", *DEMO],
     "mt-draem-recon-20k": ["--model", "draem-recon", "--batch-size", "8", "--lr", "1e-3", "--stride", "64",
                            "--smooth", "8", "--epochs", "10", "--patches-per-epoch", "2000"],
     "mt-draem-recon-40k": ["--model", "draem-recon", "--batch-size", "8", "--lr", "1e-3", "--stride", "64",

@@ -12,20 +12,26 @@ from ssimae.data.demo_data import make_demo_data
 def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "make_demo_data", functools.partial(
         make_demo_data, size=160, n_train=4, n_test_good=2, n_test_per_type=1))
-    monkeypatch.setattr(demo, "DEMO_TRAINING", dict(epochs=1, patches_per_epoch=16, val_fraction=0.25))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", {m: dict(epochs=1, patches_per_epoch=16) for m in demo.DEMO_MODELS})
+    monkeypatch.setattr(demo, "DEMO_VAL_FRACTION", 0.25)
     out = tmp_path / "demo-out"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
     for name in ("results.md", "results.json", "roc.png", "examples.png", "report.html"):
         assert (out / name).is_file(), name
     rows = json.loads((out / "results.json").read_text())
-    assert {(r["model"], r["residual"]) for r in rows} >= {("ssim", "ssim"), ("l2", "l2")}
+    assert {(r["model"], r["residual"]) for r in rows} >= {("ssim", "ssim"), ("l2", "l2"), ("inpaint", "ssim")}
     for model in demo.DEMO_MODELS:
         preds = out / "predictions" / model
         lines = (preds / "predictions.csv").read_text().splitlines()
         assert len(lines) == 1 + 2 + 3  # header, 2 defect-free and 1 image of each of the 3 types
         assert (preds / "report.html").is_file()
         config = json.loads((out / "runs" / model / "config.json").read_text())
-        assert config["train"]["recipe"] == "fast" and config["train"]["epochs"] == 1
+        assert config["train"]["recipe"] == demo.DEMO_RECIPES[model] and config["train"]["epochs"] == 1
+        # every run holds an image threshold, and the verdicts use it
+        assert config["inference"]["image_threshold"] is not None
+        header, *rows = [line.split(",") for line in lines]
+        assert header[-3:] == ["image_threshold", "label", "outcome"]
+        assert {r[-1] for r in rows} <= {"pass", "found", "false reject", "escape"}
 
 
 def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
@@ -34,7 +40,8 @@ def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "make_color_demo_data", functools.partial(
         make_color_demo_data, size=160, n_train=4, n_test_good=1, n_test_per_type=1))
-    monkeypatch.setattr(demo, "DEMO_TRAINING", dict(epochs=1, patches_per_epoch=16, val_fraction=0.25))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", {m: dict(epochs=1, patches_per_epoch=16) for m in demo.DEMO_MODELS})
+    monkeypatch.setattr(demo, "DEMO_VAL_FRACTION", 0.25)
     out = tmp_path / "demo-out"
     assert main(["demo", "--out", str(out), "--color", "--quiet"]) == 0
     assert (out / "data-color" / "test" / "hue").is_dir() and not (out / "data").exists()

@@ -103,7 +103,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("recipes and budgets (beyond the paper; see ssimae.runs.recipes)")
     g.add_argument("--recipe", choices=list(RECIPES), default=None,
-                   help="paper (default: the paper's training) or fast (measured best at a CPU budget); "
+                   help="paper (the paper's training, the default of its four models), fast (measured best "
+                        "at a CPU budget), inpaint / draem (the defaults of the models beyond the paper); "
                         "explicit options win over the recipe")
     g.add_argument("--budget-minutes", type=float, default=None,
                    help="train for this long on this machine: converted once into --epochs from the measured "
@@ -138,6 +139,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def add_rule_args(g) -> None:
     """--threshold-rule and the options of the rules (not --min-defect-area, which train has)."""
     from ssimae.core.thresholds import THRESHOLD_RULES
+    from ssimae.core.verdict import IMAGE_SCORES
     from ssimae.runs.inference_settings import InferenceSettings as I
 
     g.add_argument("--threshold-rule", choices=list(THRESHOLD_RULES), default=None,
@@ -147,6 +149,12 @@ def add_rule_args(g) -> None:
                    help=f"fpr rule: share of defect-free pixels allowed above the threshold (default {I.target_fpr:g} / the run's)")
     g.add_argument("--quantile", type=float, default=None,
                    help=f"quantile rule: quantile of the defect-free images' scores (default {I.quantile:g} / the run's)")
+    g.add_argument("--image-fpr", type=float, default=None,
+                   help=f"image verdicts: share of defect-free images the image threshold may reject "
+                        f"(default {I.image_fpr:g} / the run's; held to 1/n with n validation images)")
+    g.add_argument("--image-score", choices=list(IMAGE_SCORES), default=None,
+                   help="image verdicts: the image's score, the maximum of its opened residual map or the mean of "
+                        "its largest 1 %% (default: max, top1%% for the inpaint recipe / the run's)")
 
 
 def _given(args: argparse.Namespace, names) -> dict:
@@ -172,7 +180,7 @@ def run_settings(args: argparse.Namespace, model: str):
     params = {f.name: ssim for f in dataclasses.fields(spec.Params) if hints[f.name] is SsimOptions}
     params.update({f.name: getattr(args, _dest(f.metadata["flag"])) for f in dataclasses.fields(spec.Params)
                    if "flag" in f.metadata and getattr(args, _dest(f.metadata["flag"]), None) is not None})
-    chosen, inference_chosen = recipe_settings(args.recipe or "paper", latent_dim=opts.get("latent_dim"),
+    chosen, inference_chosen = recipe_settings(args.recipe or spec.recipe, latent_dim=opts.get("latent_dim"),
                                                **{n: getattr(args, n, None) for n in RECIPE_OPTIONS})
     train = TrainSettings(model=model, seed=args.seed, device=args.device, max_minutes=args.max_minutes,
                           params=spec.Params(**params), **chosen,
@@ -183,7 +191,7 @@ def run_settings(args: argparse.Namespace, model: str):
                                                         color=bool(getattr(args, "color", None))),
                                   ssim=ssim, seed=args.seed, **inference_chosen,
                                   **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter",
-                                                  "threshold_rule", "target_fpr", "quantile"]))
+                                                  "threshold_rule", "target_fpr", "quantile", "image_fpr"]))
     return RunSettings(train, inference)
 
 
@@ -318,7 +326,8 @@ def cmd_calibrate(args) -> None:
     from ssimae.commands.calibrate import recalibrate
 
     recalibrate(args.run, args.good, device=args.device, progress=not args.quiet, threshold_rule=args.threshold_rule,
-                target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area)
+                target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area,
+                image_fpr=args.image_fpr, image_score=args.image_score)
 
 
 def cmd_make_demo_data(args) -> None:

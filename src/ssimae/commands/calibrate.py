@@ -16,7 +16,8 @@ from ssimae.io.folders import RunLock
 from ssimae.runs.checkpoint import load_run, resolve_checkpoint, save_run
 from ssimae.runs.settings import RunSettings
 
-RULE_OPTIONS = ("threshold_rule", "target_fpr", "quantile", "min_defect_area")  # what a rule reads
+RULE_OPTIONS = ("threshold_rule", "target_fpr", "quantile", "min_defect_area", "image_fpr",
+                "image_score")  # what a rule reads
 
 
 def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, device: str | None = None,
@@ -50,10 +51,12 @@ def _recalibrate(path: Path, good, device, progress, log, rule) -> float:
     found = calibrate(Detector.load(run, device).with_settings(**{k: getattr(new, k) for k in RULE_OPTIONS}),
                       files, progress)
     threshold = found.threshold
-    entry = {"previous_threshold": old.threshold, "previous": {k: getattr(old, k) for k in RULE_OPTIONS},
+    entry = {"previous_threshold": old.threshold, "previous_image_threshold": old.image_threshold,
+             "previous": {k: getattr(old, k) for k in RULE_OPTIONS},
              "recalibrated_on": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "good": ", ".join(os.fspath(g) for g in good), "n_images": len(files)}
     settings = RunSettings(run.settings.train, replace(new, threshold=threshold, residual_stats=found.residual_stats,
+                                                       image_threshold=found.image_threshold,
                                                        threshold_history=(*old.threshold_history, entry)))
     save_run(path, settings, run.state)
     log(f"threshold {old.threshold:.6g} -> {threshold:.6g} ({new.threshold_rule} rule on {len(files)} defect-free "

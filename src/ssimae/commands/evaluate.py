@@ -94,7 +94,8 @@ def report(scores: Scores, residual: str, out, detector: Scorer, images: list[di
     written to ``out`` (:func:`ssimae.reporting.evaluation.write_evaluation`); returns them,
     with the ROC curve under "roc"."""
     name = detector.model.name if hasattr(detector, "model") else detector.info["model"]
-    m = evaluate_maps(scores.maps[residual], scores.masks, scores.types, detector.opening_diameter)
+    m = evaluate_maps(scores.maps[residual], scores.masks, scores.types, detector.opening_diameter,
+                      detector.settings.image_score)
     curve, pro = m.pop("roc"), m.pop("pro")
     metrics = {"model": name, "residual": residual, "opening_diameter": detector.opening_diameter, **m, **(extra or {})}
     write_evaluation(Path(out), metrics, curve, pro, f"{get_model(name).title} ({residual} residual)", images)

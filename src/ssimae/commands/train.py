@@ -32,10 +32,13 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
         if found.threshold is None:
             log("no validation images: no default threshold stored (predict will need --threshold)")
         else:
-            inference = replace(inference, threshold=found.threshold, residual_stats=found.residual_stats)
+            inference = replace(inference, threshold=found.threshold, residual_stats=found.residual_stats,
+                                image_threshold=found.image_threshold)
             log(f"default threshold {found.threshold:.6g} ({inference.threshold_rule} rule on "
                 f"{len(trained.val_paths)} validation images" +
-                (f", regions up to {inference.min_defect_area} px allowed)" if inference.min_defect_area else ")"))
+                (f", regions up to {inference.min_defect_area} px allowed)" if inference.min_defect_area else ")")
+                + f"; image threshold {found.image_threshold:.6g} ({inference.image_score} score, at most "
+                  f"{inference.image_fpr:g} of the validation images rejected)")
         path = Path(out) / CHECKPOINT_NAME
         save_run(path, RunSettings(s.train, inference), trained.state)
     return path

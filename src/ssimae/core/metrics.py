@@ -199,6 +199,7 @@ def roc_with_opening(residuals: Sequence[np.ndarray], masks: Sequence[np.ndarray
         residuals: N residual maps (H_i, W_i), float, larger = more defective.
         masks: N ground-truth bool masks of the same shapes.
         diameter: opening diameter (default 4; 0 = no opening).
+        image_score: how ``image_roc_auc`` scores an image (:data:`ssimae.core.verdict.IMAGE_SCORES`).
     Returns:
         RocCurve; ``segment(residuals[i], curve.thresholds[k], diameter)`` gives the masks
         whose pooled counts are ``(curve.fpr[k], curve.tpr[k])``.
@@ -309,7 +310,7 @@ def pixel_iou(predicted: Sequence[np.ndarray], truth: Sequence[np.ndarray]) -> f
 
 
 def evaluate_maps(residuals: Sequence[np.ndarray], masks: Sequence[np.ndarray],
-                  defect_types: Sequence[str], diameter: int = OPENING_DIAMETER) -> dict:
+                  defect_types: Sequence[str], diameter: int = OPENING_DIAMETER, image_score: str = "max") -> dict:
     """All metrics of a test set, opening each map once.
 
     Args:
@@ -352,7 +353,7 @@ def evaluate_maps(residuals: Sequence[np.ndarray], masks: Sequence[np.ndarray],
         "pixel_roc_auc": curve.auc,
         "pixel_roc_auc_fpr30": curve.auc_fpr30,
         "pro_auc_fpr30": pro_area,
-        "image_roc_auc": image_roc_auc(image_scores(opened), defective),
+        "image_roc_auc": image_roc_auc(image_scores(opened, image_score), defective),
         "n_images": len(residuals),
         "per_type": per_type,
         "roc": curve,

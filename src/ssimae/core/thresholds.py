@@ -101,6 +101,19 @@ def quantile_threshold(maps: Sequence[np.ndarray], diameter: int, quantile: floa
     return float(np.quantile(scores, quantile))
 
 
+def image_threshold(scores: Sequence[float], max_fpr: float) -> float:
+    """The image threshold for a false-reject rate: the smallest ``t`` among the ``scores`` of
+    n defect-free validation images with ``#{s > t} <= floor(max_fpr * n)``, i.e. the
+    (floor(max_fpr * n) + 1)-th largest score. With fewer than 1 / max_fpr images that is the
+    largest score (no validation image is rejected): the rate can only be held to 1 / n."""
+    values = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if values.size == 0:
+        raise ValueError("no validation scores given")
+    if not 0 <= max_fpr < 1:
+        raise ValueError(f"max_fpr must be in [0, 1), got {max_fpr}")
+    return float(values[int(np.floor(max_fpr * values.size))])
+
+
 THRESHOLD_RULES: dict[str, RuleFn] = {
     "max-region": lambda maps, s: select_threshold(maps, s.opening_diameter, s.min_defect_area),
     "fpr": lambda maps, s: fpr_threshold(maps, s.opening_diameter, s.target_fpr),

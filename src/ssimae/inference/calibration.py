@@ -13,7 +13,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssimae.core.residual import get_residual
-from ssimae.core.thresholds import threshold_from_maps
+from ssimae.core.morphology import gray_opening
+from ssimae.core.thresholds import image_threshold, threshold_from_maps
+from ssimae.core.verdict import image_scores
 from ssimae.inference.scorer import Scorer, smooth_map
 
 STATS_RESIDUALS = ("ssim", "l2")  # whose validation statistics every run stores
@@ -22,10 +24,12 @@ STATS_RESIDUALS = ("ssim", "l2")  # whose validation statistics every run stores
 @dataclass(frozen=True)
 class Calibration:
     """What calibration found: the threshold of the run's rule on its own residual (None
-    without images) and {residual: [mean, std]} of the STATS_RESIDUALS maps (unsmoothed)."""
+    without images), {residual: [mean, std]} of the STATS_RESIDUALS maps (unsmoothed) and the
+    image threshold (:func:`ssimae.core.thresholds.image_threshold`)."""
 
     threshold: float | None
     residual_stats: dict = field(default_factory=dict)
+    image_threshold: float | None = None  # at the run's image_fpr, on the image scores of the same maps
 
 
 def calibrate(detector: Scorer, images: Sequence[str | os.PathLike], progress: bool = True) -> Calibration:
@@ -44,7 +48,8 @@ def calibrate(detector: Scorer, images: Sequence[str | os.PathLike], progress: b
         own_maps = [smooth_map(m, s.smooth) for m in collected[own]]
     else:
         own_maps = [detector.residual_map(s.preprocess.read(p)) for p in images]
-    return Calibration(threshold_from_maps(own_maps, s), stats)
+    scores = image_scores([gray_opening(m, s.opening_diameter) for m in own_maps], s.image_score)
+    return Calibration(threshold_from_maps(own_maps, s), stats, image_threshold(scores, s.image_fpr))
 
 
 def residual_statistics(detector: Scorer, images: Sequence[str | os.PathLike], extra: tuple[str, ...] = (),

@@ -32,7 +32,6 @@ import torch
 
 from ssimae.runs.checkpoint import resolve_checkpoint
 from ssimae.inference.detector import Detector
-from ssimae.errors import SsimaeError
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
 from ssimae.inference.onnx_detector import FORMAT, INFO_FILE, METADATA_KEY, MODEL_FILE, NOISE_GENERATOR, VERSION, require
 from ssimae.core.window import PATCH_SIZE
@@ -49,7 +48,7 @@ def export_info(det: Detector, noise_shape: tuple[int, ...] | None, source: str)
         "samples": det.params.samples, "shape": list(noise_shape), "seed": s.seed, "generator": NOISE_GENERATOR}
     return {
         "format": FORMAT, "version": VERSION, "ssimae_version": __version__, "torch_version": torch.__version__,
-        "model": det.model.name, "title": det.model.title, "latent_dim": det.network.latent_dim,
+        "model": det.model.name, "title": det.model.title, "latent_dim": getattr(det.network, "latent_dim", None),
         "params": asdict(det.params), "outputs": list(det.model.outputs), "residual": det.default_residual,
         "patch_size": PATCH_SIZE, "input": "patches", "output": "outputs", "noise": noise,
         "opset": OPSET, "source": source, "inference": asdict(s),
@@ -61,8 +60,6 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPS
     returns the ONNX file's path. The graph is checked with ``onnx.checker``."""
     onnx = require("onnx", "the ONNX export")
     det = Detector.load(run, "cpu")
-    if det.default_residual == "msgms":
-        raise SsimaeError("the msgms residual has no numpy implementation for the ONNX runtime", run)
     module, noise_shape = det.model.export_module(det.network, det.params)
     module = module.eval()
     patches = torch.rand(2, det.settings.preprocess.channels, PATCH_SIZE, PATCH_SIZE)

@@ -203,7 +203,9 @@ class Scorer:
 
     def verdict(self, residual: np.ndarray, threshold: float, reconstruction: np.ndarray | None = None) -> Prediction:
         """The Prediction for an (H, W) residual map at ``threshold``."""
-        return verdicts.verdict(residual, gray_opening(residual, self.opening_diameter), threshold, reconstruction)
+        s = self.settings
+        return verdicts.verdict(residual, gray_opening(residual, self.opening_diameter), threshold, reconstruction,
+                                s.image_threshold, s.image_score)
 
 
 def _read(read, path, skip_bad: bool) -> tuple[np.ndarray | None, SsimaeError | None]:

@@ -49,6 +49,7 @@ class Model:
     default_residual: ClassVar[str]
     compare_residuals: ClassVar[tuple[str, ...]] = ()  # default: (default_residual,)
     outputs: ClassVar[tuple[str, ...]] = ("recon",)  # channel groups of patch_fn's output
+    recipe: ClassVar[str] = "paper"  # the training recipe used when --recipe is not given (ssimae.runs.recipes)
 
     def build(self, latent_dim: int, params, norm: str = "none", channels: int = 1) -> nn.Module:
         """The network (Table 1 autoencoder by default), freshly initialised; ``norm`` as in

@@ -113,6 +113,7 @@ def _recon_loss(net_recon, params: ReconParams, seg=None):
 class DraemModel(Model):
     name = "draem"
     title = "DRAEM"
+    recipe = "draem"
     Params = DraemParams
     default_residual = "draem"
     compare_residuals = ("draem", "msgms", "ssim")
@@ -132,6 +133,7 @@ class DraemRecon(Model):
 
     name = "draem-recon"
     title = "DRAEM-recon"
+    recipe = "draem"
     Params = ReconParams
     default_residual = "msgms"
     compare_residuals = ("msgms", "ssim", "l2")

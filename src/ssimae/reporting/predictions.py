@@ -15,11 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ssimae.core.verdict import Prediction
+from ssimae.core.verdict import GOOD, Prediction
 from ssimae.io.files import atomic_write_bytes
 from ssimae.reporting.html import save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
-from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, summary, write_verdicts
+from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, outcome, summary, write_verdicts
 
 
 def threshold_source(settings, threshold: float | None) -> str:
@@ -60,7 +60,9 @@ class PredictionWriter:
             np.save(buf, p.residual.astype(np.float32))
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
-        self.records.append(p.record(rel.as_posix() + Path(source).suffix))
+        label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
+        self.records.append({**p.record(rel.as_posix() + Path(source).suffix), "label": label,
+                             "outcome": outcome(label, p.defective)})
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
@@ -74,11 +76,24 @@ class PredictionWriter:
     def finish(self, title: str, said: str, about: Sequence[str]) -> None:
         """predictions.csv, predictions.jsonl and report.html (``said``: the summary line,
         ``about``: further lines for the report's summary)."""
+        self._settle_labels()
         write_verdicts(self.records, self.out)
         write_report(self.out, title=title, images=self.rows, summary=[
             said, *about, f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
             + [f"skipped (unreadable): {f}: {problem}" for f, problem in self.skipped])
 
+    def _settle_labels(self) -> None:
+        """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
+        ``good`` subfolder; otherwise subfolders are just folders and both are dropped."""
+        if not any(r["label"] == GOOD for r in self.records):
+            for r in (*self.records, *self.rows):
+                r["label"] = r["outcome"] = None
+
     def summary(self) -> str:
-        """'3 of 12 images defective at threshold 0.5'."""
-        return f"{summary(self.records)} at threshold {self.threshold:.6g}"
+        """'3 of 12 images defective at threshold 0.5' (and the image threshold, the false rejects
+        and escapes where known)."""
+        self._settle_labels()
+        image_t = self.records[0].get("image_threshold") if self.records else None
+        at = f"pixel threshold {self.threshold:.6g}, image threshold {image_t:.6g}" if image_t is not None else \
+            f"threshold {self.threshold:.6g}"
+        return f"{summary(self.records)} at {at}"

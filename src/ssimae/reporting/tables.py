@@ -20,26 +20,45 @@ if TYPE_CHECKING:  # the runtime path writes tables without importing the metric
     from ssimae.core.metrics import RocCurve
 
 CSV_NAME, JSONL_NAME = "predictions.csv", "predictions.jsonl"
-COLUMNS = ("path", "score", "defective", "defect_area", "n_regions", "regions", "threshold")
+COLUMNS = ("path", "score", "defective", "defect_area", "n_regions", "regions", "threshold", "image_threshold",
+           "label", "outcome")
+# outcome of an image whose label is known (its input subfolder: "good" or a defect type)
+OUTCOMES = {(False, True): "false reject", (True, False): "escape", (False, False): "pass", (True, True): "found"}
+
+
+def outcome(label: str | None, defective: bool) -> str | None:
+    """"false reject" (a good image flagged), "escape" (a defective one passed), "pass", "found";
+    None when the label is unknown."""
+    return None if label is None else OUTCOMES[(label != "good", bool(defective))]
 
 
 def write_verdicts(records: list[dict], out: str | os.PathLike) -> None:
     """Write ``out``/predictions.csv (regions as a JSON list in one column; defective as
-    yes/no) and ``out``/predictions.jsonl (one JSON object per image), atomically."""
+    yes/no; image_threshold, label and outcome empty where unknown) and ``out``/predictions.jsonl
+    (one JSON object per image), atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in records:
         w.writerow([r["path"], repr(r["score"]), "yes" if r["defective"] else "no", r["defect_area"],
-                    r["n_regions"], json.dumps(r["regions"], separators=(",", ":")), repr(r["threshold"])])
+                    r["n_regions"], json.dumps(r["regions"], separators=(",", ":")), repr(r["threshold"]),
+                    "" if r.get("image_threshold") is None else repr(r["image_threshold"]), r.get("label") or "",
+                    r.get("outcome") or ""])
     atomic_write_text(os.path.join(out, CSV_NAME), buf.getvalue())
     atomic_write_text(os.path.join(out, JSONL_NAME), "".join(json.dumps(r) + "\n" for r in records))
 
 
 def summary(records: list[dict]) -> str:
-    """'12 of 340 images defective'."""
+    """'12 of 340 images defective', and where labels are known '; false rejects: 1 of 10 good
+    images, escapes: 0 of 24 defective images'."""
     n = sum(r["defective"] for r in records)
-    return f"{n} of {len(records)} image{'s' if len(records) != 1 else ''} defective"
+    said = f"{n} of {len(records)} image{'s' if len(records) != 1 else ''} defective"
+    good = [r for r in records if r.get("label") == "good"]
+    bad = [r for r in records if r.get("label") not in (None, "good")]
+    if good or bad:
+        said += (f"; false rejects: {sum(r['defective'] for r in good)} of {len(good)} good images, "
+                 f"escapes: {sum(not r['defective'] for r in bad)} of {len(bad)} defective images")
+    return said
 
 
 def write_roc_csv(path: str | os.PathLike, curve: RocCurve, max_rows: int = 2000) -> int:

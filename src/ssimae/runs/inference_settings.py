@@ -9,6 +9,7 @@ from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.thresholds import THRESHOLD_RULES
+from ssimae.core.verdict import IMAGE_SCORES
 from ssimae.core.window import STRIDE
 from ssimae.errors import SsimaeError
 
@@ -47,6 +48,13 @@ class InferenceSettings:
     seed: int = 0
     smooth: float = 0.0  # Gaussian sigma (px) applied to the residual map before thresholding (0: none)
     residual_stats: dict = field(default_factory=dict)  # {residual: [mean, std]} on the validation images
+    # Image verdicts (beyond the paper): an image is defective when its score (``image_score``,
+    # ssimae.core.verdict) exceeds ``image_threshold``, chosen on the defect-free validation
+    # images to reject at most a share ``image_fpr`` of them (None: runs calibrated before, whose
+    # images are defective iff their mask is not empty).
+    image_score: str = "max"
+    image_fpr: float = 0.01
+    image_threshold: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -70,5 +78,11 @@ class InferenceSettings:
         if self.threshold_rule not in THRESHOLD_RULES:
             raise SsimaeError(f"unknown threshold rule {self.threshold_rule!r}; "
                               f"choose from {', '.join(THRESHOLD_RULES)}")
+        if self.image_score not in IMAGE_SCORES:
+            raise SsimaeError(f"unknown image score {self.image_score!r}; choose from {', '.join(IMAGE_SCORES)}")
+        if not (math.isfinite(self.image_fpr) and 0 <= self.image_fpr < 1):
+            raise SsimaeError(f"--image-fpr must be in [0, 1), got {self.image_fpr}")
+        if self.image_threshold is not None and math.isnan(self.image_threshold):
+            raise SsimaeError("the image threshold must be a number, got nan")
         if self.threshold is not None and math.isnan(self.threshold):  # -inf is a rule's "mark every pixel"
             raise SsimaeError("the threshold must be a number, got nan")

@@ -31,7 +31,7 @@ OPTIONS: dict[str, Option] = {
     "preset": Option(("train.latent_dim", *_PRE)),
     "recipe": Option(("train.recipe", "train.latent_dim", "train.batch_size", "train.channels_last", "train.lr",
                       "train.weight_decay", "train.schedule", "train.warmup", "train.augment", "train.l2_warmup",
-                      "train.norm", "inference.smooth"), "train.recipe"),
+                      "train.norm", "inference.smooth", "inference.stride", "inference.image_score"), "train.recipe"),
     "epochs": Option(("train.epochs",)),
     "patches_per_epoch": _same("train.patches_per_epoch"),
     "batch_size": _same("train.batch_size", recipe=True),
@@ -58,11 +58,13 @@ OPTIONS: dict[str, Option] = {
     "threshold_rule": Option((), "inference.threshold_rule"),
     "target_fpr": Option((), "inference.target_fpr"),
     "quantile": Option((), "inference.quantile"),
-    "stride": _same("inference.stride"),
+    "stride": _same("inference.stride", recipe=True),
     "opening_diameter": _same("inference.opening_diameter"),
     "ssim_window": Option(("inference.ssim",), "inference.ssim.window_size"),
     "ssim_uniform": Option(("inference.ssim",)),
     "smooth": _same("inference.smooth", recipe=True),
+    "image_score": Option(("inference.image_score",), None, True),
+    "image_fpr": Option(("inference.image_fpr",)),
 }
 OPTION_FIELDS = {name: o.sets for name, o in OPTIONS.items() if o.sets}  # what --config overrides
 FIXED_ON_RESUME = {name: o.resume for name, o in OPTIONS.items() if o.resume}  # what --resume refuses to change

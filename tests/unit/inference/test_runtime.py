@@ -62,12 +62,13 @@ def test_numpy_ssim_equals_torch_ssim(opts, shape):
 
 @pytest.fixture(scope="module")
 def exports(trained_run, demo_root, tmp_path_factory):
-    """{model: (run folder, export folder)} for the SSIM-AE, the l2-AE and the VAE."""
+    """{model: (run folder, export folder)} for the SSIM-AE, the l2-AE, the VAE and the models
+    beyond the paper."""
     pytest.importorskip("onnxruntime", reason="the ONNX runtime tests need onnxruntime (pip install 'ssimae[onnx]')")
     pytest.importorskip("onnx", reason="the ONNX export needs onnx (pip install 'ssimae[onnx]')")
     base = tmp_path_factory.mktemp("exports")
     runs = {"ssim": trained_run}
-    for model in ("l2", "vae"):
+    for model in ("l2", "vae", *BEYOND):
         runs[model] = base / model
         assert main(["train", "--data", str(demo_root), "--model", model, "--out", str(runs[model]), *TINY]) == 0
     out = {}
@@ -77,17 +78,21 @@ def exports(trained_run, demo_root, tmp_path_factory):
     return out
 
 
+BEYOND = ("inpaint", "draem-recon", "draem")  # the models beyond the paper
+OWN_RESIDUAL = {"inpaint": "ssim", "draem-recon": "msgms"}
+
+
 def demo_images(demo_root):
     return sorted((demo_root / "test").rglob("*.png"))
 
 
-@pytest.mark.parametrize("model", ["ssim", "l2", "vae"])
+@pytest.mark.parametrize("model", ["ssim", "l2", "vae", *BEYOND])
 def test_onnx_residuals_and_masks_match_torch(exports, demo_root, model):
     from ssimae.runtime import OnnxDetector
 
     run, exported = exports[model]
     torch_det, onnx_det = Detector.load(run, "cpu"), OnnxDetector.load(exported, threads=2)
-    assert onnx_det.default_residual == torch_det.default_residual == {"l2": "l2"}.get(model, model)
+    assert onnx_det.default_residual == torch_det.default_residual == OWN_RESIDUAL.get(model, model)
     worst = 0.0
     for f in demo_images(demo_root):
         img = read_image(f)
@@ -100,6 +105,11 @@ def test_onnx_residuals_and_masks_match_torch(exports, demo_root, model):
         pred = onnx_det.predict(img)
         assert np.array_equal(pred.residual, got) and pred.threshold == torch_det.threshold
         assert np.array_equal(pred.mask, segment(got, onnx_det.threshold, onnx_det.opening_diameter))
+        ref_pred = torch_det.predict(img)  # the image verdict too, at the run's image threshold
+        assert pred.image_threshold == ref_pred.image_threshold is not None
+        assert abs(pred.score - ref_pred.score) < TOL
+        if abs(ref_pred.score - ref_pred.image_threshold) > TOL:
+            assert pred.defective == ref_pred.defective
     assert worst < TOL, f"{model}: max abs difference {worst:.2e}"
 
 

@@ -224,8 +224,13 @@ def test_bad_recipe_options_are_one_line(option, demo_root, tmp_path, capsys):
 def test_demo_uses_the_fast_recipe_and_a_fixed_patch_budget():
     from ssimae.commands.demo import demo_settings
 
-    for r in demo_settings(seed=3):
+    runs = demo_settings(seed=3)
+    assert [r.train.model for r in runs] == ["ssim", "l2", "inpaint"]
+    for r in runs[:2]:  # the paper's pair
         assert r.train.recipe == "fast" and r.train.seed == 3 and r.inference.seed == 3
         assert r.train.epochs * r.train.patches_per_epoch == 12_000 and r.train.budget_minutes is None
         assert r.train.latent_dim == RECIPES["fast"]["latent_dim"] and r.inference.smooth == RECIPES["fast"]["smooth"]
-    assert [r.train.model for r in demo_settings()] == ["ssim", "l2"]
+    inpaint = runs[2]  # the best model beyond the paper, with its own recipe
+    assert inpaint.train.recipe == "inpaint" and inpaint.train.epochs * inpaint.train.patches_per_epoch == 8_000
+    assert (inpaint.train.lr, inpaint.train.batch_size, inpaint.inference.stride, inpaint.inference.image_score) == \
+        (RECIPES["inpaint"]["lr"], RECIPES["inpaint"]["batch_size"], 64, "top1%")

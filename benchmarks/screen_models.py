@@ -47,6 +47,8 @@ VARIANTS = {
     "inpaint": ["--model", "inpaint", "--batch-size", "8", "--lr", "1e-3", "--stride", "64", "--smooth", "4", *DEMO],
     "mt-draem-recon-20k": ["--model", "draem-recon", "--batch-size", "8", "--lr", "1e-3", "--stride", "64",
                            "--smooth", "8", "--epochs", "10", "--patches-per-epoch", "2000"],
+    "mt-draem-recon-10k": ["--model", "draem-recon", "--batch-size", "8", "--lr", "1e-3", "--stride", "64",
+                           "--smooth", "8", "--epochs", "5", "--patches-per-epoch", "2000"],
     "mt-draem-recon-40k": ["--model", "draem-recon", "--batch-size", "8", "--lr", "1e-3", "--stride", "64",
                            "--smooth", "8", "--epochs", "20", "--patches-per-epoch", "2000"],
     "draem-w16-c64-recon": ["--model", "draem", "--batch-size", "8", "--lr", "1e-3", "--stride", "64", "--smooth", "4",

@@ -190,7 +190,7 @@ def run_settings(args: argparse.Namespace, model: str):
     inference = InferenceSettings(preprocess=Preprocess(size=None if resize is None else tuple(resize), scale=args.scale,
                                                         color=bool(getattr(args, "color", None))),
                                   ssim=ssim, seed=args.seed, **inference_chosen,
-                                  **_given(args, ["residual", "min_defect_area", "stride", "opening_diameter",
+                                  **_given(args, ["residual", "min_defect_area", "opening_diameter",
                                                   "threshold_rule", "target_fpr", "quantile", "image_fpr"]))
     return RunSettings(train, inference)
 

@@ -144,7 +144,7 @@ def test_console_script_exit_status(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "none.pt" in r.stderr
 
 
-@pytest.mark.parametrize("cmd", ["train", "evaluate", "predict", "compare", "demo", "make-demo-data"])
+@pytest.mark.parametrize("cmd", ["train", "evaluate", "predict", "serve", "compare", "demo", "make-demo-data"])
 def test_every_command_has_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:
         main([cmd, "--help"])

@@ -44,10 +44,10 @@ def test_wheel_carries_license_type_marker_and_extras(wheel):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
         meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert "ssimae/py.typed" in names and "ssimae/runtime.py" in names
+    assert "ssimae/py.typed" in names and "ssimae/runtime.py" in names and "ssimae/serve/app.py" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert "License-Expression: MIT" in meta
-    for extra in ("onnx", "test"):
+    for extra in ("onnx", "serve", "test"):
         assert f"Provides-Extra: {extra}" in meta
     assert "Requires-Dist: onnxruntime>=1.17; extra == \"onnx\"" in meta
 

@@ -1,4 +1,4 @@
-"""The ``ssimae`` command line: train, evaluate, predict, calibrate, compare, demo, make-demo-data.
+"""The ``ssimae`` command line: train, evaluate, predict, calibrate, export, serve, compare, demo, make-demo-data.
 
 Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit status 2.
 """
@@ -429,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve a run or an export over HTTP (batched; needs ssimae[serve])",
+                       description="POST /v1/predict (an image -> its verdict as a predictions.jsonl row, or "
+                                   "?mask=png / ?overlay=png), GET /v1/model, GET /healthz, and a page at /. "
+                                   "Listens on 127.0.0.1 unless told otherwise. Without torch: python -m ssimae.serve.")
+    from ssimae.serve.command import add_arguments, serve
+
+    add_arguments(p)
+    p.set_defaults(func=serve)
 
     p = sub.add_parser("compare", help="train and evaluate several models side by side (the paper's comparison)",
                        description="Train each model with the same data, seed and budget; evaluate all.")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ssimae.core.residual import ResidualContext
-from ssimae.core.window import sliding_window
+from ssimae.core.window import sliding_window_many
 from ssimae.errors import SsimaeError, one_line
 from ssimae.inference import scorer as scoring
 from ssimae.runs.fields import from_dict
@@ -190,11 +190,16 @@ class OnnxDetector(scoring.Scorer):
 
         return fn
 
-    def analyze_many(self, image: np.ndarray, residuals=("l2", "ssim")) -> tuple[np.ndarray, dict]:
-        """One reconstruction of ``image`` and several residual maps of it, as
-        :meth:`ssimae.inference.detector.Detector.analyze_many`."""
+    def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
+        """One reconstruction and several residual maps of each image, as
+        :meth:`ssimae.inference.detector.Detector.analyze_batch`: the patches of all ``images``
+        go through the graph together (batches of ``settings.batch_size`` patches; a sampling
+        model's noise is drawn per call, so its maps depend on the batching, as torch's do)."""
         s = self.settings
-        image, padded, size = scoring.prepare(image, s)
-        pooled = sliding_window(padded, self.patch_fn(), self.info["patch_size"], s.stride, s.batch_size)
-        outputs = scoring.named_outputs(pooled, self.outputs, s.preprocess.channels)
-        return scoring.finish(image.shape, size, padded, outputs, residuals, ResidualContext(s, self.params))
+        prepared = [scoring.prepare(im, s) for im in images]
+        pooled = sliding_window_many([padded for _, padded, _ in prepared], self.patch_fn(), self.info["patch_size"],
+                                     s.stride, s.batch_size)
+        ctx = ResidualContext(s, self.params)
+        return [scoring.finish(image.shape, size, padded, scoring.named_outputs(p, self.outputs, s.preprocess.channels),
+                               residuals, ctx)
+                for (image, padded, size), p in zip(prepared, pooled)]

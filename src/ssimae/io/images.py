@@ -23,9 +23,14 @@ Truncated or corrupt files are an error: every image is fully decoded (PNG chunk
 are verified too), and Pillow's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` must stay False
 (its default) for that. Problems are reported as :class:`ssimae.errors.SsimaeError` naming
 the file, e.g. ``"a.png: truncated or corrupt image file (PIL: image file is truncated)"``.
+
+:func:`decode_image` applies the same rules to a file's contents in memory (``ssimae serve``'s
+uploads); its errors name no file, and it can refuse an image over a pixel limit from its
+header, before any pixel is decoded (:class:`ImageTooLargeError`).
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -40,6 +45,20 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _LUMA = (299, 587, 114)  # ITU-R 601-2, per mille, as in Pillow's convert("L")
 _TIFF_MINISWHITE, _TIFF_MINISBLACK, _TIFF_RGB = 0, 1, 2
+
+
+class ImageTooLargeError(SsimaeError):
+    """An image with more pixels than a limit allows (a decompression bomb, or more than the
+    ``max_pixels`` of :func:`decode_image`), found before its pixels are decoded."""
+
+
+class NotAnImageError(SsimaeError):
+    """Data that no decoder recognises as an image."""
+
+
+def _where(src: Path | io.BytesIO) -> Path | None:
+    """The file a source names in messages (None for bytes in memory)."""
+    return src if isinstance(src, Path) else None
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -66,9 +85,11 @@ def _check_file(path: Path) -> None:
         raise SsimaeError("empty file (0 bytes)", path)
 
 
-def _is_tiff(path: Path) -> bool:
-    """True if the file starts with a TIFF or BigTIFF signature."""
-    with open(path, "rb") as f:
+def _is_tiff(src: Path | io.BytesIO) -> bool:
+    """True if the file (or the bytes) starts with a TIFF or BigTIFF signature."""
+    if isinstance(src, io.BytesIO):
+        return src.getvalue()[:4] in _TIFF_MAGIC
+    with open(src, "rb") as f:
         return f.read(4) in _TIFF_MAGIC
 
 
@@ -90,25 +111,28 @@ def _full_scale(dtype: np.dtype) -> float | None:
     return None
 
 
-def _decode_pil(path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
-    """Fully decode with Pillow -> (gray (H, W) or, with ``color``, RGB (H, W, 3) array in
-    file units, full scale); see :func:`_decode`."""
+def _decode_pil(src: Path | io.BytesIO, color: bool = False,
+                max_pixels: int | None = None) -> tuple[np.ndarray, float | None]:
+    """Fully decode a file (or bytes) with Pillow -> (gray (H, W) or, with ``color``, RGB
+    (H, W, 3) array in file units, full scale); see :func:`_decode`."""
+    path = _where(src)
     try:
-        with Image.open(path) as im:
+        with Image.open(src) as im:
+            check_image_size(im.size[::-1], "YX", path, max_pixels)
             if im.format == "PNG":
                 im.verify()  # chunk CRCs and IEND: catches files cut after the pixel data
-        with Image.open(path) as im:
+        with Image.open(src) as im:
             im.load()
             return _pil_to_array(im, path, color)
     except UnidentifiedImageError:
-        raise SsimaeError("not an image file, or an image format that cannot be read", path) from None
+        raise NotAnImageError("not an image file, or an image format that cannot be read", path) from None
     except Image.DecompressionBombError as err:
-        raise SsimaeError(f"image too large to read safely ({one_line(err)})", path) from None
+        raise ImageTooLargeError(f"image too large to read safely ({one_line(err)})", path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise SsimaeError(f"truncated or corrupt image file (PIL: {one_line(err)})", path) from None
 
 
-def _pil_to_array(im: Image.Image, path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
+def _pil_to_array(im: Image.Image, path: Path | None, color: bool = False) -> tuple[np.ndarray, float | None]:
     """A loaded Pillow image -> (gray array (H, W), or RGB (H, W, 3) for a color image read
     with ``color``, full scale)."""
     mode = im.mode
@@ -132,41 +156,46 @@ def _pil_to_array(im: Image.Image, path: Path, color: bool = False) -> tuple[np.
     return arr, _full_scale(arr.dtype)
 
 
-def check_image_size(shape, axes: str, path: Path) -> None:
-    """The one size limit of every decoder: SsimaeError if an image of ``shape`` (with
-    ``axes``; "S" = samples) has more pixels than Pillow's decompression-bomb limit (twice
-    ``PIL.Image.MAX_IMAGE_PIXELS``, None disables it), checked before its pixels are decoded."""
+def check_image_size(shape, axes: str, path: Path | None, max_pixels: int | None = None) -> None:
+    """The one size limit of every decoder: ImageTooLargeError (an SsimaeError) if an image
+    of ``shape`` (with ``axes``; "S" = samples) has more pixels than Pillow's
+    decompression-bomb limit (twice ``PIL.Image.MAX_IMAGE_PIXELS``, None disables it) or than
+    ``max_pixels`` (None: no limit of its own), checked before its pixels are decoded."""
     limit = Image.MAX_IMAGE_PIXELS
     pixels = int(np.prod([n for ax, n in zip(axes, shape) if ax != "S"], dtype=np.float64))
     if limit is not None and pixels > 2 * limit:
-        raise SsimaeError(f"image too large to read safely ({pixels} pixels, more than the limit of "
-                          f"{2 * limit}; a decompression bomb?)", path)
+        raise ImageTooLargeError(f"image too large to read safely ({pixels} pixels, more than the limit of "
+                                 f"{2 * limit}; a decompression bomb?)", path)
+    if max_pixels is not None and pixels > max_pixels:
+        raise ImageTooLargeError(f"image too large ({pixels} pixels, more than the limit of {max_pixels})", path)
 
 
-def _decode_tiff(path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
-    """Decode a TIFF with tifffile -> (gray (H, W) or RGB (H, W, 3) array, full scale); Pillow
-    as fallback."""
+def _decode_tiff(src: Path | io.BytesIO, color: bool = False,
+                 max_pixels: int | None = None) -> tuple[np.ndarray, float | None]:
+    """Decode a TIFF file (or bytes) with tifffile -> (gray (H, W) or RGB (H, W, 3) array,
+    full scale); Pillow as fallback."""
+    path = _where(src)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(src) as tif:
             series = tif.series[0]
-            check_image_size(series.shape, series.axes, path)
+            check_image_size(series.shape, series.axes, path, max_pixels)
             photometric = int(tif.pages[0].photometric)
             if photometric not in (_TIFF_MINISWHITE, _TIFF_MINISBLACK, _TIFF_RGB):
-                return _decode_pil(path, color)  # palette, CMYK, YCbCr: let Pillow convert them
+                return _decode_pil(src, color, max_pixels)  # palette, CMYK, YCbCr: let Pillow convert them
             arr = series.asarray()
             axes = series.axes
     except SsimaeError:
         raise
     except ValueError as err:
         if "imagecodecs" in str(err):  # compression tifffile cannot decode by itself
-            return _decode_pil(path, color)
+            return _decode_pil(src, color, max_pixels)
         raise SsimaeError(f"truncated or corrupt TIFF file (tifffile: {one_line(err)})", path) from None
     except Exception as err:  # tifffile raises many types for broken files
         raise SsimaeError(f"truncated or corrupt TIFF file (tifffile: {one_line(err)})", path) from None
     return _tiff_to_array(arr, axes, photometric, path, color)
 
 
-def _tiff_to_array(arr: np.ndarray, axes: str, photometric: int, path: Path,
+def _tiff_to_array(arr: np.ndarray, axes: str, photometric: int, path: Path | None,
                    color: bool = False) -> tuple[np.ndarray, float | None]:
     """A decoded TIFF series with its axes ("YX", "YXS", "SYX", ...) -> (gray (H, W), or RGB
     (H, W, 3) for an RGB TIFF read with ``color``, scale)."""
@@ -190,25 +219,32 @@ def _tiff_to_array(arr: np.ndarray, axes: str, photometric: int, path: Path,
     return arr, scale
 
 
-def _decode(path: Path, color: bool = False) -> tuple[np.ndarray, float | None]:
-    """Decode any supported file -> (gray array (H, W), full scale or None); with ``color``
-    a color file gives its (H, W, 3) RGB array instead (a gray one still gives (H, W)).
+def _decode(src: Path | io.BytesIO, color: bool = False,
+            max_pixels: int | None = None) -> tuple[np.ndarray, float | None]:
+    """Decode any supported file (or a file's bytes) -> (gray array (H, W), full scale or
+    None); with ``color`` a color file gives its (H, W, 3) RGB array instead (a gray one
+    still gives (H, W)).
 
     The array is in the file's own units (e.g. uint8 0..255, or float64 luma 0..255 for RGB);
     ``full scale`` is the value meaning white, or None where values are to be min-max scaled.
     """
-    _check_file(path)
+    path = _where(src)
+    if path is None:
+        if not src.getvalue():
+            raise SsimaeError("empty image (0 bytes)")
+    else:
+        _check_file(path)
     try:
-        tiff = _is_tiff(path)
+        tiff = _is_tiff(src)
     except OSError as err:
         raise SsimaeError(f"cannot read file ({one_line(err)})", path) from None
-    arr, scale = _decode_tiff(path, color) if tiff else _decode_pil(path, color)
+    arr, scale = _decode_tiff(src, color, max_pixels) if tiff else _decode_pil(src, color, max_pixels)
     if arr.ndim not in (2, 3) or arr.shape[0] == 0 or arr.shape[1] == 0 or arr.shape[2:] not in ((), (3,)):
         raise SsimaeError(f"unsupported image shape {arr.shape}", path)
     return arr, scale
 
 
-def _to_unit(arr: np.ndarray, scale: float | None, path: Path) -> np.ndarray:
+def _to_unit(arr: np.ndarray, scale: float | None, path: Path | None) -> np.ndarray:
     """(H, W) or (H, W, 3) array in file units -> float32 of the same shape in [0, 1] (rules
     in the module doc; a min-max scaling spans all channels together)."""
     if arr.dtype == np.bool_:
@@ -237,8 +273,22 @@ def read_image(path: str | os.PathLike, color: bool = False) -> np.ndarray:
     image, or not a single 2-D image (e.g. a multi-page stack).
     """
     path = Path(path)
-    arr, scale = _decode(path, color)
-    img = _to_unit(arr, scale, path)
+    return _unit_image(_decode(path, color), path, color)
+
+
+def decode_image(data: bytes, color: bool = False, max_pixels: int | None = None) -> np.ndarray:
+    """:func:`read_image` of a file's contents ``data`` (PNG, JPEG, TIFF, ... as bytes):
+    gray float32 (H, W) in [0, 1], or RGB (H, W, 3) with ``color``, by the same rules.
+
+    Errors are SsimaeErrors that name no file: :class:`NotAnImageError` for data that is no
+    image, :class:`ImageTooLargeError` for an image of more than ``max_pixels`` pixels (or
+    a decompression bomb), read from its header before any pixel is decoded."""
+    return _unit_image(_decode(io.BytesIO(data), color, max_pixels), None, color)
+
+
+def _unit_image(decoded: tuple[np.ndarray, float | None], path: Path | None, color: bool) -> np.ndarray:
+    """A decoded (array, full scale) -> float32 (H, W) in [0, 1], or (H, W, 3) with ``color``."""
+    img = _to_unit(*decoded, path)
     if color and img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     return img

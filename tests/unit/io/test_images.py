@@ -229,3 +229,45 @@ def test_mask_of_wrong_size(tmp_path):
     msg = str(err.value)
     assert msg.startswith(str(path)) and "120x100" in msg and "128x128" in msg and "WxH" in msg
     assert read_mask(path, shape=(100, 120)).shape == (100, 120)
+
+
+def _files_of_every_kind(tmp_path) -> list:
+    """Files that exercise each rule of the decoder: bit depths, colour, palette, TIFF variants."""
+    rng = np.random.default_rng(0)
+    gray, rgb = (rng.random((30, 40)) * 255).astype(np.uint8), (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    files = {"g.png": gray, "c.png": rgb, "g.jpg": gray, "c.bmp": rgb, "rgba.png": np.dstack([rgb, gray])}
+    for name, arr in files.items():
+        Image.fromarray(arr).save(tmp_path / name)
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.tif")
+    Image.fromarray(gray).save(tmp_path / "lzw.tif", compression="tiff_lzw")
+    tifffile.imwrite(tmp_path / "g16.tif", (rng.random((30, 40)) * 65535).astype(np.uint16))
+    tifffile.imwrite(tmp_path / "f.tif", (rng.random((30, 40)) * 3).astype(np.float32))
+    tifffile.imwrite(tmp_path / "c.tif", rgb, photometric="rgb")
+    Image.fromarray((rng.random((30, 40)) * 65535).astype(np.uint16)).save(tmp_path / "g16.png")
+    return sorted(p for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_decode_image_of_bytes_equals_read_image(tmp_path):
+    from ssimae.io.images import decode_image
+
+    for path in _files_of_every_kind(tmp_path):
+        for color in (False, True):
+            assert np.array_equal(decode_image(path.read_bytes(), color), read_image(path, color)), (path.name, color)
+
+
+def test_decode_image_errors_name_no_file_and_have_kinds(tmp_path):
+    from ssimae.io.images import ImageTooLargeError, NotAnImageError, decode_image
+
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((30, 40), np.uint16))
+    data = (tmp_path / "a.png").read_bytes()
+    cases = [(b"plain text", NotAnImageError, "not an image"), (b"", SsimaeError, "empty image"),
+             (data[:60], SsimaeError, "truncated or corrupt")]
+    for blob, kind, words in cases:
+        with pytest.raises(kind, match=words) as err:
+            decode_image(blob)
+        assert err.value.path is None and str(err.value) == err.value.problem
+    for path in (tmp_path / "a.png", tmp_path / "a.tif"):  # from the header: 1200 pixels
+        with pytest.raises(ImageTooLargeError, match="1200 pixels, more than the limit of 1199"):
+            decode_image(path.read_bytes(), max_pixels=1199)
+        assert decode_image(path.read_bytes(), max_pixels=1200).shape == (30, 40)

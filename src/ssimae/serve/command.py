@@ -1,0 +1,194 @@
+"""``ssimae serve RUN_OR_EXPORT`` (and ``python -m ssimae.serve EXPORT`` where torch is not
+installed): load a detector, then serve it with uvicorn (:func:`serve`).
+
+This module imports neither torch nor the web framework at import time (``ssimae --help``
+works without the ``serve`` extra); an export served with the onnx engine never imports
+torch at all.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import ipaddress
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+
+from ssimae.errors import SsimaeError
+
+API_KEY_ENV = "SSIMAE_API_KEY"
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
+ENGINES = ("auto", "torch", "onnx")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _wait_ms(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1000 ms, got {text}")
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``ssimae serve`` (defaults from :mod:`ssimae.serve.app`'s constants)."""
+    from ssimae.serve.options import ServeOptions
+
+    d = dataclasses.asdict(ServeOptions())
+    p.add_argument("source", metavar="RUN_OR_EXPORT",
+                   help="run folder or checkpoint (torch engine), or a folder written by `ssimae export` (onnx)")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to listen on (default {DEFAULT_HOST}: this machine only; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free one)")
+    p.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="torch, onnx (no torch needed), or auto (default): onnx for an export, torch for a run")
+    p.add_argument("--threshold", type=float, default=None, help="verdict threshold (default: the stored one)")
+    p.add_argument("--max-bytes", type=_positive_int, default=d["max_bytes"],
+                   help=f"largest request body in bytes; larger gets 413 (default {d['max_bytes']}, 32 MiB)")
+    p.add_argument("--max-pixels", type=_positive_int, default=d["max_pixels"],
+                   help=f"largest image in pixels (H x W), checked from its header; larger gets 413 "
+                        f"(default {d['max_pixels']}, 4096 x 4096)")
+    p.add_argument("--max-batch-images", type=_positive_int, default=d["max_batch_images"],
+                   help=f"most images scored together in one batch (default {d['max_batch_images']})")
+    p.add_argument("--max-wait-ms", type=_wait_ms, default=d["max_wait_ms"],
+                   help=f"longest wait for more images to join a batch (default {d['max_wait_ms']:g} ms)")
+    p.add_argument("--queue-size", type=_positive_int, default=d["queue_size"],
+                   help=f"requests held beyond the batch in the network; more get 503 with Retry-After "
+                        f"(default {d['queue_size']})")
+    p.add_argument("--api-key", default=None,
+                   help=f"require this key in the X-API-Key header of /v1/ requests (default: the environment "
+                        f"variable {API_KEY_ENV}, else none; prefer the variable: options show in ps)")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads of the network (default: the engine's own, all cores)")
+    p.add_argument("--device", default="auto", help="torch engine: cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
+
+
+def is_export(source: str | os.PathLike) -> bool:
+    """True for a folder written by ``ssimae export`` (model.onnx inside) or an .onnx file."""
+    from ssimae.inference.onnx_detector import MODEL_FILE
+
+    path = Path(source)
+    return path.suffix.lower() == ".onnx" or (path / MODEL_FILE).is_file()
+
+
+def load_detector(source: str | os.PathLike, engine: str = "auto", device: str | None = None,
+                  threads: int | None = None):
+    """(detector, engine name): an OnnxDetector for engine "onnx" (imports no torch) or a
+    torch Detector for "torch"; "auto" picks by :func:`is_export`."""
+    if engine == "auto":
+        engine = "onnx" if is_export(source) else "torch"
+    if engine == "onnx":
+        from ssimae.inference.onnx_detector import OnnxDetector
+
+        return OnnxDetector.load(source, threads), engine
+    if not Path(source).exists():
+        raise SsimaeError("no such run folder or checkpoint", source)
+    try:
+        import torch
+    except ImportError:
+        raise SsimaeError("the torch engine needs PyTorch; serve an export (ssimae export) with --engine onnx, "
+                          "e.g. python -m ssimae.serve EXPORT_DIR", source) from None
+    from ssimae.inference.detector import Detector
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    return Detector.load(source, device), engine
+
+
+def require_serve_extra() -> None:
+    """SsimaeError naming the extra to install when FastAPI or uvicorn is missing."""
+    for module in ("fastapi", "uvicorn", "python_multipart"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise SsimaeError(f"ssimae serve needs the {module} package: pip install 'ssimae[serve]'")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: a free port), for uvicorn to listen on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise SsimaeError(f"--host {host}: unknown address ({err.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise SsimaeError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(args: argparse.Namespace, log=print) -> None:
+    """Load ``args.source`` and serve it until interrupted (the options of :func:`add_arguments`)."""
+    require_serve_extra()
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise SsimaeError(f"--threshold must be a finite number, got {args.threshold}")
+    if not 0 <= args.port <= 65535:
+        raise SsimaeError(f"--port must be between 0 and 65535, got {args.port}")
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    import uvicorn
+
+    from ssimae.serve.app import create_app
+    from ssimae.serve.options import ServeOptions
+
+    detector, engine = load_detector(args.source, args.engine, args.device, args.threads)
+    options = ServeOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels,
+                           max_batch_images=args.max_batch_images, max_wait_ms=args.max_wait_ms,
+                           queue_size=args.queue_size, api_key=api_key, threshold=args.threshold)
+    app = create_app(detector, options)
+    sock = bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    model = app.state.model
+    log(f"ssimae serve: {model['title']} ({engine}) from {args.source}, threshold {model['threshold']:.6g}, "
+        f"on http://{host}:{port}/ (POST /v1/predict; API key {'required' if api_key else 'not required'})",
+        flush=True)
+    if not _is_loopback(args.host) and api_key is None:
+        print(f"ssimae serve: warning: listening on {args.host} without an API key; anyone who can reach this "
+              f"port can use the model (set {API_KEY_ENV})", file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet,
+                            lifespan="on", timeout_graceful_shutdown=10, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ssimae.serve``: ``ssimae serve`` without the ``ssimae`` command (which
+    imports torch for its other subcommands). Bad input: one line and exit status 2."""
+    p = argparse.ArgumentParser(prog="python -m ssimae.serve", description=(
+        "Serve a run or an export over HTTP (POST /v1/predict, GET /v1/model, GET /healthz, a page at /); "
+        "an export with the onnx engine needs no torch."))
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        serve(args)
+    except SsimaeError as e:
+        print(f"ssimae: error: {e}", file=sys.stderr)
+        return 2
+    return 0

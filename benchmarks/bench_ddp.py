@@ -56,7 +56,7 @@ def update_error(run: Path, reference: Path, seed: int = 0) -> float:
     """|update of run - update of reference| / |update of reference|, all parameters as one vector."""
     import torch
 
-    from ssimae.checkpoint import load_checkpoint
+    from ssimae.runs.checkpoint import load_checkpoint
     from ssimae.models import get_model
 
     ckpt = load_checkpoint(reference)
@@ -84,7 +84,7 @@ def main() -> None:
         if args.data:
             data = Path(args.data)
         else:
-            from ssimae.demo_data import make_demo_data
+            from ssimae.data.demo_data import make_demo_data
 
             data = make_demo_data(tmp / "data", seed=0)
         results = []

@@ -8,7 +8,8 @@ In one run, on the same images and the same trained model:
 
 Reports images per second of each (over the whole job, and steady: after each actor's first
 chunk, without the actors' start-up, which a long archive amortises)
-and the speed-up over the one-thread predict (issue #22's target: 2 actors >= 1.7x). The outputs of every configuration are checked to be identical
+and the speed-up over the one-thread predict (issue #22's target: 2 actors >= 1.7x). The
+outputs of every configuration are checked to be identical
 to predict's (predictions.csv byte for byte). Without ``--run`` a model is trained first
 (the paper's network, d = 100, a few patches: its speed is that of any run).
 
@@ -30,7 +31,7 @@ from pathlib import Path
 
 def make_images(folder: Path, n: int, size: int) -> Path:
     """n gray textures of size x size (the demo's texture, defects included) in ``folder``."""
-    from ssimae.demo_data import make_demo_data
+    from ssimae.data.demo_data import make_demo_data
 
     per_type = max(1, n // 8)
     make_demo_data(folder, seed=0, size=size, n_train=max(4, n - 4 * per_type), n_test_good=1,
@@ -39,7 +40,7 @@ def make_images(folder: Path, n: int, size: int) -> Path:
 
 
 def train_run(data: Path, out: Path) -> Path:
-    from ssimae.cli import main
+    from ssimae.cli.main import main
 
     assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", "--patches-per-epoch", "64",
                  "--quiet"]) == 0
@@ -86,13 +87,14 @@ def main() -> None:
     import torch
 
     from ssimae.cluster.ray_scoring import predict_on_ray
-    from ssimae.predict import collect_inputs, predict
+    from ssimae.commands.predict import predict
+    from ssimae.data.inputs import collect_inputs
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
     images = Path(args.images) if args.images else make_images(tmp / "data", args.n, args.size)
     run = Path(args.run) if args.run else train_run(images, tmp / "run")
     if args.engine == "onnx":
-        from ssimae.export import export_onnx
+        from ssimae.inference.export import export_onnx
 
         run = export_onnx(run, tmp / "export").parent
     n = len(collect_inputs([images]))

@@ -146,7 +146,8 @@ class Journal:
 
     def append(self, entries: Iterable[dict]) -> None:
         entries = list(entries)
-        self._file.write("".join(json.dumps(e) + "\n" for e in entries))  # key order kept: the rows are written as they are
+        # json.dumps keeps the keys' order: the rows come back written exactly as they were
+        self._file.write("".join(json.dumps(e) + "\n" for e in entries))
         self._file.flush()
         os.fsync(self._file.fileno())
         self.entries.update((e["key"], e) for e in entries)
@@ -234,7 +235,8 @@ class ScoreActor:
 
     def __call__(self, batch: dict) -> dict:
         done = [self.score_chunk(json.loads(items)) for items in batch["items"]]
-        return {"chunk": np.asarray(batch["chunk"]), "entries": np.array([json.dumps(e) for e, _ in done], dtype=object),
+        return {"chunk": np.asarray(batch["chunk"]),
+                "entries": np.array([json.dumps(e) for e, _ in done], dtype=object),
                 "errors": np.array([json.dumps(x) for _, x in done], dtype=object)}
 
 
@@ -319,8 +321,8 @@ def predict_on_ray(run: str | os.PathLike, inputs: list[str | os.PathLike], out:
     return stats
 
 
-def _run_actors(run, out: Path, owner: tuple[str, str], chunks: list[list], journal: Journal, skipped: list, stats: dict,
-                options: dict, address, actors, threads: int, skip_bad: bool, progress: bool,
+def _run_actors(run, out: Path, owner: tuple[str, str], chunks: list[list], journal: Journal, skipped: list,
+                stats: dict, options: dict, address, actors, threads: int, skip_bad: bool, progress: bool,
                 after_batch, on_journal) -> None:
     """Score ``chunks`` (lists of [input index, file, output name]) with a pool of actors and
     journal their entries as they come back."""
@@ -343,8 +345,8 @@ def _run_actors(run, out: Path, owner: tuple[str, str], chunks: list[list], jour
                             fn_constructor_kwargs=dict(run=os.fspath(Path(run).resolve()), out=os.fspath(out.resolve()),
                                                        lock_owner=owner, options=options, threads=threads,
                                                        after_batch=after_batch))
-        bar = tqdm(total=sum(len(c) for c in chunks), desc=f"scoring on Ray ({actors} actor{'s' if actors > 1 else ''})",
-                   disable=not progress)
+        bar = tqdm(total=sum(len(c) for c in chunks), disable=not progress,
+                   desc=f"scoring on Ray ({actors} actor{'s' if actors > 1 else ''})")
         t0 = time.monotonic()
         batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
         try:

@@ -27,8 +27,9 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
     instead of stopping the run. ``out`` is locked while it is written
     (:class:`ssimae.io.folders.RunLock`). Inputs: files, folders and list files
-    (:func:`ssimae.data.inputs.collect_inputs`). ``engine``: "torch" (``run`` is a run folder or checkpoint)
-    or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
+    (:func:`ssimae.data.inputs.collect_inputs`). ``engine``: "torch" (``run`` is a run folder
+    or checkpoint) or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run
+    without torch)."""
     detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
                                       engine=engine)
     files = collect_inputs(inputs, exclude=out)

@@ -236,6 +236,7 @@ def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int =
         kwargs.update(persistent_workers=True, worker_init_fn=_worker_init)
         if prefetch_factor is not None:
             kwargs["prefetch_factor"] = prefetch_factor
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset, start, shard, batch_size), num_workers=num_workers,
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset, start, shard, batch_size),
+                      num_workers=num_workers,
                       pin_memory=pin_memory, drop_last=drop_last, generator=torch.Generator().manual_seed(0),
                       **kwargs)

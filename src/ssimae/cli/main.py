@@ -253,9 +253,17 @@ def cmd_train(args) -> None:
             check_resume_options(args, saved)
             if args.epochs is None:  # keep the run's own length (a budget run's converted one too)
                 settings.train.epochs = saved.train.epochs
-    path = train(settings, root, args.out, resume=args.resume, dataset_kwargs=data, progress=not args.quiet,
-                 argv=getattr(args, "argv", None))
-    print(f"checkpoint: {path}")
+    from ssimae.cluster.ddp import distributed_context
+
+    par = distributed_context()  # under torchrun: this process's part of the run (ssimae.cluster.ddp)
+    try:
+        path = train(settings, root, args.out, resume=args.resume, dataset_kwargs=data, progress=not args.quiet,
+                     argv=getattr(args, "argv", None), par=par)
+    finally:
+        if par is not None:
+            par.close()
+    if par is None or par.is_main:
+        print(f"checkpoint: {path}")
 
 
 class _Given(argparse.Namespace):
@@ -310,6 +318,14 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from ssimae.commands.predict import predict
 
+    if args.ray is not None:
+        from ssimae.cluster.ray_scoring import predict_on_ray
+
+        predict_on_ray(args.run, args.inputs, args.out, address=args.ray, actors=args.ray_actors,
+                       threads=args.ray_threads, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
+                       residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
+                       skip_bad=args.skip_bad)
+        return
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
             residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
             skip_bad=args.skip_bad)
@@ -392,10 +408,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="heat map, defect mask and overlay for images",
                        description="Segment defects in images or folders (searched recursively).")
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders, or list files (.txt/.lst: one image path a line, relative to the list)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
+    g = p.add_argument_group("scoring on Ray (archives; needs pip install 'ssimae[ray]')")
+    g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
+                   help="score with a pool of Ray actors: auto (the cluster of RAY_ADDRESS or of this machine, else a "
+                        "local one) or a cluster's address; restartable: a rerun into the same --out skips the "
+                        "images already done")
+    g.add_argument("--ray-actors", type=int, default=None, metavar="N",
+                   help="actors (one detector each; default: the cluster's CPUs / --ray-threads)")
+    g.add_argument("--ray-threads", type=int, default=1, metavar="N", help="CPU threads per actor (default 1)")
     p.add_argument("--skip-bad", action="store_true", help="report and skip unreadable images instead of stopping")
     p.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map (default: the run's own; the stored threshold belongs to it)")

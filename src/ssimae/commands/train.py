@@ -10,21 +10,28 @@ from ssimae.inference.detector import Detector
 from ssimae.io.folders import RunLock
 from ssimae.runs.checkpoint import CHECKPOINT_NAME, save_run
 from ssimae.runs.settings import RunSettings
-from ssimae.training.loop import fit
+from ssimae.training.loop import SingleProcess, fit
 
 
 def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: bool = False,
-          dataset_kwargs: dict | None = None, progress: bool = True, log=print, argv: list[str] | None = None) -> Path:
+          dataset_kwargs: dict | None = None, progress: bool = True, log=print, argv: list[str] | None = None,
+          par: SingleProcess | None = None) -> Path:
     """Train one model and choose its threshold; returns the checkpoint path (``out``/model.pt).
     ``argv``: the command line, recorded with the package versions in ``out``/run_info.json.
+    ``par``: the processes training the run together (:func:`ssimae.training.loop.fit`; under
+    torchrun :class:`ssimae.cluster.ddp.DdpTraining`): only rank 0 locks, chooses the
+    threshold and writes.
 
     ``out`` is locked while training (:class:`ssimae.io.folders.RunLock`): a second writer
     into the same folder is refused."""
     run.train.validate()
     run.inference.validate()
+    if par is not None and not par.is_main:
+        fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, argv=argv, par=par)
+        return Path(out) / CHECKPOINT_NAME
     with RunLock(out):
         trained = fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, progress=progress, log=log,
-                      argv=argv)
+                      argv=argv, par=par)
         s = trained.settings
         found = calibrate(Detector(trained.network, trained.model, s.inference, s.train.params, trained.device),
                           trained.val_paths, progress)

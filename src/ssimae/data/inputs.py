@@ -1,5 +1,5 @@
-"""The images a command is given: files and folders (searched recursively), each with the
-relative name its outputs get."""
+"""The images a command is given: files, folders (searched recursively) and list files, each
+with the relative name its outputs get."""
 from __future__ import annotations
 
 import os
@@ -9,9 +9,40 @@ from ssimae.data.datasets import walk_images
 from ssimae.errors import SsimaeError
 
 
+LIST_SUFFIXES = (".txt", ".lst")  # an input file with one of these names is a list of image paths
+
+
+def read_image_list(path: Path) -> list[tuple[Path, PurePath]]:
+    """The images of a list file (one path per line; blank lines and lines starting with #
+    skipped; relative paths are relative to the list file's folder), each with its output
+    name: its path relative to that folder (without suffix), or its stem for a file
+    outside it. SsimaeError naming the entry (and the list's line) for a missing one."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SsimaeError(f"cannot read the list of images ({getattr(err, 'strerror', None) or err})", path) from None
+    base, found = path.parent, []
+    for number, line in enumerate(lines, 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        f = Path(os.path.normpath(base / entry))  # "../x.png" leaves the folder: named by its stem
+        if not f.is_file():
+            raise SsimaeError(f"no such image file (line {number} of the list {path})", f)
+        try:
+            rel = f.relative_to(base).with_suffix("")
+        except ValueError:
+            rel = PurePath(f.stem)
+        found.append((f, PurePath(rel)))
+    if not found:
+        raise SsimaeError("the list names no images", path)
+    return found
+
+
 def collect_inputs(inputs: list[str | os.PathLike], exclude: str | os.PathLike | None = None
                    ) -> list[tuple[Path, PurePath]]:
-    """Images to predict, each with its output-relative path (without suffix).
+    """Images to predict, each with its output-relative path (without suffix). An input is a
+    folder (searched recursively), an image file, or a list file (:func:`read_image_list`).
 
     Files under ``exclude`` (the output folder, when it lies inside an input folder) are not
     inputs: a second run does not predict the first one's heat maps."""
@@ -26,6 +57,8 @@ def collect_inputs(inputs: list[str | os.PathLike], exclude: str | os.PathLike |
             if not files:
                 raise SsimaeError("no images in this folder", p)
             found += [(f, f.relative_to(p).with_suffix("")) for f in files]
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            found += read_image_list(p)
         elif p.is_file():
             found.append((p, PurePath(p.stem)))
         else:

@@ -3,23 +3,48 @@ folder or checkpoint) and onnx (:class:`ssimae.inference.onnx_detector.OnnxDetec
 export; imports no torch)."""
 from __future__ import annotations
 
+import math
 import os
 
+from ssimae.core.residual import check_residual
 from ssimae.errors import SsimaeError
 
 
 ENGINES = ("torch", "onnx")
 
 
-def load_detector(run: str | os.PathLike, engine: str = "torch", device: str | None = None):
+def load_detector(run: str | os.PathLike, engine: str = "torch", device: str | None = None,
+                  threads: int | None = None):
     """A :class:`ssimae.inference.detector.Detector` (engine "torch") or an
-    :class:`ssimae.runtime.OnnxDetector` (engine "onnx"; imports no torch)."""
+    :class:`ssimae.runtime.OnnxDetector` (engine "onnx"; imports no torch; ``threads``:
+    onnxruntime's intra-op threads, None for its default)."""
     if engine == "onnx":
         from ssimae.inference.onnx_detector import OnnxDetector
 
-        return OnnxDetector.load(run)
+        return OnnxDetector.load(run, threads)
     if engine != "torch":
         raise SsimaeError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     from ssimae.inference.detector import Detector
 
     return Detector.load(run, device)
+
+
+def open_detector(run: str | os.PathLike, *, threshold: float | None = None, device: str | None = None,
+                  residual: str | None = None, smooth: float | None = None, engine: str = "torch",
+                  threads: int | None = None):
+    """(detector, threshold in use, residual name) for ``predict``'s options, checked: a
+    finite --threshold, a residual the model has, a threshold stored or given."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise SsimaeError(f"--threshold must be a finite number, got {threshold}")
+    detector = load_detector(run, engine, device, threads)
+    if smooth is not None:
+        detector = detector.with_settings(smooth=smooth)
+    if residual is not None and residual != detector.default_residual and threshold is None:
+        raise SsimaeError(f"the stored threshold belongs to the {detector.default_residual} residual; "
+                          f"give --threshold for the {residual} residual", run)
+    if residual is not None:
+        check_residual(residual, detector.outputs)
+    t = detector.threshold if threshold is None else threshold
+    if t is None:
+        raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
+    return detector, float(t), residual or detector.default_residual

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path, PurePath
 from typing import Sequence
 
@@ -17,7 +18,8 @@ import numpy as np
 
 from ssimae.core.verdict import GOOD, Prediction
 from ssimae.io.files import atomic_write_bytes
-from ssimae.reporting.html import save_thumbnails, write_report
+from ssimae.errors import SsimaeError
+from ssimae.reporting.html import REPORT_NAME, save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, outcome, summary, write_verdicts
 
@@ -69,6 +71,12 @@ class PredictionWriter:
         folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
         self.rows.append({**self.records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
 
+    def add_row(self, row: dict) -> None:
+        """The report row of an image whose outputs were written earlier, by :meth:`add` of
+        another writer on the same folder (another process: ``rows[-1]`` after its add)."""
+        self.rows.append(row)
+        self.records.append({k: v for k, v in row.items() if k not in ("type", "thumbs")})
+
     def skip(self, source: Path, problem: str) -> None:
         """An unreadable input (listed in the report)."""
         self.skipped.append((Path(source), problem))
@@ -85,9 +93,26 @@ class PredictionWriter:
     def _settle_labels(self) -> None:
         """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
         ``good`` subfolder; otherwise subfolders are just folders and both are dropped."""
-        if not any(r["label"] == GOOD for r in self.records):
+        if not any(r.get("label") == GOOD for r in self.records):
             for r in (*self.records, *self.rows):
                 r["label"] = r["outcome"] = None
+
+    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, n_files: int,
+                       log=print) -> None:
+        """:meth:`finish` as ``ssimae predict`` sums it up (``threshold``: the one given, None
+        for the stored one), then the summary logged and the skipped inputs on stderr;
+        SsimaeError when every input was skipped."""
+        if not self.records:
+            raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
+        said = f"{self.summary()} ({threshold_source(detector.settings, threshold)})"
+        self.finish(f"ssimae predict: {Path(run).name}", said, [
+            f"run: {run}; model: {detector.title}, {residual} residual; inputs: "
+            + ", ".join(os.fspath(i) for i in inputs)])
+        log(said)
+        if self.skipped:
+            print(f"ssimae: skipped {len(self.skipped)} unreadable image(s): "
+                  + ", ".join(str(f) for f, _ in self.skipped), file=sys.stderr)
+        log(f"wrote predictions for {n_files} images to {self.out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
 
     def summary(self) -> str:
         """'3 of 12 images defective at threshold 0.5' (and the image threshold, the false rejects

@@ -77,6 +77,7 @@ class TrainSettings:
     channels_last: bool = False  # NHWC memory format (speed only)
     budget_minutes: float | None = None  # a time budget, converted once into ``epochs``
     measured_patches_per_s: float | None = None  # the throughput that conversion measured
+    processes: int = 1  # processes that trained it together (torchrun); batch_size is their joint batch
 
     def __post_init__(self) -> None:
         from ssimae.models import get_model

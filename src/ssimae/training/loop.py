@@ -32,6 +32,34 @@ from ssimae.runs.settings import RunSettings, TrainSettings
 from ssimae.training.patches import RandomPatches, make_loader
 
 
+class SingleProcess:
+    """Training in this process alone (the default). :class:`ssimae.cluster.ddp.DdpTraining`
+    spreads one run over the processes of torchrun with the same interface: ``rank`` of
+    ``world`` processes; only rank 0 (``is_main``) writes the run; ``losses`` wraps the loss
+    functions so that backward averages the gradients over the processes; ``mean`` is a
+    per-process loss averaged over them, ``any`` a flag set in any process (the processes
+    stop together); ``step_seed`` reseeds a process's global RNG for a step (ranks > 0:
+    their own noise for sampling models); ``check`` refuses settings the processes cannot
+    train; ``device``: this process's device (None: the run's --device)."""
+
+    rank, world, is_main, device = 0, 1, True, None
+
+    def losses(self, net, fns: dict) -> dict:
+        return fns
+
+    def mean(self, loss: torch.Tensor) -> float:
+        return loss.item()
+
+    def any(self, flag: bool) -> bool:
+        return flag
+
+    def step_seed(self, seed: int, epoch: int, step: int) -> None:
+        pass
+
+    def check(self, t: TrainSettings) -> None:
+        """SsimaeError if the run's settings cannot be trained by these processes."""
+
+
 def _write_log(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     if rows:
@@ -132,9 +160,10 @@ def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, 
 
 
 def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, out: Path, save, progress, log,
-          warm_loss=None) -> bool:
+          warm_loss=None, par: SingleProcess = SingleProcess()) -> bool:
     """Run the epochs from ``state`` ({"epoch", "step", "rows"}); returns True when the
-    time limit stopped it. Saves the checkpoint and the log after every epoch."""
+    time limit stopped it. Saves the checkpoint and the log after every epoch (rank 0 of
+    ``par``; the patches and losses logged are those of all processes)."""
     n_steps = math.ceil(t.patches_per_epoch / t.batch_size)
     total_steps = n_steps * t.epochs
     warm_steps = int(round(t.l2_warmup * total_steps))
@@ -151,18 +180,20 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
             global_step = state["epoch"] * n_steps + state["step"]
             for group in opt.param_groups:
                 group["lr"] = learning_rate(global_step, total_steps, t)
+            par.step_seed(t.seed, state["epoch"], state["step"])
             loss = (warm_loss if global_step < warm_steps else loss_fn)(x)
-            if not torch.isfinite(loss):
-                raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {loss.item()}); "
+            value = par.mean(loss)
+            if not math.isfinite(value):
+                raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {value}); "
                                   f"the last good checkpoint is kept", out / CHECKPOINT_NAME)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             state["step"] += 1
-            seen += x.shape[0]
-            total += loss.item() * x.shape[0]
-            bar.set_postfix(loss=f"{loss.item():.4f}", patches_s=f"{seen / max(time.monotonic() - t0, 1e-9):.0f}")
-            if budget is not None and time.monotonic() - start >= budget:
+            seen += x.shape[0] * par.world
+            total += value * x.shape[0] * par.world
+            bar.set_postfix(loss=f"{value:.4f}", patches_s=f"{seen / max(time.monotonic() - t0, 1e-9):.0f}")
+            if par.any(budget is not None and time.monotonic() - start >= budget):
                 stopped = True
                 break
         bar.close()
@@ -172,8 +203,9 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
         state["rows"].append(row)
         if state["step"] >= n_steps:
             state["epoch"], state["step"] = state["epoch"] + 1, 0
-        save(finished=False)
-        _write_log(out / "train_log.csv", state["rows"])
+        if par.is_main:
+            save(finished=False)
+            _write_log(out / "train_log.csv", state["rows"])
         if progress:
             log(f"epoch {row['epoch']}/{t.epochs}: loss {row['loss']}, {row['patches_per_s']} patches/s")
     return stopped
@@ -204,21 +236,30 @@ class Trained:
 
 
 def fit(run: RunSettings, data_root, out: str | Path, *, resume: bool = False, dataset_kwargs: dict | None = None,
-        progress: bool = True, log=print, argv: list[str] | None = None) -> Trained:
+        progress: bool = True, log=print, argv: list[str] | None = None, par: SingleProcess | None = None) -> Trained:
     """Train one model (or continue the interrupted run in ``out`` with ``resume``) and
     return its state; the caller holds the run folder's lock and chooses the threshold
     (:func:`ssimae.commands.train.train`). Writes ``out``/model.pt and train_log.csv after
-    every epoch, config.json and run_info.json (``argv``: the command line) at the start."""
+    every epoch, config.json and run_info.json (``argv``: the command line) at the start.
+
+    ``par``: the processes training the run together (:class:`SingleProcess`, the default,
+    or :class:`ssimae.cluster.ddp.DdpTraining`); ``run.train.batch_size`` is the batch of all
+    of them together, and only rank 0 writes (the others log nothing)."""
     out = Path(out)
+    par = par or SingleProcess()
+    if not par.is_main:
+        progress, log = False, (lambda *_: None)
     ckpt_path = out / CHECKPOINT_NAME
     run, ckpt, data_root, dataset_kwargs = _start_or_resume(run, out, resume, data_root, dataset_kwargs)
     t = run.train
+    par.check(t)
     model = get_model(t.model)
     t.params = model.prepare(t.params)
     run.inference.residual = run.inference.residual or model.default_residual
     train_paths, val_paths = _training_images(run, data_root, dataset_kwargs, log, progress)
 
-    device = pick_device(t.device)
+    device = par.device or pick_device(t.device)
+    t.processes = par.world
     patches = RandomPatches(train_paths, t.patches_per_epoch, PATCH_SIZE, run.inference.preprocess, seed=t.seed,
                             progress=progress, augment=t.augment)
     if t.budget_minutes is not None and ckpt is None:
@@ -238,9 +279,10 @@ def fit(run: RunSettings, data_root, out: str | Path, *, resume: bool = False, d
         torch.set_rng_state(ckpt["rng"])
         if (out / "train_log.csv").exists():
             state["rows"] = list(csv.DictReader((out / "train_log.csv").open()))
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(out, run)  # again at the end, with the threshold
-    record_invocation(out, argv)
+    if par.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_config(out, run)  # again at the end, with the threshold
+        record_invocation(out, argv)
 
     def save(finished: bool):
         save_checkpoint(ckpt_path, settings=run, model=net.state_dict(), optimizer=opt.state_dict(),
@@ -248,11 +290,11 @@ def fit(run: RunSettings, data_root, out: str | Path, *, resume: bool = False, d
 
     # One loader for the whole run: its own seeded generator (the global RNG, which the VAE
     # samples from, is not touched), persistent workers, and a mid-epoch start on resume.
-    loader = make_loader(patches, t.batch_size, t.num_workers, pin_memory=device.type == "cuda",
-                         start=state["step"] * t.batch_size)
+    loader = make_loader(patches, t.batch_size // par.world, t.num_workers, pin_memory=device.type == "cuda",
+                         start=state["step"] * t.batch_size, shard=(par.rank, par.world))
     net.train()
-    if _loop(state, loss_fn, opt, loader, patches, device, t, out, save, progress, log,
-             get_model("l2").loss(net, None, device)):
+    fns = par.losses(net, {"model": loss_fn, "l2": get_model("l2").loss(net, None, device)})
+    if _loop(state, fns["model"], opt, loader, patches, device, t, out, save, progress, log, fns["l2"], par):
         log(f"stopped after {t.max_minutes} minutes (--max-minutes) at epoch {state['epoch'] + 1}, "
             f"step {state['step']}; continue with --resume")
 

@@ -181,19 +181,36 @@ class EpochSampler(Sampler):
     """Yields (epoch, i) for i in range(start, len(dataset)), reading ``dataset.epoch`` when
     iteration starts, in the main process: persistent workers hold stale copies of the dataset,
     so the epoch travels with each index instead. ``start`` > 0 resumes inside an epoch; it
-    applies to the next iteration only (later epochs start at 0)."""
+    applies to the next iteration only (later epochs start at 0).
 
-    def __init__(self, dataset: RandomPatches, start: int = 0):
+    ``shard=(rank, world)`` with ``batch_size`` b (one process's batch): the items of process
+    ``rank`` of ``world`` training one run together (:mod:`ssimae.cluster.ddp`). The epoch's
+    items are cut into global batches of b * world consecutive indices (the last one shorter),
+    and each global batch into ``world`` equal consecutive slices, slice ``rank`` for this
+    process; so the processes' batches of one step together are the single-process batch of
+    that step. ``start`` is then a multiple of b * world."""
+
+    def __init__(self, dataset: RandomPatches, start: int = 0, shard: tuple[int, int] = (0, 1), batch_size: int = 1):
         self.dataset = dataset
         self.start = int(start)
+        self.shard = shard
+        self.batch_size = int(batch_size)
+
+    def _indices(self, start: int):
+        n, (rank, world) = len(self.dataset), self.shard
+        if world == 1:
+            return range(start, n)
+        step = self.batch_size * world
+        return [i for s in range(start, n, step) for k in [(min(s + step, n) - s) // world]
+                for i in range(s + rank * k, s + (rank + 1) * k)]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, start = self.dataset.epoch, min(self.start, len(self.dataset))
         self.start = 0
-        return ((epoch, i) for i in range(start, len(self.dataset)))
+        return ((epoch, i) for i in self._indices(start))
 
     def __len__(self) -> int:
-        return len(self.dataset) - min(self.start, len(self.dataset))
+        return len(self._indices(min(self.start, len(self.dataset))))
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -202,12 +219,15 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int = 0, *, pin_memory: bool = False,
-                drop_last: bool = False, prefetch_factor: int | None = None, start: int = 0) -> DataLoader:
+                drop_last: bool = False, prefetch_factor: int | None = None, start: int = 0,
+                shard: tuple[int, int] = (0, 1)) -> DataLoader:
     """DataLoader of (B, C, patch, patch) float32 batches over ``dataset`` in index order.
 
     Items are already random, so there is no shuffling; call ``dataset.set_epoch(e)`` before
     iterating epoch e (the :class:`EpochSampler` carries it to the workers); ``start`` skips
-    the first items of the first iteration (resuming mid-epoch). Workers are
+    the first items of the first iteration (resuming mid-epoch); ``shard=(rank, world)``: this
+    process's share of each global batch (:class:`EpochSampler`; ``batch_size`` is then the
+    batch of one process). Workers are
     persistent when ``num_workers > 0``. The loader has its own seeded torch generator, so
     iterating it neither depends on nor advances the global torch RNG.
     """
@@ -216,6 +236,7 @@ def make_loader(dataset: RandomPatches, batch_size: int = 32, num_workers: int =
         kwargs.update(persistent_workers=True, worker_init_fn=_worker_init)
         if prefetch_factor is not None:
             kwargs["prefetch_factor"] = prefetch_factor
-    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset, start), num_workers=num_workers,
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochSampler(dataset, start, shard, batch_size),
+                      num_workers=num_workers,
                       pin_memory=pin_memory, drop_last=drop_last, generator=torch.Generator().manual_seed(0),
                       **kwargs)

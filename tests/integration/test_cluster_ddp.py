@@ -1,0 +1,113 @@
+"""Distributed training with torchrun (#22 part 3): ``torchrun --nproc_per_node 2 -m ssimae
+train`` on CPUs (gloo) trains the parameters one process trains from the same global batches,
+only rank 0 writes the run, and ``--resume`` continues a run under torchrun."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ssimae
+from ssimae.cli.main import main
+from ssimae.cluster.ddp import check_batches, torchrun_env
+from ssimae.errors import SsimaeError
+from ssimae.models import get_model
+from ssimae.training.patches import RandomPatches, make_loader
+
+# 2 epochs of 28 patches in global batches of 8: 3 full steps and a last one of 4 (2 per process)
+RUN = ["--model", "ssim", "--epochs", "2", "--patches-per-epoch", "28", "--batch-size", "8", "--latent-dim", "8",
+       "--quiet"]
+
+
+def torchrun(args, nproc=2):
+    """``torchrun --standalone --nproc_per_node nproc -m ssimae ARGS`` with this tree's ssimae, one thread each."""
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(ssimae.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "ssimae", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def initial_state():
+    """The network every run starts from (seed 0, d = 8)."""
+    torch.manual_seed(0)
+    return get_model("ssim").build(8, get_model("ssim").Params(), "none", channels=1).state_dict()
+
+
+def update_error(run, reference) -> float:
+    """|update of ``run`` - update of ``reference``| / |update of ``reference``| (all parameters
+    as one vector; updates from the common initial state). Adam turns ~1e-7 differences of a
+    near-zero gradient into steps of size lr, so parameters are compared as a whole."""
+    init = initial_state()
+    a = torch.load(Path(run) / "model.pt", weights_only=True)["model"]
+    b = torch.load(Path(reference) / "model.pt", weights_only=True)["model"]
+    da = torch.cat([(a[k] - init[k]).flatten() for k in init])
+    db = torch.cat([(b[k] - init[k]).flatten() for k in init])
+    return ((da - db).norm() / db.norm()).item()
+
+
+@pytest.fixture(scope="module")
+def one_process(demo_root, tmp_path_factory):
+    """The reference: the same run trained by one process."""
+    out = tmp_path_factory.mktemp("ddp") / "one"
+    assert main(["train", "--data", str(demo_root), "--out", str(out), *RUN]) == 0
+    return out
+
+
+def test_rank_shards_make_up_the_single_process_batches(demo_root):
+    """The batches of 2 processes at each step, concatenated, are the one-process batch of that step."""
+    images = sorted((demo_root / "train" / "good").glob("*.png"))
+    ds = RandomPatches(images, 28, progress=False)
+    ds.set_epoch(1)
+    single = list(make_loader(ds, batch_size=8, start=8))
+    ranks = [list(make_loader(ds, batch_size=4, start=8, shard=(r, 2))) for r in range(2)]
+    assert [len(b) for b in single] == [8, 8, 4] and [len(b) for b in ranks[0]] == [4, 4, 2]
+    for step, batch in enumerate(single):
+        assert torch.equal(torch.cat([ranks[0][step], ranks[1][step]]), batch)
+
+
+def test_torchrun_environment_and_batch_checks():
+    assert torchrun_env({}) is None
+    assert torchrun_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}).rank == 1
+    with pytest.raises(SsimaeError, match="impossible"):
+        torchrun_env({"RANK": "2", "WORLD_SIZE": "2", "LOCAL_RANK": "0"})
+    check_batches(32, 10_000, 2)  # the paper's budget: 312 steps of 32 and one of 16
+    with pytest.raises(SsimaeError, match="--batch-size 9"):
+        check_batches(9, 27, 2)
+    with pytest.raises(SsimaeError, match="last batch of each epoch"):
+        check_batches(8, 27, 2)
+
+
+def test_torchrun_two_processes_train_the_one_process_run(demo_root, one_process, tmp_path):
+    out = tmp_path / "two"
+    done = torchrun(["train", "--data", str(demo_root), "--out", str(out), *RUN])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("checkpoint:") == 1 and done.stdout.count("training the SSIM-AE") == 1  # rank 0 speaks
+    assert update_error(out, one_process) < 1e-2
+    # rank 0 alone wrote the run: one invocation recorded, the lock released, the processes recorded
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "run_info.json", "train_log.csv"]
+    assert len(json.loads((out / "run_info.json").read_text())["invocations"]) == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["processes"] == 2 and config["train"]["batch_size"] == 8
+    log = (out / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[1:3] for row in log[1:]] == [["4", "28"], ["4", "28"]]  # steps, patches of all processes
+    assert config["inference"]["threshold"] == pytest.approx(
+        json.loads((one_process / "config.json").read_text())["inference"]["threshold"], rel=1e-2)
+
+
+def test_torchrun_resumes_an_interrupted_run(demo_root, one_process, tmp_path):
+    """Stopped after one step (--max-minutes 0) in one process, resumed by two processes: the
+    parameters of the uninterrupted one-process run."""
+    out = tmp_path / "resumed"
+    assert main(["train", "--data", str(demo_root), "--out", str(out), *RUN, "--max-minutes", "0"]) == 0
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["finished"]) == (0, 1, False)
+    done = torchrun(["train", "--out", str(out), "--resume", "--quiet"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["finished"]) == (2, True)
+    assert update_error(out, one_process) < 1e-2
+    assert len(json.loads((out / "run_info.json").read_text())["invocations"]) == 2

@@ -108,5 +108,5 @@ def test_registry_refuses_duplicates_and_unknown_names(toy):
         register_model(ToyAE)
     with pytest.raises(ValueError, match="already registered"):
         register_residual("toy-abs")(toy_abs)
-    with pytest.raises(SsimaeError, match="unknown model 'nope'; choose from ssim, l2, vae, fm, toy"):
+    with pytest.raises(SsimaeError, match="unknown model 'nope'; choose from ssim, l2, vae, fm, inpaint, draem, draem-recon, toy"):
         TrainSettings(model="nope")

@@ -61,6 +61,8 @@ def test_vae_residual_from_pooled_moments():
 
 
 def test_default_residual_per_model():
-    assert {n: m.default_residual for n, m in MODELS.items()} == {"l2": "l2", "ssim": "ssim", "fm": "l2", "vae": "vae"}
+    assert {n: m.default_residual for n, m in MODELS.items()} == {"l2": "l2", "ssim": "ssim", "fm": "l2", "vae": "vae",
+                                                                   "inpaint": "ssim", "draem": "draem",
+                                                                   "draem-recon": "msgms"}
     with pytest.raises(SsimaeError, match="unknown residual 'l1'"):
         residual_map("l1", torch.zeros(4, 4), {"recon": torch.zeros(4, 4)}, CTX)

@@ -97,7 +97,13 @@ def test_predict_writes_verdicts(trained_run, demo_root, tmp_path, capsys):
     n_bad = 0
     for r, j in zip(rows, lines):
         assert r["path"] == j["path"] and float(r["score"]) == j["score"] and float(r["threshold"]) == j["threshold"]
-        assert (r["defective"] == "yes") == j["defective"] == (np.float32(j["score"]) > np.float32(j["threshold"]))
+        # the verdict: the image score above the run's image threshold (the pixel threshold draws the mask)
+        assert j["image_threshold"] is not None and float(r["image_threshold"]) == j["image_threshold"]
+        assert (r["defective"] == "yes") == j["defective"] == (j["score"] > j["image_threshold"])
+        assert r["label"] == j["label"] == j["path"].split("/")[0]
+        assert r["outcome"] == j["outcome"] == {(False, True): "false reject", (True, False): "escape",
+                                                 (False, False): "pass", (True, True): "found"}[
+            (j["label"] != "good", j["defective"])]
         mask = np.array(Image.open(out / (j["path"][:-4] + "_mask.png"))) > 0
         assert j["defect_area"] == int(r["defect_area"]) == int(mask.sum())
         regions = json.loads(r["regions"])

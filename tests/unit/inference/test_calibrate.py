@@ -125,7 +125,8 @@ def test_predict_says_which_threshold(run_copy, demo_root, tmp_path, capsys):
     assert main(["predict", str(run_copy), str(one), "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert f"stored: quantile rule, recalibrated" in capsys.readouterr().out
     assert main(["predict", str(run_copy), str(one), "--out", str(tmp_path / "c"), "--threshold", "0.5"]) == 0
-    assert "at threshold 0.5 (given with --threshold)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "at pixel threshold 0.5, image threshold " in said and "(given with --threshold)" in said
 
 
 def bad_good_folder(tmp_path, kind):
@@ -192,3 +193,28 @@ def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_roo
     images = sorted((demo_root / "train" / "good").glob("*.png"))[:2]
     expected = threshold_from_maps([det.residual_map(read_image(p)) for p in images], det.settings)
     assert calibrate(det, images, progress=False).threshold == expected
+
+
+@pytest.mark.parametrize("fpr, score", [(0.01, "max"), (0.25, "top1%")])
+def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_root, fpr, score):
+    """ssimae calibrate stores the image threshold of --image-fpr: counted over the detector's
+    own maps of the good images, at most floor(fpr * n) of them score above it, and none of
+    their scores below it would do; predict's verdicts then follow it."""
+    from ssimae.core.verdict import image_score
+
+    good = demo_root / "train" / "good"
+    assert main(["calibrate", str(run_copy), "--good", str(good), "--image-fpr", str(fpr), "--image-score", score,
+                 "--quiet"]) == 0
+    inf = load_checkpoint(run_copy)["settings"].inference
+    assert (inf.image_fpr, inf.image_score) == (fpr, score)
+    det = Detector.load(run_copy)
+    scores = [image_score(gray_opening(det.residual_map(read_image(p)), inf.opening_diameter), score)
+              for p in sorted(good.iterdir())]
+    allowed = int(np.floor(fpr * len(scores)))
+    t = inf.image_threshold
+    assert sum(s > t for s in scores) <= allowed
+    assert all(sum(s > c for s in scores) > allowed for c in scores if c < t)
+    assert inf.threshold_history[-1]["previous_image_threshold"] is not None
+    for p in sorted(good.iterdir())[:3]:
+        pred = det.predict(read_image(p))
+        assert pred.image_threshold == t and pred.defective == (pred.score > t)

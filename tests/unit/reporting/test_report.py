@@ -23,7 +23,9 @@ def test_predict_report_has_a_row_per_image(trained_run, demo_root, tmp_path):
     for cells in rows:  # path, type (the subfolder), score, verdict, defect area, thumbnails
         v = verdicts[cells[0]]
         assert cells[1] == cells[0].split("/")[0]
-        assert cells[2] == _fmt(v["score"]) and cells[3] == ("defective" if v["defective"] else "no defect")
+        verdict = "defective" if v["defective"] else "no defect"
+        shown = f" ({v['outcome']})" if v["outcome"] in ("false reject", "escape") else ""
+        assert cells[2] == _fmt(v["score"]) and cells[3] == verdict + shown
         assert int(cells[4]) == v["defect_area"]
     assert sum(link.startswith("thumbs/") for link in page.links) == 4 * len(rows)  # input, recon, heat map, overlay
     folders = {p.parent.name for p in (demo_root / "test").rglob("*.png")}

@@ -13,7 +13,6 @@ machine. Writes DIR/results.json and DIR/results.md; runs that exist are reused.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import subprocess
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from recipe_ablation import training_time  # noqa: E402  (benchmarks/: (patches, minutes, patches/s) of a run)
 from scipy import ndimage as ndi
 
 DEMO = ["--epochs", "8", "--patches-per-epoch", "1000"]
@@ -110,13 +110,6 @@ def score(run: Path) -> dict:
                                        "image_auc": {k: float(roc_auc_score(labels, v)) for k, v in images.items()},
                                        "per_type": {k: v["pixel_roc_auc"] for k, v in m["per_type"].items()}}
     return out
-
-
-def training_time(run: Path) -> tuple[int, float, float]:
-    rows = list(csv.DictReader((run / "train_log.csv").open()))
-    patches = sum(int(r["patches"]) for r in rows)
-    seconds = sum(int(r["patches"]) / float(r["patches_per_s"]) for r in rows)
-    return patches, seconds / 60, patches / seconds
 
 
 def main() -> None:

@@ -187,7 +187,8 @@ def test_predict_refuses_a_bomb_tiff_in_one_line(tmp_path, trained_run, monkeypa
 _WRITER = r"""
 import sys
 import numpy as np
-from ssimae.core.metrics import RocCurve, write_roc_csv
+from ssimae.core.metrics import RocCurve
+from ssimae.reporting.tables import write_roc_csv
 
 path, n = sys.argv[1], int(sys.argv[2])
 curves = []
@@ -209,7 +210,8 @@ def test_kill_during_a_report_write_leaves_a_complete_file(tmp_path):
     import time
 
     import ssimae
-    from ssimae.core.metrics import RocCurve, write_roc_csv
+    from ssimae.core.metrics import RocCurve
+    from ssimae.reporting.tables import write_roc_csv
 
     n = 200_000
     complete = []

@@ -61,7 +61,7 @@ def toy():
 def test_toy_model_trains_evaluates_and_predicts(toy, demo_root, tmp_path):
     run = RunSettings(TrainSettings(model="toy", latent_dim=8, epochs=1, patches_per_epoch=24, batch_size=8,
                                     params=ToyParams(scale=2.0)), InferenceSettings())
-    from ssimae.training.loop import train
+    from ssimae.commands.train import train
 
     ckpt = train(run, str(demo_root), tmp_path / "run", progress=False, log=lambda *a: None)
     det = Detector.load(ckpt)

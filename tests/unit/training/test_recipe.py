@@ -205,11 +205,13 @@ def test_validation_statistics_are_those_of_the_validation_maps(demo_root, tmp_p
     torch.manual_seed(0)
     det = Detector(AutoEncoder(8), "ssim", InferenceSettings(threshold_rule="max-region"))
     files = sorted((demo_root / "train" / "good").glob("*.png"))[:2]
-    threshold = calibrate(det, files, progress=False).threshold
+    found = calibrate(det, files, progress=False)  # returns values; the detector is not changed
+    threshold = found.threshold
+    assert det.settings.residual_stats == {}
     maps = [Detector(det.network, "ssim").analyze_many(read_image(f), ("ssim", "l2"))[1] for f in files]
     for name in ("ssim", "l2"):
         values = np.concatenate([m[name].ravel() for m in maps])
-        assert det.settings.residual_stats[name] == pytest.approx([values.mean(), values.std()], rel=1e-6)
+        assert found.residual_stats[name] == pytest.approx([values.mean(), values.std()], rel=1e-6)
     assert threshold == select_threshold([m["ssim"] for m in maps], 4, 0)
 
 

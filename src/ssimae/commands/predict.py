@@ -12,10 +12,10 @@ from tqdm.auto import tqdm
 
 from ssimae.core.residual import check_residual
 from ssimae.data.inputs import collect_inputs
-from ssimae.errors import SsimaeError
+from ssimae.errors import SsimaeError, printable
 from ssimae.inference.engines import load_detector
-from ssimae.io.folders import prepare_out_dir
-from ssimae.reporting.html import REPORT_NAME
+from ssimae.io.folders import RunLock
+from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
 from ssimae.reporting.predictions import PredictionWriter, threshold_source
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
 
@@ -43,17 +43,23 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     if residual is not None:
         check_residual(residual, detector.outputs)
     t = detector.threshold if threshold is None else threshold
+    name = residual or detector.default_residual
     if t is None:
         raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
-    files = collect_inputs(inputs, exclude=out)
-    out = prepare_out_dir(out)
+    files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))
+    with RunLock(out, "ssimae predict"):
+        return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs)
+
+
+def _predict(detector, files, out: Path, t: float, threshold, name: str, save_raw: bool, skip_bad: bool, progress,
+             log, run, inputs) -> list[Path]:
+    """:func:`predict` inside the output folder's lock."""
     writer = PredictionWriter(out, t, save_raw)
-    name = residual or detector.default_residual
     rels = dict(files)
     with tqdm(total=len(files), desc="predicting", disable=None if progress else True) as bar:
         for scored in detector.predict_files([f for f, _ in files], t, name, skip_bad=skip_bad):
             if scored.error is not None:
-                print(f"ssimae: skipping {scored.error}", file=sys.stderr)
+                print(f"ssimae: skipping {printable(str(scored.error))}", file=sys.stderr)
                 writer.skip(scored.path, scored.error.problem)
             else:
                 writer.add(scored.path, rels[scored.path], scored.image, scored.prediction)
@@ -66,6 +72,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     log(said)
     if writer.skipped:
         print(f"ssimae: skipped {len(writer.skipped)} unreadable image(s): "
-              + ", ".join(str(f) for f, _ in writer.skipped), file=sys.stderr)
-    log(f"wrote predictions for {len(files)} images to {out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+              + ", ".join(printable(os.fsdecode(f)) for f, _ in writer.skipped), file=sys.stderr)
+    log(f"wrote predictions for {len(writer.records)} images to {printable(str(out))} "
+        f"({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
     return writer.written

@@ -4,7 +4,8 @@ report.html (:class:`PredictionWriter`).
 
 Outputs mirror each image's path relative to the folder it was found in, so
 ``test/crack/000.png`` and ``test/good/000.png`` (given the folder ``test``) become
-``OUT/crack/000_*.png`` and ``OUT/good/000_*.png``.
+``OUT/crack/000_*.png`` and ``OUT/good/000_*.png``, where that name is safe
+(:func:`ssimae.data.inputs.output_names`; the file as given is in the ``source`` column).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ssimae.core.verdict import Prediction
+from ssimae.errors import printable
 from ssimae.io.files import atomic_write_bytes
 from ssimae.reporting.html import save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
@@ -60,7 +62,8 @@ class PredictionWriter:
             np.save(buf, p.residual.astype(np.float32))
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
-        self.records.append(p.record(rel.as_posix() + Path(source).suffix))
+        self.records.append(p.record(rel.as_posix() + printable(Path(source).suffix),
+                                     printable(os.fsdecode(source))))
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
@@ -77,7 +80,7 @@ class PredictionWriter:
         write_verdicts(self.records, self.out)
         write_report(self.out, title=title, images=self.rows, summary=[
             said, *about, f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
-            + [f"skipped (unreadable): {f}: {problem}" for f, problem in self.skipped])
+            + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped])
 
     def summary(self) -> str:
         """'3 of 12 images defective at threshold 0.5'."""

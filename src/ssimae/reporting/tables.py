@@ -20,18 +20,28 @@ if TYPE_CHECKING:  # the runtime path writes tables without importing the metric
     from ssimae.core.metrics import RocCurve
 
 CSV_NAME, JSONL_NAME = "predictions.csv", "predictions.jsonl"
-COLUMNS = ("path", "score", "defective", "defect_area", "n_regions", "regions", "threshold")
+COLUMNS = ("path", "score", "defective", "defect_area", "n_regions", "regions", "threshold", "source")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+
+
+def csv_text(cell: str) -> str:
+    """A text cell safe to open in a spreadsheet: one starting with a formula character
+    (:data:`FORMULA_PREFIXES`) gets a leading ``'`` (OWASP, "CSV injection"), which
+    spreadsheets show as text; numbers are written by the caller, never through this."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
 
 
 def write_verdicts(records: list[dict], out: str | os.PathLike) -> None:
     """Write ``out``/predictions.csv (regions as a JSON list in one column; defective as
-    yes/no) and ``out``/predictions.jsonl (one JSON object per image), atomically."""
+    yes/no; text cells through :func:`csv_text`) and ``out``/predictions.jsonl (one JSON
+    object per image, as given), atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in records:
-        w.writerow([r["path"], repr(r["score"]), "yes" if r["defective"] else "no", r["defect_area"],
-                    r["n_regions"], json.dumps(r["regions"], separators=(",", ":")), repr(r["threshold"])])
+        w.writerow([csv_text(r["path"]), repr(r["score"]), "yes" if r["defective"] else "no", r["defect_area"],
+                    r["n_regions"], json.dumps(r["regions"], separators=(",", ":")), repr(r["threshold"]),
+                    csv_text(r.get("source", ""))])
     atomic_write_text(os.path.join(out, CSV_NAME), buf.getvalue())
     atomic_write_text(os.path.join(out, JSONL_NAME), "".join(json.dumps(r) + "\n" for r in records))
 

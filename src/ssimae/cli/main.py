@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 
 from ssimae.data.datasets import FORMATS
-from ssimae.errors import SsimaeError
+from ssimae.errors import SsimaeError, printable
 from ssimae.models import MODELS, get_model
 from ssimae.models.network import NORMS
 from ssimae.runs.settings import AUGMENTATIONS
@@ -332,9 +332,9 @@ def cmd_predict(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from ssimae.inference.export import export_onnx
+    from ssimae.commands.export import export
 
-    path = export_onnx(args.run, args.out)
+    path = export(args.run, args.out)
     print(f"exported {args.run} to {path} (settings also in {path.parent / 'ssimae.json'})")
 
 
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except SsimaeError as e:
-        print(f"ssimae: error: {e}", file=sys.stderr)
+        print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ssimae: interrupted", file=sys.stderr)

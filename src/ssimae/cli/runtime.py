@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ssimae.commands.predict import predict
-from ssimae.errors import SsimaeError
+from ssimae.errors import SsimaeError, printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +28,6 @@ def main(argv: list[str] | None = None) -> int:
         predict(args.export, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw,
                 progress=not args.quiet, engine="onnx")
     except SsimaeError as e:
-        print(f"ssimae: error: {e}", file=sys.stderr)
+        print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)
         return 2
     return 0

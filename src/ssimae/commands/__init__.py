@@ -9,6 +9,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     evaluate="evaluate",
     predict="predict",
     calibrate="recalibrate",
+    export="export",
     compare="compare",
     demo="run_demo",
 )

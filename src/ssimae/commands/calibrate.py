@@ -32,7 +32,7 @@ def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, de
     SsimaeError before anything in the run changes. Returns the new threshold.
     """
     path = resolve_checkpoint(run)
-    with RunLock(path.parent):
+    with RunLock(path.parent, "ssimae calibrate"):
         return _recalibrate(path, good, device, progress, log, rule)
 
 

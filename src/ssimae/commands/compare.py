@@ -24,6 +24,7 @@ from ssimae.inference.detector import Detector
 from ssimae.errors import SsimaeError
 from ssimae.commands.evaluate import report, score_and_show
 from ssimae.io.files import atomic_write_text, json_safe
+from ssimae.io.folders import RunLock
 from ssimae.io.images import read_image, read_mask
 from ssimae.models import get_model
 from ssimae.reporting.plots import comparison_figure, plot_roc
@@ -96,8 +97,13 @@ def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | N
     A model that cannot be trained here (``Model.prepare`` fails, e.g. the fm-AE without
     AlexNet weights) is skipped with a notice and a row saying why.
     """
-    out = Path(out)
-    dataset_kwargs = dict(dataset_kwargs or {})
+    with RunLock(out, "ssimae compare"):
+        return _compare(runs, data_root, Path(out), dict(dataset_kwargs or {}), progress, log, n_examples, extra_links)
+
+
+def _compare(runs: list[RunSettings], data_root, out: Path, dataset_kwargs: dict, progress, log, n_examples: int,
+             extra_links) -> list[dict]:
+    """:func:`compare` inside the output folder's lock."""
     if runs:
         dataset_kwargs.setdefault("seed", runs[0].train.seed)
     dataset = load_dataset(data_root, **dataset_kwargs, log=log, progress=progress) if runs else None

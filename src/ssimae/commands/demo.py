@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ssimae.data.demo_data import make_color_demo_data, make_demo_data
+from ssimae.io.folders import RunLock
 from ssimae.models import get_model
 from ssimae.commands.predict import predict
 from ssimae.core.preprocess import Preprocess
@@ -52,9 +53,14 @@ def demo_settings(seed: int = 0, minutes_per_model: float | None = None, color: 
 
 def run_demo(out: str | Path = "demo-out", *, seed: int = 0, minutes_per_model: float | None = None,
              progress: bool = True, log=print, color: bool = False) -> list[dict]:
+    with RunLock(out, "ssimae demo"):
+        return _demo(Path(out), seed, minutes_per_model, progress, log, color)
+
+
+def _demo(out: Path, seed: int, minutes_per_model, progress, log, color: bool) -> list[dict]:
+    """:func:`run_demo` inside the output folder's lock."""
     from ssimae.commands.compare import compare
 
-    out = Path(out)
     t0 = time.monotonic()
     data = out / ("data-color" if color else "data")
     if not (data / "train").is_dir():

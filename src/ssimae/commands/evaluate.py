@@ -20,7 +20,7 @@ from ssimae.inference.calibration import residual_statistics
 from ssimae.inference.detector import Detector
 from ssimae.inference.scorer import Scorer
 from ssimae.inference.test_set import Scores, score_images, validation_images
-from ssimae.io.folders import prepare_out_dir
+from ssimae.io.folders import RunLock
 from ssimae.models import get_model
 from ssimae.reporting.evaluation import ImageRows, write_evaluation
 from ssimae.runs.checkpoint import load_run
@@ -54,7 +54,12 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
         detector = detector.with_settings(smooth=smooth)
     check_residual(residual or detector.default_residual, detector.model.outputs)
     root, options = dataset_options(run.settings.train.data, data_root, dataset_kwargs)
-    prepare_out_dir(out)
+    with RunLock(out, "ssimae evaluate"):
+        return _evaluate(run, detector, root, options, out, residual, progress, log)
+
+
+def _evaluate(run, detector: Detector, root, options: dict, out, residual: str | None, progress, log) -> dict:
+    """:func:`evaluate` inside the report folder's lock."""
     dataset = load_dataset(root, **options, log=log, progress=progress)
     if not dataset.test:
         raise SsimaeError("no test images found", root)

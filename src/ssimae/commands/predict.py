@@ -3,6 +3,7 @@ input image, with either engine; the files are written by
 :class:`ssimae.reporting.predictions.PredictionWriter` (predictions.csv / .jsonl, report.html)."""
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,9 +11,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ssimae.data.inputs import collect_inputs
-from ssimae.inference.engines import open_detector
-from ssimae.io.folders import RunLock, prepare_out_dir
-from ssimae.reporting.predictions import PredictionWriter
+from ssimae.core.residual import check_residual
+from ssimae.errors import SsimaeError, printable
+from ssimae.inference.engines import load_detector
+from ssimae.io.folders import RunLock
+from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
+from ssimae.reporting.predictions import PredictionWriter, threshold_source
+from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
 
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
@@ -25,24 +30,49 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     written bases DIR/<rel>.
 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
-    instead of stopping the run. ``out`` is locked while it is written
-    (:class:`ssimae.io.folders.RunLock`). Inputs: files, folders and list files
-    (:func:`ssimae.data.inputs.collect_inputs`). ``engine``: "torch" (``run`` is a run folder
-    or checkpoint) or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run
-    without torch)."""
-    detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
-                                      engine=engine)
-    files = collect_inputs(inputs, exclude=out)
-    out = prepare_out_dir(out)
+    instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint)
+    or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
+    if threshold is not None and not math.isfinite(threshold):
+        raise SsimaeError(f"--threshold must be a finite number, got {threshold}")
+    detector = load_detector(run, engine, device)
+    if smooth is not None:
+        detector = detector.with_settings(smooth=smooth)
+    if residual is not None and residual != detector.default_residual and threshold is None:
+        raise SsimaeError(f"the stored threshold belongs to the {detector.default_residual} residual; "
+                          f"give --threshold for the {residual} residual", run)
+    if residual is not None:
+        check_residual(residual, detector.outputs)
+    t = detector.threshold if threshold is None else threshold
+    name = residual or detector.default_residual
+    if t is None:
+        raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
+    files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))
+    with RunLock(out, "ssimae predict"):
+        return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs)
+
+
+def _predict(detector, files, out: Path, t: float, threshold, name: str, save_raw: bool, skip_bad: bool, progress,
+             log, run, inputs) -> list[Path]:
+    """:func:`predict` inside the output folder's lock."""
     writer = PredictionWriter(out, t, save_raw)
     rels = dict(files)
-    with RunLock(out), tqdm(total=len(files), desc="predicting", disable=None if progress else True) as bar:
+    with tqdm(total=len(files), desc="predicting", disable=None if progress else True) as bar:
         for scored in detector.predict_files([f for f, _ in files], t, name, skip_bad=skip_bad):
             if scored.error is not None:
-                print(f"ssimae: skipping {scored.error}", file=sys.stderr)
+                print(f"ssimae: skipping {printable(str(scored.error))}", file=sys.stderr)
                 writer.skip(scored.path, scored.error.problem)
             else:
                 writer.add(scored.path, rels[scored.path], scored.image, scored.prediction)
             bar.update()
-        writer.finish_predict(run, inputs, detector, name, threshold, len(files), log)
+    if not writer.records:
+        raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
+    said = f"{writer.summary()} ({threshold_source(detector.settings, threshold)})"
+    writer.finish(f"ssimae predict: {Path(run).name}", said, [
+        f"run: {run}; model: {detector.title}, {name} residual; inputs: " + ", ".join(os.fspath(i) for i in inputs)])
+    log(said)
+    if writer.skipped:
+        print(f"ssimae: skipped {len(writer.skipped)} unreadable image(s): "
+              + ", ".join(printable(os.fsdecode(f)) for f, _ in writer.skipped), file=sys.stderr)
+    log(f"wrote predictions for {len(writer.records)} images to {printable(str(out))} "
+        f"({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
     return writer.written

@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ssimae.core.residual import check_residual
+from ssimae.errors import SsimaeError
 from ssimae.inference.calibration import calibrate
 from ssimae.inference.detector import Detector
 from ssimae.io.folders import RunLock
+from ssimae.models import get_model
+from ssimae.models.device import pick_device
 from ssimae.runs.checkpoint import CHECKPOINT_NAME, save_run
+from ssimae.runs.options import DATA_FOLDERS
 from ssimae.runs.settings import RunSettings
 from ssimae.training.loop import SingleProcess, fit
 
@@ -24,12 +29,11 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
 
     ``out`` is locked while training (:class:`ssimae.io.folders.RunLock`): a second writer
     into the same folder is refused."""
-    run.train.validate()
-    run.inference.validate()
+    check_before_work(run, data_root, dataset_kwargs or {})
     if par is not None and not par.is_main:
         fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, argv=argv, par=par)
         return Path(out) / CHECKPOINT_NAME
-    with RunLock(out):
+    with RunLock(out, "ssimae train"):
         trained = fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, progress=progress, log=log,
                       argv=argv, par=par)
         s = trained.settings
@@ -49,3 +53,17 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
         path = Path(out) / CHECKPOINT_NAME
         save_run(path, RunSettings(s.train, inference), trained.state)
     return path
+
+
+def check_before_work(run: RunSettings, data_root, dataset_kwargs: dict) -> None:
+    """Everything that can be checked before the run folder is created: the settings (types,
+    ranges, ceilings, known names), the device, the residual against the model's outputs, and
+    that the given dataset folders are folders. SsimaeError (one line) otherwise."""
+    run.train.validate()
+    run.inference.validate()
+    pick_device(run.train.device)
+    model = get_model(run.train.model)
+    check_residual(run.inference.residual or model.default_residual, model.outputs)
+    for folder in [data_root] + [dataset_kwargs.get(k) for k in DATA_FOLDERS]:
+        if folder is not None and not Path(folder).is_dir():
+            raise SsimaeError("no such dataset folder" if not Path(folder).exists() else "not a folder", folder)

@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 from skimage.transform import resize
 
-from ssimae.errors import SsimaeError
+from ssimae.errors import BadArray, SsimaeError
 from ssimae.io.images import read_image
 from ssimae.core.window import PATCH_SIZE
+
+
+MAX_SIDE = 16_384  # largest resize side (px), a documented ceiling (docs/commands.md, "Limits")
+MAX_SCALE = 4.0  # largest scale factor, a documented ceiling
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,13 @@ class Preprocess:
             size = tuple(int(v) for v in self.size)
             if len(size) != 2 or min(size) < 1:
                 raise SsimaeError(f"resize size must be two positive integers (H, W), got {self.size}")
+            if max(size) > MAX_SIDE:
+                raise SsimaeError(f"resize size must be at most {MAX_SIDE} px a side (a documented ceiling), "
+                                  f"got {self.size}")
             object.__setattr__(self, "size", size)
         if self.scale is not None:
-            if not float(self.scale) > 0:
-                raise SsimaeError(f"scale factor must be positive, got {self.scale}")
+            if not 0 < float(self.scale) <= MAX_SCALE:
+                raise SsimaeError(f"scale factor must be in (0, {MAX_SCALE:g}] (a documented ceiling), got {self.scale}")
             object.__setattr__(self, "scale", float(self.scale))
 
     @property
@@ -68,16 +75,20 @@ class Preprocess:
         return read_image(path, color=self.color)
 
     def check(self, img: np.ndarray, what: str = "image") -> np.ndarray:
-        """``img`` as float32 in this run's layout: (H, W) gray, or (H, W, 3) RGB with
-        ``color`` (a gray (H, W) array is given three equal channels); ValueError otherwise."""
-        img = np.asarray(img, dtype=np.float32)
+        """An array given to the Python API checked like a file is: float32 in this run's
+        layout, (H, W) gray or (H, W, 3) RGB with ``color`` (a gray (H, W) array is given three
+        equal channels). Accepted: floats in [0, 1], or uint8 (0..255, divided by 255: the one
+        explicit conversion). :class:`ssimae.errors.BadArray` (a ValueError) for anything
+        else: another dtype, values outside [0, 1] (e.g. a float image in 0..255), NaN or
+        infinity, an empty array, a wrong shape."""
+        img = _as_unit_float(img, what)
         if self.color and img.ndim == 2:
             return np.repeat(img[..., None], 3, axis=2)
         if self.color and (img.ndim != 3 or img.shape[2] != 3):
-            raise ValueError(f"this run reads color images: expected an (H, W, 3) RGB or (H, W) gray {what}, "
+            raise BadArray(f"this run reads color images: expected an (H, W, 3) RGB or (H, W) gray {what}, "
                              f"got shape {img.shape}")
         if not self.color and img.ndim != 2:
-            raise ValueError(f"this run reads gray images: expected an (H, W) {what}, got shape {img.shape} "
+            raise BadArray(f"this run reads gray images: expected an (H, W) {what}, got shape {img.shape} "
                              f"(train with --color for color images)")
         return img
 
@@ -116,6 +127,26 @@ class Preprocess:
         if not isinstance(color, bool):
             raise SsimaeError(f"preprocessing setting color must be true or false, got {color!r}")
         return cls(size=d.get("size"), scale=d.get("scale"), color=color)
+
+
+def _as_unit_float(img, what: str) -> np.ndarray:
+    """float32 copy of an image array in [0, 1]: uint8 divided by 255, floats checked (finite,
+    in [0, 1]); BadArray otherwise."""
+    a = np.asarray(img)
+    if a.size == 0 or min(a.shape, default=0) == 0:
+        raise BadArray(f"the {what} is empty (shape {a.shape})")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / np.float32(255)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise BadArray(f"the {what} must be float in [0, 1] or uint8, got dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all():
+        raise BadArray(f"the {what} holds NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 1:
+        raise BadArray(f"the {what}'s values must be in [0, 1], got {lo:g}..{hi:g} (divide an 8-bit image by 255, "
+                       f"or give it as uint8)")
+    return a
 
 
 def pad_to_patch(img: np.ndarray, patch: int = PATCH_SIZE) -> np.ndarray:

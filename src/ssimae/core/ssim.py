@@ -30,6 +30,9 @@ def _constants(data_range: float):
     return c1, c2, c2 / 2
 
 
+MAX_WINDOW = 127  # the largest SSIM window (a 128-pixel patch's), a documented ceiling
+
+
 @dataclass(frozen=True)
 class SsimOptions:
     """The keyword arguments of :func:`ssimae.core.ssim_torch.ssim_map` (and :func:`ssim_map_numpy`)
@@ -49,12 +52,17 @@ class SsimOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.window_size, bool) or not isinstance(self.window_size, int) \
-                or self.window_size < 1 or self.window_size % 2 == 0:
-            raise SsimaeError(f"SSIM window size must be an odd positive integer, got {self.window_size!r}")
+                or self.window_size < 1 or self.window_size % 2 == 0 or self.window_size > MAX_WINDOW:
+            raise SsimaeError(f"SSIM window size must be an odd positive integer up to {MAX_WINDOW}, "
+                              f"got {self.window_size!r}")
         for name in ("sigma", "data_range"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise SsimaeError(f"SSIM {name} must be a positive number, got {v!r}")
+        for name in ("alpha", "beta", "gamma"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise SsimaeError(f"SSIM exponent {name} must be a number >= 0, got {v!r}")
 
     def kwargs(self) -> dict:
         """{name: value} for ``ssim_map(x, y, **kwargs)``."""

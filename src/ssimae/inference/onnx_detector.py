@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from ssimae.core.residual import ResidualContext
-from ssimae.core.window import sliding_window_many
+from ssimae.core.residual import RESIDUALS, ResidualContext
+from ssimae.core.window import PATCH_SIZE, sliding_window_many
 from ssimae.errors import SsimaeError, one_line
 from ssimae.inference import scorer as scoring
 from ssimae.runs.fields import from_dict
@@ -136,6 +136,67 @@ def settings_from_info(inference: dict, where: Any = None) -> InferenceSettings:
         raise SsimaeError(f"damaged export ({e.problem})", where) from None
 
 
+MAX_SAMPLES = 1000  # the VAE's latent samples per patch, a ceiling of an export's metadata
+
+
+def check_export(info: dict, settings: InferenceSettings, session, where) -> None:
+    """SsimaeError ("damaged export", one line) unless the export's metadata describes its
+    graph: known residual computable from the named outputs, the patch size of Table 1, the
+    graph's input and output names, the input's channels ((B, C, 128, 128), C from the
+    preprocessing) and the output's channels (C per named output), the VAE's noise input and
+    its parameters. Checked once, at load, before any image is read."""
+    def bad(problem: str):
+        return SsimaeError(f"damaged export ({problem})", where)
+
+    outputs = info.get("outputs")
+    if not (isinstance(outputs, list) and outputs and all(isinstance(o, str) for o in outputs)):
+        raise bad(f"its outputs must be a list of names, got {outputs!r}")
+    residual = settings.residual or info.get("residual")
+    if not isinstance(residual, str) or residual not in RESIDUALS:
+        raise bad(f"unknown residual {residual!r}")
+    missing = [n for n in RESIDUALS.lookup(residual).needs if n not in outputs]
+    if missing:
+        raise bad(f"the {residual} residual needs the output(s) {', '.join(missing)}")
+    if info.get("patch_size") != PATCH_SIZE:
+        raise bad(f"patch size {info.get('patch_size')!r}, expected {PATCH_SIZE}")
+    if not isinstance(info.get("model"), str) or not isinstance(info.get("params", {}), (dict, type(None))):
+        raise bad("its model name or parameters are missing")
+    channels = settings.preprocess.channels
+    noise = info.get("noise")
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    expected = {info.get("input"), *(["noise"] if noise is not None else [])}
+    if set(inputs) != expected:
+        raise bad(f"the graph's inputs are {', '.join(map(str, inputs))}, its metadata says "
+                  f"{', '.join(map(str, expected))}")
+    _check_dims(inputs[info["input"]], (None, channels, PATCH_SIZE, PATCH_SIZE), "input", bad)
+    graph_outputs = {o.name: o.shape for o in session.get_outputs()}
+    if info.get("output") not in graph_outputs:
+        raise bad(f"the graph has no output {info.get('output')!r}")
+    _check_dims(graph_outputs[info["output"]], (None, len(outputs) * channels, PATCH_SIZE, PATCH_SIZE), "output",
+                bad)
+    if residual == "vae":
+        obs_var = (info.get("params") or {}).get("obs_var")
+        if not (isinstance(obs_var, (int, float)) and math.isfinite(obs_var) and obs_var > 0):
+            raise bad(f"the vae residual needs a positive obs_var, got {obs_var!r}")
+    if noise is not None:
+        if not isinstance(noise, dict):
+            raise bad(f"its noise must be a mapping, got {noise!r}")
+        shape, samples = noise.get("shape"), noise.get("samples")
+        if noise.get("generator") != NOISE_GENERATOR:
+            raise SsimaeError(f"unknown noise generator {noise.get('generator')!r}", where)
+        if not (isinstance(samples, int) and 1 <= samples <= MAX_SAMPLES and isinstance(shape, list)
+                and len(shape) == 3 and all(isinstance(v, int) and 1 <= v <= 8192 for v in shape)):
+            raise bad(f"its noise must have 1..{MAX_SAMPLES} samples of shape [d, 1, 1], got {samples!r}, {shape!r}")
+
+
+def _check_dims(shape, expected: tuple, what: str, bad) -> None:
+    """A graph input's or output's shape (ints, or names for dynamic axes) against
+    ``expected`` (None: any)."""
+    if len(shape) != len(expected) or any(e is not None and isinstance(d, int) and d != e
+                                          for d, e in zip(shape, expected)):
+        raise bad(f"its {what} has shape {list(shape)}, expected (batch, {', '.join(map(str, expected[1:]))})")
+
+
 class OnnxDetector(scoring.Scorer):
     """An exported model run by onnxruntime: the same interface as
     :class:`ssimae.inference.detector.Detector` (``analyze``, ``analyze_many``, ``residual_map``,
@@ -148,12 +209,11 @@ class OnnxDetector(scoring.Scorer):
         self.session = session
         self.info = info
         self.path = Path(onnx_path)
-        self.settings = settings_from_info(info["inference"], onnx_path)
+        self.settings = settings_from_info(info.get("inference"), onnx_path)
+        check_export(info, self.settings, session, onnx_path)
         self.params = SimpleNamespace(**(info.get("params") or {}))
         self.outputs = tuple(info["outputs"])
         self.noise = info.get("noise")
-        if self.noise is not None and self.noise.get("generator") != NOISE_GENERATOR:
-            raise SsimaeError(f"unknown noise generator {self.noise.get('generator')!r}", onnx_path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxDetector":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
@@ -155,7 +156,13 @@ class Scorer:
         if t is None:
             raise SsimaeError("this model has no stored threshold (trained without validation images); "
                               "pass one explicitly (--threshold)")
-        return float(t)
+        try:
+            t = float(t)
+        except (TypeError, ValueError):
+            raise SsimaeError(f"the threshold must be a number, got {t!r}") from None
+        if math.isnan(t):
+            raise SsimaeError("the threshold must be a number, got nan")
+        return t
 
     def segment(self, image: np.ndarray, threshold: float | None = None) -> np.ndarray:
         """(H, W) bool defect mask: residual > threshold, then the opening."""

@@ -24,8 +24,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as err:  # disk full, read-only, a folder in the way: one line, the old file kept
         raise SsimaeError(f"cannot write file ({err.strerror or err})", path) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # e.g. a name too long: there is no temporary file to remove
+            pass
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

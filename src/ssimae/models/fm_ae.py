@@ -3,6 +3,7 @@ distance of the first three convolutional layers of an ImageNet AlexNet
 (:mod:`ssimae.models.alexnet`) on input and reconstruction; scored with the l2 residual."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from ssimae.models.alexnet import (
@@ -11,6 +12,7 @@ from ssimae.models.alexnet import (
     load_alexnet_features,
     locate_alexnet_weights,
 )
+from ssimae.errors import SsimaeError
 from ssimae.models import Model, register_model
 
 
@@ -21,6 +23,10 @@ class FmParams:
     alexnet_weights: str | None = field(default=None, metadata={
         "flag": "--alexnet-weights", "metavar": "PATH",
         "help": "fm: path of alexnet-owt-7be5be79.pth (else torch hub cache / download)"})
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.weight, (int, float)) and math.isfinite(self.weight) and self.weight >= 0):
+            raise SsimaeError(f"--fm-weight must be a number >= 0, got {self.weight!r}")
 
 
 @register_model

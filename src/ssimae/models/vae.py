@@ -9,6 +9,7 @@ sliding window pools over all patches covering a pixel; the ``vae`` residual
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -23,6 +24,7 @@ from ssimae.models.network import (
 )
 
 SAMPLES = 6  # Sec. 4.2, N
+MAX_SAMPLES = 1000  # a documented ceiling of --vae-samples
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,12 @@ class VaeParams:
     def __post_init__(self):
         from ssimae.errors import SsimaeError
 
-        if self.samples < 1:
-            raise SsimaeError(f"--vae-samples must be at least 1, got {self.samples}")
-        if not self.obs_var > 0:
-            raise SsimaeError(f"the VAE's observation variance must be positive, got {self.obs_var}")
+        if not 1 <= self.samples <= MAX_SAMPLES:
+            raise SsimaeError(f"--vae-samples must be in 1..{MAX_SAMPLES}, got {self.samples}")
+        if not (math.isfinite(self.obs_var) and self.obs_var > 0):
+            raise SsimaeError(f"the VAE's observation variance must be a positive number, got {self.obs_var}")
+        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0):
+            raise SsimaeError(f"--kl-weight must be a number >= 0, got {self.kl_weight}")
 
 
 class VAE(nn.Module):

@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from ssimae.core.verdict import Prediction
+from ssimae.data.inputs import safe_part
 from ssimae.io.files import atomic_write_text, json_safe
 from ssimae.reporting.html import _fmt, save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, plot_roc
@@ -43,7 +44,8 @@ class ImageRows:
         self.rows.append({"path": name, "type": defect_type, "score": p.score,
                           "defective": p.defective if self.threshold is not None else None,
                           "defect_area": p.defect_area,
-                          "thumbs": save_thumbnails(self.out, PurePath(defect_type) / f"{index:05d}_{Path(name).stem}", {
+                          "thumbs": save_thumbnails(self.out, PurePath(safe_part(defect_type, defect_type)) /
+                                                    safe_part(f"{index:05d}_{Path(name).stem}", name), {
                               "input": image, "reconstruction": reconstruction, "ground truth": mask,
                               "heat map": heatmap_rgb(residual, 0.0, heatmap_vmax(t)),
                               "overlay": overlay_rgb(image, p.mask) if self.threshold is not None else None})})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from urllib.parse import quote
 from pathlib import Path, PurePath
 from typing import Mapping, Sequence
 
@@ -23,6 +24,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from skimage.transform import resize
 
+from ssimae.errors import printable
 from ssimae.io.files import atomic_write_text
 from ssimae.reporting.plots import _gray_uint8, _save_array
 
@@ -47,8 +49,12 @@ def _fmt(v) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("ssimae.reporting", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    # every value printed as text made printable (control characters, bytes of file names that
+    # are not UTF-8: \\xNN), then HTML-escaped
+    env = Environment(loader=PackageLoader("ssimae.reporting", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                      finalize=lambda v: printable(v) if isinstance(v, str) else v)
     env.filters["fmt"] = _fmt
+    env.filters["url"] = lambda path: quote(printable(str(path)), safe="/")  # every link percent-encoded
     return env
 
 

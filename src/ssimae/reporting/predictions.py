@@ -4,7 +4,8 @@ report.html (:class:`PredictionWriter`).
 
 Outputs mirror each image's path relative to the folder it was found in, so
 ``test/crack/000.png`` and ``test/good/000.png`` (given the folder ``test``) become
-``OUT/crack/000_*.png`` and ``OUT/good/000_*.png``.
+``OUT/crack/000_*.png`` and ``OUT/good/000_*.png``, where that name is safe
+(:func:`ssimae.data.inputs.output_names`; the file as given is in the ``source`` column).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ssimae.core.verdict import GOOD, Prediction
+from ssimae.errors import printable
 from ssimae.io.files import atomic_write_bytes
 from ssimae.errors import SsimaeError
 from ssimae.reporting.html import REPORT_NAME, save_thumbnails, write_report
@@ -63,8 +65,8 @@ class PredictionWriter:
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
         label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
-        self.records.append({**p.record(rel.as_posix() + Path(source).suffix), "label": label,
-                             "outcome": outcome(label, p.defective)})
+        self.records.append({**p.record(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
+                             "label": label, "outcome": outcome(label, p.defective)})
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
@@ -88,7 +90,7 @@ class PredictionWriter:
         write_verdicts(self.records, self.out)
         write_report(self.out, title=title, images=self.rows, summary=[
             said, *about, f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
-            + [f"skipped (unreadable): {f}: {problem}" for f, problem in self.skipped])
+            + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped])
 
     def _settle_labels(self) -> None:
         """Labels (and outcomes) are known only for an MVTec-style test folder, one with a

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # the runtime path writes tables without importing the metric
 
 CSV_NAME, JSONL_NAME = "predictions.csv", "predictions.jsonl"
 COLUMNS = ("path", "score", "defective", "defect_area", "n_regions", "regions", "threshold", "image_threshold",
-           "label", "outcome")
+           "label", "outcome", "source")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
 # outcome of an image whose label is known (its input subfolder: "good" or a defect type)
 OUTCOMES = {(False, True): "false reject", (True, False): "escape", (False, False): "pass", (True, True): "found"}
 
@@ -32,18 +33,25 @@ def outcome(label: str | None, defective: bool) -> str | None:
     return None if label is None else OUTCOMES[(label != "good", bool(defective))]
 
 
+def csv_text(cell: str) -> str:
+    """A text cell safe to open in a spreadsheet: one starting with a formula character
+    (:data:`FORMULA_PREFIXES`) gets a leading ``'`` (OWASP, "CSV injection"), which
+    spreadsheets show as text; numbers are written by the caller, never through this."""
+    return "'" + cell if cell.startswith(FORMULA_PREFIXES) else cell
+
+
 def write_verdicts(records: list[dict], out: str | os.PathLike) -> None:
     """Write ``out``/predictions.csv (regions as a JSON list in one column; defective as
-    yes/no; image_threshold, label and outcome empty where unknown) and ``out``/predictions.jsonl
-    (one JSON object per image), atomically."""
+    yes/no; image_threshold, label and outcome empty where unknown; text cells through
+    :func:`csv_text`) and ``out``/predictions.jsonl (one JSON object per image, as given), atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in records:
-        w.writerow([r["path"], repr(r["score"]), "yes" if r["defective"] else "no", r["defect_area"],
+        w.writerow([csv_text(r["path"]), repr(r["score"]), "yes" if r["defective"] else "no", r["defect_area"],
                     r["n_regions"], json.dumps(r["regions"], separators=(",", ":")), repr(r["threshold"]),
-                    "" if r.get("image_threshold") is None else repr(r["image_threshold"]), r.get("label") or "",
-                    r.get("outcome") or ""])
+                    "" if r.get("image_threshold") is None else repr(r["image_threshold"]),
+                    csv_text(r.get("label") or ""), r.get("outcome") or "", csv_text(r.get("source", ""))])
     atomic_write_text(os.path.join(out, CSV_NAME), buf.getvalue())
     atomic_write_text(os.path.join(out, JSONL_NAME), "".join(json.dumps(r) + "\n" for r in records))
 

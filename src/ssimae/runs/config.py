@@ -33,31 +33,22 @@ RUN_INFO = "run_info.json"
 VERSIONED = ("ssimae", "torch", "numpy", "scipy", "scikit-image", "scikit-learn", "pillow", "onnx", "onnxruntime")
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file is read only up to this size (1 MiB; a run's config.json is ~3 kB)
+MAX_CONFIG_DEPTH = 16  # nesting of mappings and lists (settings nest 4 deep)
+
+
 def read_config(path: str | os.PathLike):
-    """The RunSettings of a JSON or YAML config file; SsimaeError (one line) if unreadable,
-    unknown keys or wrong types."""
+    """The RunSettings of a JSON or YAML config file, read with limits: at most
+    :data:`MAX_CONFIG_BYTES`, UTF-8, nested at most :data:`MAX_CONFIG_DEPTH` deep, YAML by
+    PyYAML's safe loader with aliases refused; SsimaeError (one line naming the file) for
+    anything else, unknown keys or wrong types."""
     from ssimae.runs.settings import SETTINGS_VERSION, RunSettings
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SsimaeError(f"cannot read the config file ({e.strerror or e})", path) from None
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise SsimaeError("YAML configs need PyYAML: pip install 'ssimae[yaml]' (or pip install pyyaml)",
-                              path) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise SsimaeError(f"not valid YAML ({' '.join(str(e).split())[:160]})", path) from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SsimaeError(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", path) from None
+    text = _read_text(path)
+    data = _parse_yaml(text, path) if path.suffix.lower() in (".yaml", ".yml") else _parse_json(text, path)
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise SsimaeError(f"nested more than {MAX_CONFIG_DEPTH} levels deep", path)
     if not isinstance(data, dict):
         raise SsimaeError(f"a config must be a mapping with train and inference settings, got {type(data).__name__}",
                           path)
@@ -65,11 +56,70 @@ def read_config(path: str | os.PathLike):
     return RunSettings.from_dict(data, os.fspath(path))
 
 
+def _read_text(path: Path) -> str:
+    """At most MAX_CONFIG_BYTES of ``path`` (more is an error, so /dev/zero stops at once), as UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise SsimaeError(f"cannot read the config file ({e.strerror or e})", path) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise SsimaeError(f"config file larger than {MAX_CONFIG_BYTES >> 20} MiB", path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SsimaeError(f"config file is not UTF-8 (byte {e.start})", path) from None
+
+
+def _parse_json(text: str, path: Path):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SsimaeError(f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})", path) from None
+    except RecursionError:
+        raise SsimaeError(f"not a config: nested more than {MAX_CONFIG_DEPTH} levels deep", path) from None
+
+
+def _parse_yaml(text: str, path: Path):
+    try:
+        import yaml
+    except ImportError:
+        raise SsimaeError("YAML configs need PyYAML: pip install 'ssimae[yaml]' (or pip install pyyaml)",
+                          path) from None
+
+    class NoAliases(yaml.SafeLoader):
+        """The safe loader (no Python tags) that refuses aliases (no "billion laughs")."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases (*name) are not allowed in a config")
+            return super().compose_node(parent, index)
+
+    try:
+        return yaml.load(text, Loader=NoAliases)
+    except yaml.YAMLError as e:
+        raise SsimaeError(f"not valid YAML ({' '.join(str(e).split())[:160]})", path) from None
+    except RecursionError:
+        raise SsimaeError(f"not a config: nested more than {MAX_CONFIG_DEPTH} levels deep", path) from None
+
+
+def _depth(data) -> int:
+    """Nesting depth of mappings and lists (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, d)
+            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def for_rerun(run):
-    """The settings of a finished run made ready to train again: the threshold and the
-    validation statistics are dropped (training computes them), and a time budget that was
+    """The settings of a finished run made ready to train again: the threshold, the
+    validation statistics and the threshold history are dropped (training computes the first
+    two; a new run starts its own history: it is never an input), and a time budget that was
     converted into epochs is replayed by those epochs."""
-    run.inference.threshold, run.inference.residual_stats = None, {}
+    run.inference.threshold, run.inference.residual_stats, run.inference.threshold_history = None, {}, ()
     if run.train.measured_patches_per_s is not None:
         run.train.budget_minutes = None
     return run

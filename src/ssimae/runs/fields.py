@@ -70,3 +70,9 @@ def _convert(tp, value, where: str):
 
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def at_most(flag: str, value, ceiling) -> None:
+    """SsimaeError unless ``value <= ceiling`` (the documented ceilings: docs/commands.md, "Limits")."""
+    if value > ceiling:
+        raise SsimaeError(f"{flag} must be at most {ceiling} (a documented ceiling), got {value}")

@@ -9,15 +9,29 @@ from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.thresholds import THRESHOLD_RULES
+from ssimae.core.residual import RESIDUALS
 from ssimae.core.verdict import IMAGE_SCORES
-from ssimae.core.window import STRIDE
+from ssimae.core.window import PATCH_SIZE, STRIDE
 from ssimae.errors import SsimaeError
+from ssimae.runs.fields import at_most
 
 # The threshold rule of new runs: "fpr" at 1e-3 gave the best pixel IoU with the ground truth
 # at the stored threshold on the demo and Magnetic Tile runs (docs/results/thresholds/); the
 # paper-era "max-region" left the masks nearly empty. Stored runs keep the rule they were
 # calibrated with (it is part of their settings; version-1 checkpoints load as "max-region").
 THRESHOLD_RULE = "fpr"
+# Ceilings (docs/commands.md, "Limits"), checked wherever settings come from (command line,
+# --config, a checkpoint, an export's metadata) before any work.
+MAX_STRIDE = PATCH_SIZE  # a larger stride would leave pixels that no patch covers
+MAX_OPENING_DIAMETER = 255
+MAX_INFERENCE_BATCH = 65_536
+MAX_SMOOTH = 256.0
+MAX_MIN_DEFECT_AREA = 2**31 - 1
+MAX_SEED = 2**63 - 1
+MAX_HISTORY = 1000  # entries of threshold_history
+HISTORY_KEYS = {"previous_threshold": (int, float, type(None)), "previous": (dict,), "recalibrated_on": (str,),
+                "good": (str,), "n_images": (int,)}
+OPTIONAL_HISTORY_KEYS = {"previous_image_threshold": (int, float, type(None))}  # entries written since image thresholds
 
 
 @dataclass
@@ -84,5 +98,30 @@ class InferenceSettings:
             raise SsimaeError(f"--image-fpr must be in [0, 1), got {self.image_fpr}")
         if self.image_threshold is not None and math.isnan(self.image_threshold):
             raise SsimaeError("the image threshold must be a number, got nan")
-        if self.threshold is not None and math.isnan(self.threshold):  # -inf is a rule's "mark every pixel"
-            raise SsimaeError("the threshold must be a number, got nan")
+        if self.threshold is not None and not (math.isfinite(self.threshold) or self.threshold == -math.inf):
+            # -inf is a rule's "mark every pixel"; nan and +inf would silently mark nothing
+            raise SsimaeError(f"the threshold must be a finite number (or -inf), got {self.threshold}")
+        if self.residual is not None and self.residual not in RESIDUALS:
+            raise SsimaeError(f"--residual: unknown residual {self.residual!r}; choose from {', '.join(RESIDUALS)}")
+        if self.seed < 0:
+            raise SsimaeError(f"--seed must be 0 or more, got {self.seed}")
+        for flag, value, ceiling in (("--stride", self.stride, MAX_STRIDE),
+                                     ("--opening-diameter", self.opening_diameter, MAX_OPENING_DIAMETER),
+                                     ("inference batch size", self.batch_size, MAX_INFERENCE_BATCH),
+                                     ("--smooth", self.smooth, MAX_SMOOTH), ("--seed", self.seed, MAX_SEED),
+                                     ("--min-defect-area", self.min_defect_area, MAX_MIN_DEFECT_AREA)):
+            at_most(flag, value, ceiling)
+        check_history(self.threshold_history)
+
+
+def check_history(history) -> None:
+    """SsimaeError unless ``history`` is what ``ssimae calibrate`` writes: at most
+    :data:`MAX_HISTORY` entries, each with exactly the keys of :data:`HISTORY_KEYS`."""
+    if len(history) > MAX_HISTORY:
+        raise SsimaeError(f"inference.threshold_history: more than {MAX_HISTORY} entries ({len(history)})")
+    for i, entry in enumerate(history):
+        kinds_of = HISTORY_KEYS | {k: v for k, v in OPTIONAL_HISTORY_KEYS.items() if isinstance(entry, dict) and k in entry}
+        if not isinstance(entry, dict) or set(entry) != set(kinds_of) or not all(
+                isinstance(entry[k], kinds) and not isinstance(entry[k], bool) for k, kinds in kinds_of.items()):
+            raise SsimaeError(f"inference.threshold_history[{i}]: not an entry written by ssimae calibrate "
+                              f"(keys {', '.join(HISTORY_KEYS)})")

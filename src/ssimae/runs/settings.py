@@ -31,7 +31,9 @@ from ssimae.core.ssim import SsimOptions
 from ssimae.core.window import STRIDE
 from ssimae.errors import SsimaeError
 from ssimae.models.network import DEFAULT_LATENT_DIM, NORMS
-from ssimae.runs.fields import from_dict
+from ssimae.runs.fields import at_most, from_dict
+from ssimae.runs.options import DATA_FOLDERS
+from ssimae.runs.recipes import RECIPES
 from ssimae.runs.inference_settings import THRESHOLD_RULE, InferenceSettings  # noqa: F401  (re-exported)
 
 SETTINGS_VERSION = 2
@@ -42,6 +44,14 @@ BATCH_SIZE = 32  # not stated in the paper
 VAL_FRACTION = 0.1  # share of the defect-free training images held back for the threshold
 SCHEDULES = ("constant", "cosine")  # learning-rate schedules (the paper: constant)
 PATCHES_PER_EPOCH = 10_000  # Sec. 4.2: "trained on 10 000 defect-free patches of size 128x128"
+# Ceilings (docs/commands.md, "Limits"): far above any sensible run, low enough that a typo
+# stops with one line before any allocation instead of a MemoryError after the training.
+MAX_LATENT_DIM = 8192
+MAX_EPOCHS = 1_000_000
+MAX_PATCHES_PER_EPOCH = 100_000_000
+MAX_BATCH_SIZE = 65_536
+MAX_WORKERS = 256
+MAX_SEED = 2**63 - 1  # torch's and numpy's seeds
 AUGMENTATIONS = ("none", "flips", "dihedral")  # random patch augmentations (ssimae.training.patches; the paper: none)
 
 
@@ -94,9 +104,11 @@ class TrainSettings:
 
     def validate(self) -> None:
         """Raise SsimaeError naming the option of the first value out of its range."""
-        for name in ("epochs", "patches_per_epoch", "batch_size", "latent_dim"):
+        for name, ceiling in (("epochs", MAX_EPOCHS), ("patches_per_epoch", MAX_PATCHES_PER_EPOCH),
+                              ("batch_size", MAX_BATCH_SIZE), ("latent_dim", MAX_LATENT_DIM)):
             if getattr(self, name) < 1:
                 raise SsimaeError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            at_most(f"--{name.replace('_', '-')}", getattr(self, name), ceiling)
         if not 0 <= self.val_fraction < 1:
             raise SsimaeError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         choices = {"schedule": SCHEDULES, "augment": AUGMENTATIONS, "norm": NORMS}
@@ -118,6 +130,32 @@ class TrainSettings:
             raise SsimaeError(f"--seed must be 0 or more, got {self.seed}")
         if self.num_workers < 0:
             raise SsimaeError(f"--workers must be 0 or more, got {self.num_workers}")
+        at_most("--seed", self.seed, MAX_SEED)
+        at_most("--workers", self.num_workers, MAX_WORKERS)
+        if self.recipe not in RECIPES:
+            raise SsimaeError(f"--recipe: unknown recipe {self.recipe!r}; choose from {', '.join(RECIPES)}")
+        check_data(self.data)
+
+
+def check_data(data: dict) -> None:
+    """SsimaeError unless ``data`` (how a run's dataset was read: ``TrainSettings.data``) holds
+    only known keys with values of their types: root and the folders text or null, format and
+    mask_suffix text, test_fraction a number in (0, 1), skip_bad true/false, seed an int."""
+    kinds = {"root": str, "seed": int, "format": str, "mask_suffix": str, "test_fraction": float, "skip_bad": bool,
+             **{name: str for name in DATA_FOLDERS}}
+    unknown = sorted(set(data) - set(kinds))
+    if unknown:
+        raise SsimaeError(f"train.data: unknown setting(s) {', '.join(unknown)} (known: {', '.join(kinds)})")
+    for key, value in data.items():
+        kind = kinds[key]
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+                               else isinstance(value, kind) and (kind is bool or not isinstance(value, bool)))
+        if not ok:
+            raise SsimaeError(f"train.data.{key}: expected {kind.__name__}, got {value!r}")
+    if data.get("test_fraction") is not None and not 0 < data["test_fraction"] < 1:
+        raise SsimaeError(f"train.data.test_fraction must be in (0, 1), got {data['test_fraction']}")
+    if data.get("seed") is not None:
+        at_most("train.data.seed", data["seed"], MAX_SEED)
 
 
 @dataclass

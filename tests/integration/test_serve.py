@@ -154,8 +154,8 @@ def post(url, data, name=None, query="", **kw):
 
 def same_row(got: dict, ref: dict, name: str) -> None:
     """The server's JSON is predict's row (path aside: the client's file name), plus model and residual;
-    minus the label and outcome, which come from predict's input folders (a request has none)."""
-    ref = {k: v for k, v in ref.items() if k not in ("label", "outcome")}
+    minus the label, outcome and source, which come from predict's input files (a request has none)."""
+    ref = {k: v for k, v in ref.items() if k not in ("label", "outcome", "source")}  # source: a server file
     assert got == {**ref, "path": name, "model": "ssim", "residual": "ssim"}
 
 

@@ -93,7 +93,10 @@ class _Issues:
         self.log = log or (lambda _msg: None)
         # Problems (skipped files, warnings) go to stderr where the log is plain print (the
         # command line): stdout keeps the results. Another log gets them as it gets the rest.
-        self.problem = (lambda msg: print(msg, file=sys.stderr)) if log is print else self.log
+        # (``log is print`` is not enough: a library may replace builtins.print after a default
+        # ``log=print`` was bound, as Ray Data's progress bars do while a dataset executes.)
+        plain = log is print or (getattr(log, "__name__", None) == "print" and getattr(log, "__module__", None) == "builtins")
+        self.problem = (lambda msg: print(msg, file=sys.stderr)) if plain else self.log
         self.skipped: list[tuple[Path, str]] = []
         self.warnings: list[str] = []
 

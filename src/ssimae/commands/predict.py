@@ -3,7 +3,6 @@ input image, with either engine; the files are written by
 :class:`ssimae.reporting.predictions.PredictionWriter` (predictions.csv / .jsonl, report.html)."""
 from __future__ import annotations
 
-import math
 import os
 import sys
 from pathlib import Path
@@ -11,9 +10,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ssimae.data.inputs import collect_inputs
-from ssimae.core.residual import check_residual
 from ssimae.errors import SsimaeError, printable
-from ssimae.inference.engines import load_detector
+from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
 from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
 from ssimae.reporting.predictions import PredictionWriter, threshold_source
@@ -32,20 +30,8 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
     instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint)
     or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
-    if threshold is not None and not math.isfinite(threshold):
-        raise SsimaeError(f"--threshold must be a finite number, got {threshold}")
-    detector = load_detector(run, engine, device)
-    if smooth is not None:
-        detector = detector.with_settings(smooth=smooth)
-    if residual is not None and residual != detector.default_residual and threshold is None:
-        raise SsimaeError(f"the stored threshold belongs to the {detector.default_residual} residual; "
-                          f"give --threshold for the {residual} residual", run)
-    if residual is not None:
-        check_residual(residual, detector.outputs)
-    t = detector.threshold if threshold is None else threshold
-    name = residual or detector.default_residual
-    if t is None:
-        raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
+    detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
+                                      engine=engine)
     files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))
     with RunLock(out, "ssimae predict"):
         return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs)

@@ -86,7 +86,7 @@ def test_torchrun_two_processes_train_the_one_process_run(demo_root, one_process
     done = torchrun(["train", "--data", str(demo_root), "--out", str(out), *RUN])
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("checkpoint:") == 1 and done.stdout.count("training the SSIM-AE") == 1  # rank 0 speaks
-    assert update_error(out, one_process) < 1e-2
+    assert update_error(out, one_process) < 3e-3  # float rounding: 3.2e-4 measured after these 8 steps
     # rank 0 alone wrote the run: one invocation recorded, the lock released, the processes recorded
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "run_info.json", "train_log.csv"]
     assert len(json.loads((out / "run_info.json").read_text())["invocations"]) == 1
@@ -109,5 +109,5 @@ def test_torchrun_resumes_an_interrupted_run(demo_root, one_process, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert (ckpt["epoch"], ckpt["finished"]) == (2, True)
-    assert update_error(out, one_process) < 1e-2
+    assert update_error(out, one_process) < 3e-3
     assert len(json.loads((out / "run_info.json").read_text())["invocations"]) == 2

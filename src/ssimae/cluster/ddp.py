@@ -137,16 +137,14 @@ class DdpTraining:
         self.ddp = nn.parallel.DistributedDataParallel(module, device_ids=ids)
         return {name: (lambda x, name=name: self.ddp(name, x)) for name in fns}
 
-    def mean(self, loss: torch.Tensor) -> float:
-        """The mean of the processes' losses (equal batches: the loss of the global batch)."""
-        value = loss.detach().clone().reshape(1)
+    def agree(self, loss: torch.Tensor, flag: bool) -> tuple[float, bool]:
+        """(the mean of the processes' losses: equal batches, so the loss of the global batch;
+        whether ``flag`` is set in any process), in one all-reduce."""
+        value = torch.stack([loss.detach().reshape(()).float(),
+                             torch.tensor(1.0 if flag else 0.0, device=loss.device)])
         dist.all_reduce(value)
-        return value.item() / self.world
-
-    def any(self, flag: bool) -> bool:
-        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(value)
-        return value.item() > 0
+        mean, flags = value.tolist()
+        return mean / self.world, flags > 0
 
     def step_seed(self, seed: int, epoch: int, step: int) -> None:
         if self.rank > 0:

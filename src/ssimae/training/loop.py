@@ -36,9 +36,9 @@ class SingleProcess:
     """Training in this process alone (the default). :class:`ssimae.cluster.ddp.DdpTraining`
     spreads one run over the processes of torchrun with the same interface: ``rank`` of
     ``world`` processes; only rank 0 (``is_main``) writes the run; ``losses`` wraps the loss
-    functions so that backward averages the gradients over the processes; ``mean`` is a
-    per-process loss averaged over them, ``any`` a flag set in any process (the processes
-    stop together); ``step_seed`` reseeds a process's global RNG for a step (ranks > 0:
+    functions so that backward averages the gradients over the processes; ``agree`` gives
+    a per-process loss averaged over them and whether a flag is set in any process (the
+    processes stop together), in one exchange per step; ``step_seed`` reseeds a process's global RNG for a step (ranks > 0:
     their own noise for sampling models); ``check`` refuses settings the processes cannot
     train; ``device``: this process's device (None: the run's --device)."""
 
@@ -47,11 +47,8 @@ class SingleProcess:
     def losses(self, net, fns: dict) -> dict:
         return fns
 
-    def mean(self, loss: torch.Tensor) -> float:
-        return loss.item()
-
-    def any(self, flag: bool) -> bool:
-        return flag
+    def agree(self, loss: torch.Tensor, flag: bool) -> tuple[float, bool]:
+        return loss.item(), flag
 
     def step_seed(self, seed: int, epoch: int, step: int) -> None:
         pass
@@ -182,18 +179,20 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
                 group["lr"] = learning_rate(global_step, total_steps, t)
             par.step_seed(t.seed, state["epoch"], state["step"])
             loss = (warm_loss if global_step < warm_steps else loss_fn)(x)
-            value = par.mean(loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            # one exchange per step besides the gradients', right after them (the processes are in
+            # step there, so none waits): the mean loss, and whether any process ran out of time
+            value, stop = par.agree(loss, budget is not None and time.monotonic() - start >= budget)
             if not math.isfinite(value):
                 raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {value}); "
                                   f"the last good checkpoint is kept", out / CHECKPOINT_NAME)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             opt.step()
             state["step"] += 1
             seen += x.shape[0] * par.world
             total += value * x.shape[0] * par.world
             bar.set_postfix(loss=f"{value:.4f}", patches_s=f"{seen / max(time.monotonic() - t0, 1e-9):.0f}")
-            if par.any(budget is not None and time.monotonic() - start >= budget):
+            if stop:
                 stopped = True
                 break
         bar.close()

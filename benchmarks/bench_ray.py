@@ -16,7 +16,7 @@ to predict's (predictions.csv byte for byte). Without ``--run`` a model is train
 (the paper's network, d = 100, a few patches: its speed is that of any run).
 
     .venv/bin/python benchmarks/bench_ray.py                    # 256 images of 256x256, ~5 min on 2 cores
-    .venv/bin/python benchmarks/bench_ray.py --n 512 --repeat 2 --json docs/results/distributed/ray.json
+    .venv/bin/python benchmarks/bench_ray.py --n 256 --repeat 3 --json docs/results/distributed/ray.json   # ~16 min
     .venv/bin/python benchmarks/bench_ray.py --n 24 --size 160  # quick check that it works
     .venv/bin/python benchmarks/bench_ray.py --run RUN --images DIR
 """
@@ -128,8 +128,8 @@ def main() -> None:
         from ssimae.inference.export import export_onnx
 
         run = export_onnx(run, tmp / "export").parent
-    n = len(collect_inputs(inputs))
-    size = read_image(collect_inputs(inputs)[0][0]).shape[:2]
+    files = collect_inputs(inputs)
+    n, size = len(files), read_image(files[0][0]).shape[:2]
     quiet = {"progress": False, "log": lambda *_: None}
 
     torch.set_num_threads(1)
@@ -161,7 +161,7 @@ def main() -> None:
                                 "steady_images_per_s": steady_rate(events)})
             # the machine's own ceiling for 2 workers, without Ray: two predict processes of 1 thread
             # on the two halves of the inputs (alternate chunks of 8), started at once
-            secs = two_processes(run, collect_inputs(inputs), tmp / f"halves{k}", args.engine)
+            secs = two_processes(run, files, tmp / f"halves{k}", args.engine)
             results.append({"configuration": "2 predict processes x 1 thread, half each (no Ray)",
                             "seconds": secs, "images_per_s": n / secs, "steady_images_per_s": None})
             for r in results:
@@ -205,7 +205,7 @@ def table_row(r: dict) -> str:
     def f(v, fmt):
         return "n/a" if v is None else format(v, fmt)
     return (f"| {r['configuration']} | {r['seconds']:.1f} | {r['images_per_s']:.2f} | {r['speedup']:.2f}x | "
-            f"{f(r['steady_images_per_s'], '.2f')} | {f(r['steady_speedup'], '.2f') + 'x' if r['steady_speedup'] else 'n/a'} | "
+            f"{f(r['steady_images_per_s'], '.2f')} | {f(r['steady_speedup'], '.2f')}{'' if r['steady_speedup'] is None else 'x'} | "
             f"{f(r['startup_s'], '.1f')} |")
 
 

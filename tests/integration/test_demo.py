@@ -7,14 +7,19 @@ import json
 
 from ssimae.commands import demo
 from ssimae.cli.main import main
-from ssimae.data.demo_data import make_demo_data
+from ssimae.data.demo_data import make_color_demo_data, make_demo_data
+
+
+def tiny_demo(monkeypatch, maker, **sizes) -> None:
+    """The demo with ``maker`` (the name of a demo-data function in the demo module) making
+    160 px images in the given numbers, and one epoch of 16 patches per model."""
+    monkeypatch.setattr(demo, maker.__name__, functools.partial(maker, size=160, n_train=4, **sizes))
+    monkeypatch.setattr(demo, "DEMO_TRAINING", {m: dict(epochs=1, patches_per_epoch=16) for m in demo.DEMO_MODELS})
+    monkeypatch.setattr(demo, "DEMO_VAL_FRACTION", 0.25)
 
 
 def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "make_demo_data", functools.partial(
-        make_demo_data, size=160, n_train=4, n_test_good=2, n_test_per_type=1))
-    monkeypatch.setattr(demo, "DEMO_TRAINING", {m: dict(epochs=1, patches_per_epoch=16) for m in demo.DEMO_MODELS})
-    monkeypatch.setattr(demo, "DEMO_VAL_FRACTION", 0.25)
+    tiny_demo(monkeypatch, make_demo_data, n_test_good=2, n_test_per_type=1)
     out = tmp_path / "demo-out"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
     for name in ("results.md", "results.json", "roc.png", "examples.png", "report.html"):
@@ -37,12 +42,8 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
 
 def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
     from ssimae.runs.checkpoint import load_checkpoint
-    from ssimae.data.demo_data import make_color_demo_data
 
-    monkeypatch.setattr(demo, "make_color_demo_data", functools.partial(
-        make_color_demo_data, size=160, n_train=4, n_test_good=1, n_test_per_type=1))
-    monkeypatch.setattr(demo, "DEMO_TRAINING", {m: dict(epochs=1, patches_per_epoch=16) for m in demo.DEMO_MODELS})
-    monkeypatch.setattr(demo, "DEMO_VAL_FRACTION", 0.25)
+    tiny_demo(monkeypatch, make_color_demo_data, n_test_good=1, n_test_per_type=1)
     out = tmp_path / "demo-out"
     assert main(["demo", "--out", str(out), "--color", "--quiet"]) == 0
     assert (out / "data-color" / "test" / "hue").is_dir() and not (out / "data").exists()

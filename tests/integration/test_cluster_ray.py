@@ -20,6 +20,8 @@ ray = pytest.importorskip("ray")
 from ssimae.cluster.ray_scoring import JOURNAL_NAME, STATE_DIR, predict_on_ray  # noqa: E402
 
 
+pytestmark = pytest.mark.kernels  # float comparisons across kernels: tests/helpers/floats.py
+
 @pytest.fixture(scope="module")
 def ray_instance():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,

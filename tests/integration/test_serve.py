@@ -3,8 +3,12 @@ thread) called over HTTP, against ``ssimae predict`` on the same images.
 
 Reference: the predictions.jsonl rows, masks and overlays that ``ssimae predict`` writes for
 the demo test images at a threshold between their scores (so both verdicts occur); the
-server must return identical rows (scores equal to the last bit) and identical PNGs, with
-the torch engine and with the ONNX engine in a process where importing torch fails.
+server must return the same rows and PNGs, with the torch engine and with the ONNX engine in
+a process where importing torch fails. The server batches other images together than predict
+does, so scores are compared within :data:`tests.helpers.floats.RESIDUAL_RTOL` (float32 sums in
+another order; argued there) and masks, overlays, regions and verdicts exactly, except at the
+pixels (or the images) whose opened residual (or score) lies within that tolerance of its
+threshold (:func:`margins`).
 """
 import io
 import json
@@ -20,18 +24,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage as ndi
 
 httpx = pytest.importorskip("httpx", reason="the server tests need httpx (in the [test] extra)")
 pytest.importorskip("fastapi", reason="ssimae serve needs fastapi (pip install 'ssimae[serve]')")
 uvicorn = pytest.importorskip("uvicorn", reason="ssimae serve needs uvicorn (pip install 'ssimae[serve]')")
 
 from tests.helpers.clicheck import one_error_line  # noqa: E402
+from tests.helpers.floats import close, flippable, near  # noqa: E402
 from tests.helpers.paths import SRC  # noqa: E402
 from ssimae._version import __version__  # noqa: E402
 from ssimae.cli.main import main  # noqa: E402
+from ssimae.core.morphology import gray_opening  # noqa: E402
 from ssimae.inference.detector import Detector  # noqa: E402
 from ssimae.serve.app import create_app  # noqa: E402
 from ssimae.serve.options import ServeOptions  # noqa: E402
+
+pytestmark = pytest.mark.kernels  # float comparisons across kernels: tests/helpers/floats.py
 
 NO_TORCH = "import sys; sys.modules['torch'] = None; from ssimae.serve.command import main; sys.exit(main(sys.argv[1:]))"
 
@@ -53,6 +62,22 @@ def threshold(trained_run, demo_root):
     t = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
     assert scores[0] < t < scores[-1]
     return t
+
+
+@pytest.fixture(scope="module")
+def margins(trained_run, demo_root, images, threshold):
+    """{relative path: (pixels whose mask may flip, whether the verdict may flip)} under the
+    rounding tolerance, from the torch engine's opened residual maps (the ONNX engine agrees
+    with it far inside the tolerance: tests/unit/inference/test_runtime.py)."""
+    det = Detector.load(trained_run, "cpu")
+    out = {}
+    for rel in images:
+        p = det.predict(demo_root / "test" / rel, threshold=threshold)
+        opened = gray_opening(p.residual, det.opening_diameter)
+        verdict_flips = p.image_threshold is not None and near(p.score, p.image_threshold)
+        out[rel] = (flippable(opened, threshold), verdict_flips)
+    assert not all(f.any() for f, _ in out.values())  # the comparison stays exact for most images
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +177,28 @@ def post(url, data, name=None, query="", **kw):
     return httpx.post(f"{url}/v1/predict{query}", files=files, content=None if name else data, timeout=120, **kw)
 
 
-def same_row(got: dict, ref: dict, name: str) -> None:
+MASK_KEYS = ("defect_area", "n_regions", "regions")  # what the mask decides
+
+
+def same_row(got: dict, ref: dict, name: str, margin) -> None:
     """The server's JSON is predict's row (path aside: the client's file name), plus model and residual;
-    minus the label, outcome and source, which come from predict's input files (a request has none)."""
-    ref = {k: v for k, v in ref.items() if k not in ("label", "outcome", "source")}  # source: a server file
-    assert got == {**ref, "path": name, "model": "ssim", "residual": "ssim"}
+    minus the label, outcome and source, which come from predict's input files (a request has none).
+    ``margin``: the image's entry of :func:`margins`; the mask's fields and the verdict are
+    compared only where they cannot flip by rounding."""
+    mask_flips, verdict_flips = margin
+    skip = {"label", "outcome", "source"} | (set(MASK_KEYS) if mask_flips.any() else set())
+    skip |= {"defective"} if verdict_flips else set()
+    ref = {k: v for k, v in ref.items() if k not in skip}  # source: a server file
+    close({k: v for k, v in got.items() if k not in skip}, {**ref, "path": name, "model": "ssim", "residual": "ssim"})
+
+
+def same_png(got: np.ndarray, ref: np.ndarray, flips: np.ndarray, reach: int = 0) -> None:
+    """Equal PNG pixels, except within ``reach`` pixels of a pixel whose mask value may flip
+    (an overlay's outline reaches 1 pixel beyond the mask)."""
+    assert got.shape == ref.shape
+    if reach:
+        flips = ndi.binary_dilation(flips, np.ones((2 * reach + 1,) * 2, bool))
+    assert np.array_equal(got[~flips], ref[~flips])
 
 
 def pixels(data_or_path) -> np.ndarray:
@@ -167,7 +209,8 @@ def pixels(data_or_path) -> np.ndarray:
 # --- the server against ssimae predict ----------------------------------------------------------
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
-def test_server_matches_predict(engine, trained_run, demo_root, images, threshold, reference, tmp_path, request):
+def test_server_matches_predict(engine, trained_run, demo_root, images, threshold, reference, margins, tmp_path,
+                                request):
     """Rows, masks and overlays equal predict's, for requests sent one by one and all at once;
     the onnx server runs in a process where importing torch fails."""
     if engine == "torch":
@@ -184,16 +227,16 @@ def test_server_matches_predict(engine, trained_run, demo_root, images, threshol
         assert model["settings"]["stride"] == 30 and model["limits"] == ServeOptions().limits()
         for rel, data in images.items():
             row, mask, overlay = ref[rel]
-            same_row(post(url, data, name=Path(rel).name).json(), row, Path(rel).name)
+            same_row(post(url, data, name=Path(rel).name).json(), row, Path(rel).name, margins[rel])
             r = post(url, data, query="?mask=png")
             assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-            assert np.array_equal(pixels(r.content), pixels(mask))
-            assert np.array_equal(pixels(post(url, data, query="?overlay=png").content), pixels(overlay))
+            same_png(pixels(r.content), pixels(mask), margins[rel][0])
+            same_png(pixels(post(url, data, query="?overlay=png").content), pixels(overlay), margins[rel][0], 1)
         with ThreadPoolExecutor(len(images)) as pool:  # all at once: batched, same answers
             answers = list(pool.map(lambda item: post(url, item[1]), images.items()))
         for rel, r in zip(images, answers):
             assert r.status_code == 200
-            same_row(r.json(), ref[rel][0], "")
+            same_row(r.json(), ref[rel][0], "", margins[rel])
         health = httpx.get(url + "/healthz").json()
         assert health["status"] == "ok" and health["images"] == 4 * len(images) and health["pending"] == 0
     finally:
@@ -222,7 +265,7 @@ class Gate:
         detector.predict_many = predict_many
 
 
-def test_concurrent_requests_are_batched(detector, images, reference, threshold):
+def test_concurrent_requests_are_batched(detector, images, reference, margins, threshold):
     """While one image is in the network, four more arrive; they go through in one
     predict_many call of four images, and each answer is still predict's row."""
     gate = Gate(detector)
@@ -239,10 +282,10 @@ def test_concurrent_requests_are_batched(detector, images, reference, threshold)
     assert (app.state.batcher.batches, app.state.batcher.images) == (2, 5)
     for name, r in zip(names, answers):
         assert r.status_code == 200
-        same_row(r.json(), reference[name][0], "")
+        same_row(r.json(), reference[name][0], "", margins[name])
 
 
-def test_full_queue_gets_503_with_retry_after(detector, images, reference, threshold):
+def test_full_queue_gets_503_with_retry_after(detector, images, reference, margins, threshold):
     """Queue of 1, batches of 1: one request in the network, one waiting, the third is
     refused at once with 503 and Retry-After; the first two are answered."""
     gate = Gate(detector)
@@ -260,7 +303,7 @@ def test_full_queue_gets_503_with_retry_after(detector, images, reference, thres
         assert a.result().status_code == b.result().status_code == 200
         r = post(url, data)  # served again once the backlog is gone
         assert r.status_code == 200
-        same_row(r.json(), reference[name][0], "")
+        same_row(r.json(), reference[name][0], "", margins[name])
     assert gate.calls == [1, 1, 1]
 
 

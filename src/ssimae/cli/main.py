@@ -119,6 +119,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", choices=list(NORMS), default=None,
                    help="batch: BatchNorm after each hidden convolution (not in Table 1; default none)")
     g.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format (speed only)")
+    g.add_argument("--micro-batches", type=int, default=None,
+                   help="cut each step's batch into N parts whose gradients are summed: the same step in less "
+                        "memory (N = torchrun's process count does in one process what they do; default 1)")
     g = p.add_argument_group("inference (paper defaults, stored in the run)")
     g.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map of the run (default: the model's own)")

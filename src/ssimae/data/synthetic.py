@@ -115,3 +115,90 @@ def add_anomaly(image: np.ndarray, rng: np.random.Generator, sources: list[np.nd
     out = image.copy()
     out[mask] = (1 - beta) * texture[mask] + beta * image[mask]
     return out, mask
+
+
+# --- anomalies that look like real defects on objects and textures --------------------------------
+# DRAEM's Perlin-shaped foreign textures (above) teach a segmentation head what a *foreign*
+# texture looks like; real defects on objects are often the part's own material in the wrong
+# place (a piece of another part, a shifted print) or texture that is missing (a worn, frayed
+# or smoothed region). Two generators for those, with the same contract as add_anomaly: the
+# mask holds exactly the pixels that may change, every other pixel is bit-identical.
+
+ANOMALY_KINDS = ("perlin", "cutpaste", "removal", "mixed")  # ReconParams.anomalies
+
+
+def cut_paste(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator, min_side: float = 0.1,
+              max_side: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(anomalous image, mask): an elliptical piece of ``donor`` (another defect-free image
+    of the same shape (H, W), or ``image`` itself) cut at one place and pasted at another,
+    its mean brightness moved toward the target region's by a random share, blended in with
+    opacity 1 - beta, beta ~ U[0, 0.5).
+
+    After NSA (Schlüter, Tan, Hou, Kainz, "Natural Synthetic Anomalies for Self-supervised
+    Anomaly Detection and Localization", ECCV 2022): patches of other defect-free images
+    pasted elsewhere make anomalies of the part's own material, which a head trained only on
+    foreign textures misses; NSA's Poisson blending is replaced here by the brightness shift
+    and the opacity (no linear solve per patch). Side lengths of the piece: a share in
+    [min_side, max_side] of the image's, drawn for each axis."""
+    h, w = image.shape
+    ph = max(2, int(round(h * rng.uniform(min_side, max_side))))
+    pw = max(2, int(round(w * rng.uniform(min_side, max_side))))
+    sy, sx = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))  # where it is cut
+    ty, tx = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))  # where it goes
+    yy, xx = np.mgrid[0:ph, 0:pw]
+    ellipse = ((yy + 0.5 - ph / 2) / (ph / 2)) ** 2 + ((xx + 0.5 - pw / 2) / (pw / 2)) ** 2 <= 1.0
+    piece = donor[sy:sy + ph, sx:sx + pw].astype(np.float32)
+    target = image[ty:ty + ph, tx:tx + pw]
+    shift = rng.uniform(0, 1) * (float(target[ellipse].mean()) - float(piece[ellipse].mean()))
+    beta = rng.uniform(0, 0.5)
+    mask = np.zeros((h, w), bool)
+    mask[ty:ty + ph, tx:tx + pw] = ellipse
+    out = image.copy()
+    pasted = np.clip(piece + shift, 0, 1)
+    out[mask] = ((1 - beta) * pasted[ellipse] + beta * target[ellipse]).astype(image.dtype)
+    return out, mask
+
+
+def remove_texture(image: np.ndarray, rng: np.random.Generator, min_sigma: float = 2.0,
+                   max_sigma: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
+    """(anomalous image, mask): the texture inside a Perlin-shaped region removed, the region
+    replaced by the image blurred with a Gaussian of sigma ~ U[min_sigma, max_sigma] (half
+    of the time) or flattened to the region's mean brightness, blended with opacity
+    1 - beta, beta ~ U[0, 0.3). For defects that are *missing* texture (fray, wear, a
+    smoothed or polished region), which a head trained on added textures ranks low. The mask
+    may be empty (then the image is returned unchanged)."""
+    from scipy import ndimage as ndi
+
+    mask = perlin_mask(image.shape, rng)
+    if not mask.any():
+        return image.copy(), mask
+    if rng.random() < 0.5:
+        fill = ndi.gaussian_filter(image.astype(np.float64), rng.uniform(min_sigma, max_sigma), mode="reflect")[mask]
+    else:
+        fill = np.full(int(mask.sum()), float(image[mask].mean()))
+    beta = rng.uniform(0, 0.3)
+    out = image.copy()
+    out[mask] = ((1 - beta) * fill + beta * image[mask]).astype(image.dtype)
+    return out, mask
+
+
+def make_anomaly(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator, sources: list[np.ndarray],
+                 kind: str = "perlin", p_anomaly: float = 0.5, beta_max: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """(anomalous image, mask) of one (H, W) defect-free image in [0, 1] by generator ``kind``
+    (:data:`ANOMALY_KINDS`): "perlin" is DRAEM's :func:`add_anomaly` exactly (the same draws);
+    "cutpaste" :func:`cut_paste` (``donor``: another defect-free image of the same shape);
+    "removal" :func:`remove_texture`; "mixed" one of the three, uniformly. With probability
+    1 - ``p_anomaly`` the image is returned unchanged with an empty mask."""
+    if kind not in ANOMALY_KINDS:
+        raise ValueError(f"unknown anomaly kind {kind!r}; choose from {', '.join(ANOMALY_KINDS)}")
+    if kind == "perlin":
+        return add_anomaly(image, rng, sources, p_anomaly, beta_max)
+    if rng.random() >= p_anomaly:
+        return image.copy(), np.zeros(image.shape, bool)
+    if kind == "mixed":
+        kind = ANOMALY_KINDS[int(rng.integers(3))]
+    if kind == "perlin":
+        return add_anomaly(image, rng, sources, 1.0, beta_max)
+    if kind == "cutpaste":
+        return cut_paste(image, donor, rng)
+    return remove_texture(image, rng)

@@ -141,7 +141,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def add_rule_args(g) -> None:
     """--threshold-rule and the options of the rules (not --min-defect-area, which train has)."""
-    from ssimae.core.thresholds import THRESHOLD_RULES
+    from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
     from ssimae.core.verdict import IMAGE_SCORES
     from ssimae.runs.inference_settings import InferenceSettings as I
 
@@ -155,6 +155,10 @@ def add_rule_args(g) -> None:
     g.add_argument("--image-fpr", type=float, default=None,
                    help=f"image verdicts: share of defect-free images the image threshold may reject "
                         f"(default {I.image_fpr:g} / the run's; held to 1/n with n validation images)")
+    g.add_argument("--image-threshold-rule", choices=list(IMAGE_THRESHOLD_RULES), default=None,
+                   help="image verdicts: how the image threshold is set on the defect-free images' scores: order (the "
+                        "score that rejects a share --image-fpr of them; the default / the run's) or gaussian (a "
+                        "fitted normal tail, never below their largest score)")
     g.add_argument("--image-score", choices=list(IMAGE_SCORES), default=None,
                    help="image verdicts: the image's score, the maximum of its opened residual map or the mean of "
                         "its largest 1 %% (default: max, top1%% for the inpaint recipe / the run's)")
@@ -194,7 +198,8 @@ def run_settings(args: argparse.Namespace, model: str):
                                                         color=bool(getattr(args, "color", None))),
                                   ssim=ssim, seed=args.seed, **inference_chosen,
                                   **_given(args, ["residual", "min_defect_area", "opening_diameter",
-                                                  "threshold_rule", "target_fpr", "quantile", "image_fpr"]))
+                                                  "threshold_rule", "target_fpr", "quantile", "image_fpr",
+                                                  "image_threshold_rule"]))
     return RunSettings(train, inference)
 
 
@@ -346,7 +351,7 @@ def cmd_calibrate(args) -> None:
 
     recalibrate(args.run, args.good, device=args.device, progress=not args.quiet, threshold_rule=args.threshold_rule,
                 target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area,
-                image_fpr=args.image_fpr, image_score=args.image_score)
+                image_fpr=args.image_fpr, image_score=args.image_score, image_threshold_rule=args.image_threshold_rule)
 
 
 def cmd_make_demo_data(args) -> None:

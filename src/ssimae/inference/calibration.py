@@ -30,6 +30,7 @@ class Calibration:
     threshold: float | None
     residual_stats: dict = field(default_factory=dict)
     image_threshold: float | None = None  # at the run's image_fpr, on the image scores of the same maps
+    images: int = 0  # how many defect-free images the thresholds rest on
 
 
 def calibrate(detector: Scorer, images: Sequence[str | os.PathLike], progress: bool = True) -> Calibration:
@@ -49,7 +50,8 @@ def calibrate(detector: Scorer, images: Sequence[str | os.PathLike], progress: b
     else:
         own_maps = [detector.residual_map(s.preprocess.read(p)) for p in images]
     scores = image_scores([gray_opening(m, s.opening_diameter) for m in own_maps], s.image_score)
-    return Calibration(threshold_from_maps(own_maps, s), stats, image_threshold(scores, s.image_fpr))
+    return Calibration(threshold_from_maps(own_maps, s), stats,
+                       image_threshold(scores, s.image_fpr, s.image_threshold_rule), len(scores))
 
 
 def residual_statistics(detector: Scorer, images: Sequence[str | os.PathLike], extra: tuple[str, ...] = (),

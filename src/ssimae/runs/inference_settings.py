@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
 from ssimae.core.ssim import SsimOptions
-from ssimae.core.thresholds import THRESHOLD_RULES
+from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
 from ssimae.core.residual import RESIDUALS
 from ssimae.core.verdict import IMAGE_SCORES
 from ssimae.core.window import PATCH_SIZE, STRIDE
@@ -69,6 +69,8 @@ class InferenceSettings:
     image_score: str = "max"
     image_fpr: float = 0.01
     image_threshold: float | None = None
+    image_threshold_rule: str = "order"  # or "gaussian": a fitted tail (ssimae.core.thresholds)
+    image_threshold_images: int | None = None  # how many defect-free images the image threshold rests on
 
     def __post_init__(self) -> None:
         self.validate()
@@ -96,6 +98,9 @@ class InferenceSettings:
             raise SsimaeError(f"unknown image score {self.image_score!r}; choose from {', '.join(IMAGE_SCORES)}")
         if not (math.isfinite(self.image_fpr) and 0 <= self.image_fpr < 1):
             raise SsimaeError(f"--image-fpr must be in [0, 1), got {self.image_fpr}")
+        if self.image_threshold_rule not in IMAGE_THRESHOLD_RULES:
+            raise SsimaeError(f"--image-threshold-rule: unknown rule {self.image_threshold_rule!r}; "
+                              f"choose from {', '.join(IMAGE_THRESHOLD_RULES)}")
         if self.image_threshold is not None and math.isnan(self.image_threshold):
             raise SsimaeError("the image threshold must be a number, got nan")
         if self.threshold is not None and not (math.isfinite(self.threshold) or self.threshold == -math.inf):

@@ -81,13 +81,17 @@ def training_time(run: Path) -> tuple[int, float]:
 
 def score_run(run: Path) -> dict:
     """The suite's metrics of a trained run on its test set, at its own residual, smoothing,
-    image score and stored thresholds."""
+    image score and stored thresholds; the image-threshold rules compared on the run's own
+    validation scores (good parts flagged, defective parts found at each rule's threshold);
+    and the selection proxy on its validation images (:mod:`ssimae.inference.selection`)."""
     from ssimae.core.metrics import evaluate_maps
     from ssimae.core.morphology import gray_opening
+    from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, image_threshold
     from ssimae.core.verdict import image_score
     from ssimae.data.datasets import load_dataset
     from ssimae.inference.detector import Detector
-    from ssimae.inference.test_set import score_test_set
+    from ssimae.inference.selection import proxy_scores
+    from ssimae.inference.test_set import score_test_set, validation_images
     from ssimae.runs.checkpoint import load_run
 
     loaded = load_run(run)
@@ -100,14 +104,26 @@ def score_run(run: Path) -> dict:
     maps = scores.maps[det.default_residual]
     m = evaluate_maps(maps, scores.masks, scores.types, det.opening_diameter, det.settings.image_score)
     s = det.settings
-    image_scores = np.array([image_score(gray_opening(x, det.opening_diameter), s.image_score) for x in maps])
+
+    def opened_score(x):
+        return image_score(gray_opening(x, det.opening_diameter), s.image_score)
+
+    image_scores = np.array([opened_score(x) for x in maps])
     good = np.array([t == "good" for t in scores.types])
-    flagged = image_scores > s.image_threshold if s.image_threshold is not None else np.ones(len(maps), bool)
+
+    def counts(threshold):
+        flagged = image_scores > threshold if threshold is not None else np.ones(len(maps), bool)
+        return {"good_flagged": int(flagged[good].sum()), "defective_found": int(flagged[~good].sum())}
+
+    val = validation_images(dataset, loaded.settings)
+    val_scores = [opened_score(det.residual_map(s.preprocess.read(p))) for p in val]
+    rules = {r: {"threshold": image_threshold(val_scores, s.image_fpr, r),
+                 **counts(image_threshold(val_scores, s.image_fpr, r))} for r in IMAGE_THRESHOLD_RULES}
     return {"pixel_auc": m["pixel_roc_auc"], "pro": m["pro_auc_fpr30"], "image_auc": m["image_roc_auc"],
-            "good_flagged": int(flagged[good].sum()), "good": int(good.sum()),
-            "defective_found": int(flagged[~good].sum()), "defective": int((~good).sum()),
+            **counts(s.image_threshold), "good": int(good.sum()), "defective": int((~good).sum()),
             "per_type": {k: v["pixel_roc_auc"] for k, v in m["per_type"].items()},
-            "image_threshold": s.image_threshold, "pixel_threshold": s.threshold, "seconds_per_image": seconds}
+            "image_threshold": s.image_threshold, "pixel_threshold": s.threshold, "seconds_per_image": seconds,
+            "validation_images": len(val), "image_threshold_rules": rules, "proxy": proxy_scores(det, val)}
 
 
 def summary(results: dict, config: str, sets: list[str], seeds: list[int]) -> dict | None:
@@ -156,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared"))
     ap.add_argument("--budget-scale", type=float, default=1.0)
+    ap.add_argument("--rescore", action="store_true", help="score the runs again (after a change of the scoring)")
     args = ap.parse_args(argv)
     configs, sets = args.configs.split(","), args.sets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -172,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             data = demo_data(out) if folder is None else Path(args.shared) / "datasets" / folder
             for seed in seeds:
                 key = f"{config}/{name}/seed{seed}"
-                if key in results:
+                if key in results and not args.rescore:
                     continue
                 run = out / "runs" / config / name / f"seed{seed}"
                 cmd = train_command(config, name, data, run, seed, args.budget_scale)

@@ -202,3 +202,63 @@ def make_anomaly(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
     if kind == "cutpaste":
         return cut_paste(image, donor, rng)
     return remove_texture(image, rng)
+
+
+# --- the selection proxy's anomalies: a family no model trains on -------------------------------
+# Model selection from good images alone (ssimae.inference.selection) pastes these into held-back
+# defect-free images and ranks candidates by how well they find them. The family must differ
+# from every training generator above (a candidate trained on its own test would win by
+# construction): stains (an elliptical region brighter or darker by a constant, its texture
+# kept) and scratches (thin straight strokes of a constant value).
+
+
+def stain(image: np.ndarray, rng: np.random.Generator, min_side: float = 0.05,
+          max_side: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    """(image with an elliptical stain, mask): the pixels of a random ellipse (axes a share in
+    [min_side, max_side] of the image's sides) shifted by delta, |delta| ~ U[0.1, 0.3], sign
+    random, clipped to [0, 1]."""
+    h, w = image.shape
+    ry, rx = (max(1.0, s * rng.uniform(min_side, max_side)) for s in (h, w))
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = ((yy + 0.5 - cy) / ry) ** 2 + ((xx + 0.5 - cx) / rx) ** 2 <= 1.0
+    if not mask.any():
+        mask[min(int(cy), h - 1), min(int(cx), w - 1)] = True
+    delta = rng.uniform(0.1, 0.3) * (1 if rng.random() < 0.5 else -1)
+    out = image.copy()
+    out[mask] = np.clip(image[mask] + delta, 0, 1).astype(image.dtype)
+    return out, mask
+
+
+def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(image with a scratch, mask): a straight stroke 1-3 px wide, of length a share in
+    [0.2, 0.6] of the image's diagonal, at a random angle, set to a value far from the
+    image's mean (its brightest or darkest end: 0.95 or 0.05)."""
+    h, w = image.shape
+    length = np.hypot(h, w) * rng.uniform(0.2, 0.6)
+    angle = rng.uniform(0, np.pi)
+    cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+    half = rng.uniform(0.5, 1.5)
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    dy, dx = np.sin(angle), np.cos(angle)
+    along = (yy - cy) * dy + (xx - cx) * dx
+    across = -(yy - cy) * dx + (xx - cx) * dy
+    mask = (np.abs(along) <= length / 2) & (np.abs(across) <= half)
+    if not mask.any():
+        mask[min(int(cy), h - 1), min(int(cx), w - 1)] = True
+    value = 0.05 if float(image.mean()) > 0.5 else 0.95
+    out = image.copy()
+    out[mask] = value
+    return out, mask
+
+
+def proxy_anomaly(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(anomalous image, mask) for the selection proxy: a :func:`stain` or a :func:`scratch`,
+    equally likely. Gray (H, W) or colour (H, W, C): a colour image gets the same region in
+    every channel. Pixels outside the mask are bit-identical."""
+    if image.ndim == 2:
+        return (stain if rng.random() < 0.5 else scratch)(image, rng)
+    seed = int(rng.integers(2**63))
+    which = stain if rng.random() < 0.5 else scratch
+    pairs = [which(image[..., c], np.random.default_rng(seed)) for c in range(image.shape[2])]
+    return np.stack([p[0] for p in pairs], -1), pairs[0][1]

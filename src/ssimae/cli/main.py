@@ -5,6 +5,7 @@ Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit statu
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 import typing
@@ -246,9 +247,38 @@ def check_resume_options(args: argparse.Namespace, saved) -> None:
             _refuse_on_resume(dest, getattr(args, dest), getattr(t.params, f.name), args.out)
 
 
+def cmd_train_auto(args) -> None:
+    """``train --model auto``: each candidate's settings as the command line builds them (the
+    candidate's options filling in those not given), then :func:`ssimae.commands.select.train_auto`."""
+    from ssimae.runs.candidates import CANDIDATES, SCREEN_SHARE, check_share, parse_candidates
+
+    if args.resume or args.config is not None:
+        raise SsimaeError("--model auto starts a new run (without --resume or --config); a rerun into the same "
+                          "--out reuses the finished screening runs")
+    if args.data is None and args.train_dir is None:
+        raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
+    share = check_share(SCREEN_SHARE if args.screen_share is None else args.screen_share)
+    candidates = {}
+    for name in parse_candidates(args.candidates):
+        a = copy.copy(args)
+        for key, value in CANDIDATES[name].items():
+            if key != "model" and getattr(args, key, None) is None:
+                setattr(a, key, value)
+        candidates[name] = run_settings(a, CANDIDATES[name]["model"])
+    from ssimae.commands.select import train_auto
+
+    path = train_auto(candidates, args.data, args.out, share=share, dataset_kwargs=data_kwargs(args),
+                      progress=not args.quiet, argv=getattr(args, "argv", None))
+    print(f"checkpoint: {path}")
+
+
 def cmd_train(args) -> None:
     from ssimae.commands.train import train
 
+    if args.model == "auto":
+        return cmd_train_auto(args)
+    if args.candidates is not None or args.screen_share is not None:
+        raise SsimaeError("--candidates and --screen-share go with --model auto")
     settings, root, data = train_inputs(args)
     if root is None and data.get("train_dir") is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
@@ -390,7 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an autoencoder on defect-free images",
                        description="Train one autoencoder of the paper on the defect-free images of a dataset.")
-    p.add_argument("--model", choices=list(MODELS), default=None, help="which model (default ssim)")
+    p.add_argument("--model", choices=[*MODELS, "auto"], default=None,
+                   help="which model (default ssim); auto: screen the --candidates on a share of the budget, "
+                        "rank them on held-back good images with pasted stains and scratches, train the best on")
+    p.add_argument("--candidates", default=None, metavar="A,B",
+                   help="--model auto: the configurations to screen (default ssim-fast,inpaint,draem-mixed; "
+                        "see ssimae.runs.candidates)")
+    p.add_argument("--screen-share", type=float, default=None,
+                   help="--model auto: share of the epochs each candidate is screened with (default 0.25)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--config", metavar="FILE", default=None,

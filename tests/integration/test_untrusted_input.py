@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from ssimae.cli.main import main
+from ssimae.io.files import TMP_PREFIX
 from ssimae.io.folders import LOCK_NAME
+from ssimae.io.processes import process_tag
 from tests.helpers.clicheck import TINY, one_error_line
 from tests.helpers.htmlpage import Page
 
@@ -47,7 +49,7 @@ def files_under(folder):
 # --- 1, 2, 16: one writer per folder; stale temporaries of killed writers are removed -----------
 
 def test_calibrate_is_refused_while_another_process_writes_the_run(run_copy, demo_root, holder, capsys):
-    (run_copy / LOCK_NAME).write_text(f"{holder.pid} ssimae train\n")
+    (run_copy / LOCK_NAME).write_text(f"{process_tag(holder.pid)} ssimae train\n")
     before = (run_copy / "model.pt").read_bytes(), (run_copy / "config.json").read_bytes()
     assert main(["calibrate", str(run_copy), "--good", str(demo_root / "train" / "good"), "--quiet"]) == 2
     one_error_line(capsys, f"pid {holder.pid}", "ssimae train")
@@ -57,16 +59,16 @@ def test_calibrate_is_refused_while_another_process_writes_the_run(run_copy, dem
 def test_a_second_predict_into_the_same_out_is_refused(trained_run, demo_root, tmp_path, holder, capsys):
     out = tmp_path / "S"
     out.mkdir()
-    (out / LOCK_NAME).write_text(f"{holder.pid} ssimae predict\n")
+    (out / LOCK_NAME).write_text(f"{process_tag(holder.pid)} ssimae predict\n")
     assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(out), "--quiet"]) == 2
     one_error_line(capsys, f"pid {holder.pid}", "ssimae predict")
     assert files_under(out) == [LOCK_NAME]
 
 
 def test_calibrate_removes_the_temporary_files_of_a_killed_writer(run_copy, demo_root):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    stale = run_copy / f".model.pt.tmp{dead}"
+    dead = subprocess.run([sys.executable, "-c", "from ssimae.io.processes import process_tag; print(process_tag())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = run_copy / f"{TMP_PREFIX}{dead}-model.pt"
     stale.write_bytes(b"half a checkpoint")
     assert main(["calibrate", str(run_copy), "--good", str(demo_root / "train" / "good"), "--quiet"]) == 0
     assert not stale.exists() and not (run_copy / LOCK_NAME).exists()

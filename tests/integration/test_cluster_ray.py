@@ -272,10 +272,10 @@ def test_ray_actors_score_the_run_the_job_started_with(ray_instance, trained_run
     out = tmp_path / "ray"
     stats = predict_on_ray(run, [demo_root], out, actors=1, progress=False, log=quiet, after_batch=recalibrate_then_die)
     assert os.path.exists(marks + "2") and stats["scored"] == 12
-    assert json.loads((out / STATE_DIR / JOB_NAME).read_text())["run_sha256"] == original
     got = snapshot(out)
     for name in ("predictions.csv", "predictions.jsonl"):
         assert got[name] == reference[name]
+    assert json.loads((out / STATE_DIR / JOB_NAME).read_text())["run_sha256"] == original
 
 
 def test_ray_reserves_thumbs_and_keeps_user_files(ray_instance, trained_run, tmp_path):

@@ -368,7 +368,8 @@ def connect(address: str | None = "auto", num_cpus: int | None = None, quiet: bo
 
 
 def pool_size(actors: int | None, threads: int, gpu: bool) -> int:
-    """The actor pool's size on the connected cluster (default: its CPUs // ``threads``);
+    """The actor pool's size on the connected cluster (default: its CPUs // ``threads``, with
+    ``gpu`` at most its GPUs);
     SsimaeError when the cluster cannot hold one actor of ``threads`` CPUs (Ray would wait
     for ever), or ``actors`` of them, or a GPU each with ``gpu``."""
     import ray
@@ -382,8 +383,11 @@ def pool_size(actors: int | None, threads: int, gpu: bool) -> int:
         raise SsimaeError(f"--ray-actors {actors} of --ray-threads {threads} need {actors * threads} CPUs; the Ray "
                           f"cluster has {cpus:g}")
     n = actors or max(1, int(cpus // threads))
-    if gpu and gpus < n:
-        raise SsimaeError(f"--device cuda gives each of {n} actor(s) one GPU; the Ray cluster has {gpus:g}")
+    if gpu:
+        if gpus < (actors or 1):
+            raise SsimaeError(f"--device cuda gives each of {actors or 1} actor(s) one GPU; the Ray cluster has "
+                              f"{gpus:g}")
+        n = min(n, int(gpus))
     return n
 
 

@@ -141,3 +141,31 @@ def test_torchrun_resumes_an_interrupted_run(demo_root, one_process, tmp_path):
     assert (ckpt["epoch"], ckpt["finished"]) == (2, True)
     assert update_error(out, one_process) < UPDATE_TOLERANCE
     assert len(json.loads((out / "run_info.json").read_text())["invocations"]) == 2
+
+
+class _TwoProcessesNoGroup:
+    """Rank 0 of two torchrun processes, without the process group (the check before work
+    needs none): :meth:`DdpTraining.check` is the real one."""
+
+    rank, world, is_main, device = 0, 2, True, None
+
+    def check(self, t):
+        from ssimae.cluster.ddp import DdpTraining
+
+        DdpTraining.check(self, t)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("option", [["--batch-size", "9"], ["--budget-minutes", "1"]])
+def test_torchrun_bad_batch_size_or_budget_leaves_no_run_folder(demo_root, tmp_path, monkeypatch, capsys, option):
+    """Cause 18: under torchrun an uneven --batch-size or a --budget-minutes was refused only
+    after the run folder was locked (created): an empty folder was left; one process leaves none."""
+    import ssimae.cluster.ddp as ddp
+
+    monkeypatch.setattr(ddp, "distributed_context", lambda backend=None: _TwoProcessesNoGroup())
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(demo_root), "--out", str(out), *RUN, *option]) == 2
+    capsys.readouterr()
+    assert not out.exists()

@@ -259,13 +259,16 @@ def test_full_disk_during_evaluate_keeps_the_earlier_report(tmp_path, trained_ru
 def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, capsys):
     import subprocess
 
+    from ssimae.io.files import TMP_PREFIX
     from ssimae.io.folders import LOCK_NAME
+    from ssimae.io.processes import process_tag
 
     out = tmp_path / "run"
     out.mkdir()
     other = subprocess.Popen(["sleep", "60"])  # a live process holding the folder
+    tag = process_tag(other.pid)
     try:
-        (out / LOCK_NAME).write_text(f"{other.pid}\n")
+        (out / LOCK_NAME).write_text(f"{tag}\n")
         assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 2
         one_error_line(capsys, out, f"pid {other.pid}")
         assert {p.name for p in out.iterdir()} == {LOCK_NAME}  # nothing of the second run written
@@ -273,7 +276,7 @@ def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, caps
         other.kill()
         other.wait()
     # the holder is gone (killed): its lock and its half-written checkpoint are cleaned up
-    (out / f".model.pt.tmp{other.pid}").write_bytes(b"half a checkpoint")
+    (out / f"{TMP_PREFIX}{tag}-model.pt").write_bytes(b"half a checkpoint")
     assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 0
     assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "train_log.csv", "run_info.json"}
 

@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from ssimae.cli.main import main
+from ssimae.io.files import TMP_PREFIX
 from ssimae.io.folders import LOCK_NAME
+from ssimae.io.processes import process_tag
 from tests.helpers.clicheck import TINY, one_error_line
 from tests.helpers.htmlpage import Page
 
@@ -47,7 +49,7 @@ def files_under(folder):
 # --- 1, 2, 16: one writer per folder; stale temporaries of killed writers are removed -----------
 
 def test_calibrate_is_refused_while_another_process_writes_the_run(run_copy, demo_root, holder, capsys):
-    (run_copy / LOCK_NAME).write_text(f"{holder.pid} ssimae train\n")
+    (run_copy / LOCK_NAME).write_text(f"{process_tag(holder.pid)} ssimae train\n")
     before = (run_copy / "model.pt").read_bytes(), (run_copy / "config.json").read_bytes()
     assert main(["calibrate", str(run_copy), "--good", str(demo_root / "train" / "good"), "--quiet"]) == 2
     one_error_line(capsys, f"pid {holder.pid}", "ssimae train")
@@ -57,16 +59,16 @@ def test_calibrate_is_refused_while_another_process_writes_the_run(run_copy, dem
 def test_a_second_predict_into_the_same_out_is_refused(trained_run, demo_root, tmp_path, holder, capsys):
     out = tmp_path / "S"
     out.mkdir()
-    (out / LOCK_NAME).write_text(f"{holder.pid} ssimae predict\n")
+    (out / LOCK_NAME).write_text(f"{process_tag(holder.pid)} ssimae predict\n")
     assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(out), "--quiet"]) == 2
     one_error_line(capsys, f"pid {holder.pid}", "ssimae predict")
     assert files_under(out) == [LOCK_NAME]
 
 
 def test_calibrate_removes_the_temporary_files_of_a_killed_writer(run_copy, demo_root):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    stale = run_copy / f".model.pt.tmp{dead}"
+    dead = subprocess.run([sys.executable, "-c", "from ssimae.io.processes import process_tag; print(process_tag())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = run_copy / f"{TMP_PREFIX}{dead}-model.pt"
     stale.write_bytes(b"half a checkpoint")
     assert main(["calibrate", str(run_copy), "--good", str(demo_root / "train" / "good"), "--quiet"]) == 0
     assert not stale.exists() and not (run_copy / LOCK_NAME).exists()
@@ -388,3 +390,41 @@ def test_a_lock_that_is_a_folder_is_one_line(trained_run, demo_root, tmp_path, c
     assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "out"),
                  "--quiet"]) == 2
     one_error_line(capsys, LOCK_NAME)
+
+
+# --- labels, repeated inputs --------------------------------------------------------------------
+
+def _labels(out):
+    import csv
+
+    return {r["path"]: r["label"] for r in csv.DictReader(open(out / "predictions.csv"))}
+
+
+def test_labels_from_the_first_folder_under_the_input_root(trained_run, tmp_path):
+    """Cause 7: the label was the image's immediate folder: ``t/good/nested/a.png`` was
+    labelled "nested" (an escape), ``cut/good/x.png`` (given the folder above ``cut``) "good".
+    Now the first folder under the input root; only exactly "good" is defect-free."""
+    t, root = tmp_path / "t", tmp_path / "root"
+    for f in (t / "good" / "nested" / "a.png", t / "good" / "b.png", t / "crack" / "c.png", t / "Good" / "d.png",
+              root / "cut" / "good" / "x.png", root / "good" / "y.png"):
+        png(f, 40)
+    assert main(["predict", str(trained_run), str(t), "--out", str(tmp_path / "o1"), "--quiet"]) == 0
+    assert _labels(tmp_path / "o1") == {"good/nested/a.png": "good", "good/b.png": "good", "crack/c.png": "crack",
+                                        "Good/d.png": "Good"}
+    assert main(["predict", str(trained_run), str(root), "--out", str(tmp_path / "o2"), "--quiet"]) == 0
+    assert _labels(tmp_path / "o2") == {"cut/good/x.png": "cut", "good/y.png": "good"}
+
+
+def test_list_naming_one_file_several_times_gives_one_row(trained_run, tmp_path):
+    """Cause 21: a list naming one file 3 times gave 3 rows (a, a-<hash>, ...). Now each real
+    file is one input, where it is first named (also across inputs and symbolic links)."""
+    src = tmp_path / "in"
+    png(src / "a.png", 10)
+    png(src / "b.png", 20)
+    (src / "link.png").symlink_to(src / "a.png")
+    listing = src / "list.txt"
+    listing.write_text("a.png\nb.png\na.png\n./a.png\nlink.png\n")
+    out = tmp_path / "o"
+    assert main(["predict", str(trained_run), str(listing), str(src / "b.png"), "--out", str(out), "--quiet"]) == 0
+    assert list(_labels(out)) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.glob("*_mask.png")) == ["a_mask.png", "b_mask.png"]

@@ -31,6 +31,8 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
     ``out`` is locked while training (:class:`ssimae.io.folders.RunLock`): a second writer
     into the same folder is refused."""
     check_before_work(run, data_root, dataset_kwargs or {})
+    if par is not None and not resume:  # a resumed run is checked by fit, with its own settings
+        par.check(run.train)  # under torchrun: batches that split evenly, no time budget
     if par is not None and not par.is_main:
         fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, argv=argv, par=par)
         return Path(out) / CHECKPOINT_NAME

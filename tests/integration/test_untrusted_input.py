@@ -388,3 +388,65 @@ def test_a_lock_that_is_a_folder_is_one_line(trained_run, demo_root, tmp_path, c
     assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "out"),
                  "--quiet"]) == 2
     one_error_line(capsys, LOCK_NAME)
+
+
+# --- adversarial pass 3: what an image may cost, and what is not an image -------------------------
+
+@pytest.mark.parametrize("given", [b"\x89PNG\r\n\x1a\n", None, 3.0])
+def test_detector_predict_of_bytes_none_or_a_number_names_the_type(detectors, given):
+    """Cause 25: ``predict(bytes | None | 3.0)`` said "the image is empty (shape ())"."""
+    from ssimae.errors import BadArray
+
+    for det in detectors:
+        with pytest.raises(BadArray) as e:
+            det.predict(given)
+        message = str(e.value)
+        assert type(given).__name__ in message and "\n" not in message and "empty" not in message, message
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """The sliding window of both engines fails the test if it is ever reached."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the image reached the network")
+
+    for module in ("ssimae.inference.detector", "ssimae.inference.onnx_detector"):
+        monkeypatch.setattr(f"{module}.sliding_window_many", refuse)
+
+
+def test_size_ceilings_admit_only_work_that_finishes(detectors, no_network, tmp_path, capsys):
+    """Cause 11: an array of 20000 x 20000 ran for minutes (a file that size is refused);
+    an image of 4100 x 4100 costs more than the documented pixel ceiling. Arrays and files
+    are refused alike, before the network sees a patch; the file's error names it."""
+    from ssimae.core.preprocess import MAX_PIXELS
+    from ssimae.errors import BadArray, SsimaeError
+
+    big = tmp_path / "big.png"
+    Image.new("L", (4100, 4100)).save(big)
+    for det in detectors:
+        for shape in ((20000, 20000), (4100, 4100)):
+            with pytest.raises(BadArray, match=f"limit of {MAX_PIXELS}"):
+                det.predict(np.broadcast_to(np.float32(0.5), shape))  # no memory behind it
+        with pytest.raises(SsimaeError, match=f"limit of {MAX_PIXELS}") as e:
+            det.predict(big)
+        assert str(big) in str(e.value)
+    fine = np.full((300, 200), 0.5, np.float32)  # the ceiling is no obstacle to a normal image:
+    with pytest.raises(AssertionError, match="reached the network"):
+        detectors[0].predict(fine)
+
+
+def test_an_export_whose_resize_costs_more_than_the_ceiling_is_refused_at_load(export_dir, tmp_path):
+    """Cause 11: an export with ``preprocess.size`` [16384, 16384] (the documented side
+    ceiling) gave nothing for one 256 x 256 image in 90 s; a size at stride 1 whose patches
+    exceed the patch ceiling is refused too."""
+    from ssimae.core.window import MAX_PATCHES
+    from ssimae.errors import SsimaeError
+    from ssimae.runtime import OnnxDetector
+
+    for edit, needle in ((lambda i: i["inference"]["preprocess"].update(size=[16384, 16384], scale=None), "pixels"),
+                         (lambda i: (i["inference"]["preprocess"].update(size=[1024, 1024], scale=None),
+                                     i["inference"].update(stride=1)), f"limit of {MAX_PATCHES}")):
+        path = tampered(export_dir, tmp_path, edit)
+        with pytest.raises(SsimaeError) as e:
+            OnnxDetector.load(path)
+        assert needle in str(e.value) and "\n" not in str(e.value) and str(path) in str(e.value)

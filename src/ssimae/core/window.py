@@ -17,6 +17,9 @@ import numpy as np
 
 PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
 STRIDE = 30  # Sec. 4.2
+# The most patches one image may cost (a documented ceiling: docs/commands.md, "Limits"): a
+# 4096 x 4096 image at the paper's stride is 17,956; 32,768 bound the time of one image.
+MAX_PATCHES = 32_768
 
 
 def patch_starts(length: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> list[int]:
@@ -30,6 +33,17 @@ def patch_starts(length: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> 
     if starts[-1] != length - patch:
         starts.append(length - patch)
     return starts
+
+
+def patch_count(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> int:
+    """How many patches :func:`sliding_window` sends through the network for an image of
+    ``height`` x ``width`` pixels (padded to at least a patch first), without listing them:
+    ``len(patch_starts(H)) * len(patch_starts(W))``."""
+    def along(length: int) -> int:
+        span = max(length, patch) - patch
+        return span // stride + 1 + (1 if span % stride else 0)
+
+    return along(height) * along(width)
 
 
 def coverage(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> np.ndarray:

@@ -430,3 +430,34 @@ def test_every_answer_says_nosniff(limited_server, images):
     for r in (httpx.get(limited_server + "/"), httpx.get(limited_server + "/nothing"), post(limited_server, b"x"),
               post(limited_server, images[GOOD])):
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+# --- adversarial pass 3 -----------------------------------------------------------------------------
+
+def one_json_line(r, status, words):
+    """The answer is ``status`` with one line of JSON {"error": ...} holding ``words``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json" and r.text.count("\n") == 0, r.text
+    assert list(r.json()) == ["error"] and words in r.json()["error"], r.text
+
+
+def test_a_multipart_boundary_over_256_characters_is_400_json(limited_server, images):
+    """Cause 16: python-multipart refuses a boundary over 256 characters with its own
+    FormParserError, which came back as 500."""
+    boundary = "b" * 300
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n').encode() \
+        + images[GOOD] + f"\r\n--{boundary}--\r\n".encode()
+    r = httpx.post(limited_server + "/v1/predict", timeout=60, **multipart(boundary, body))
+    one_json_line(r, 400, "boundary")
+    assert post(limited_server, images[GOOD]).status_code == 200
+
+
+def test_a_multipage_tiff_whose_pages_differ_in_size_is_400(limited_server):
+    """Cause 20: scored on its first page only."""
+    import tifffile
+
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        tif.write(np.zeros((40, 40), np.uint8))
+        tif.write(np.zeros((60, 50), np.uint8))
+    one_json_line(httpx.post(limited_server + "/v1/predict", content=buf.getvalue(), timeout=60), 400, "multi-page TIFF")

@@ -461,3 +461,23 @@ def test_a_multipage_tiff_whose_pages_differ_in_size_is_400(limited_server):
         tif.write(np.zeros((40, 40), np.uint8))
         tif.write(np.zeros((60, 50), np.uint8))
     one_json_line(httpx.post(limited_server + "/v1/predict", content=buf.getvalue(), timeout=60), 400, "multi-page TIFF")
+
+
+def test_an_empty_api_key_is_refused(trained_run, capsys, monkeypatch):
+    """Cause 12: ``--host 0.0.0.0 --api-key ""`` turned authentication off, said "API key not
+    required" and suppressed the warning about 0.0.0.0. An empty or blank key (option or
+    environment variable) is refused with one line before anything is loaded or bound (a
+    taken port here: the old code got as far as binding)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for argv, env in ((["--api-key", ""], None), (["--api-key", "  "], "set"), ([], "")):
+            if env is None:
+                monkeypatch.delenv("SSIMAE_API_KEY", raising=False)
+            else:
+                monkeypatch.setenv("SSIMAE_API_KEY", env)
+            assert main(["serve", str(trained_run), "--port", port, *argv]) == 2
+            one_error_line(capsys, "--api-key is empty" if argv else "SSIMAE_API_KEY is empty")
+    with pytest.raises(ValueError, match="empty"):
+        ServeOptions(api_key="")

@@ -145,6 +145,15 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def api_key_of(option: str | None) -> str | None:
+    """The API key: ``--api-key``, else the environment variable :data:`API_KEY_ENV`, else
+    None (no key). An empty or blank key is refused: it would turn authentication off."""
+    key, where = (option, "--api-key") if option is not None else (os.environ.get(API_KEY_ENV), API_KEY_ENV)
+    if key is not None and not key.strip():
+        raise SsimaeError(f"{where} is empty: give a key, or leave it unset to serve without one")
+    return key
+
+
 def serve(args: argparse.Namespace, log=print) -> None:
     """Load ``args.source`` and serve it until interrupted (the options of :func:`add_arguments`)."""
     require_serve_extra()
@@ -152,7 +161,7 @@ def serve(args: argparse.Namespace, log=print) -> None:
         raise SsimaeError(f"--threshold must be a finite number, got {args.threshold}")
     if not 0 <= args.port <= 65535:
         raise SsimaeError(f"--port must be between 0 and 65535, got {args.port}")
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    api_key = api_key_of(args.api_key)
     import uvicorn
 
     from ssimae.serve.app import create_app

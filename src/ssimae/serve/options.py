@@ -30,6 +30,10 @@ class ServeOptions:
     api_key: str | None = None
     threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("the API key is empty: give a key, or None to serve without one")
+
     def limits(self) -> dict:
         """The limits as reported by ``GET /v1/model``."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("api_key", "threshold")}

@@ -40,9 +40,15 @@ TRAIN_CROP_FLAG = {"flag": "--train-crop", "help": "inpaint, draem: train on ran
 
 
 def _cell_sizes(value) -> tuple[int, ...]:
-    """'2,4,8,16' or a sequence of ints -> tuple of positive ints."""
+    """'2,4,8,16' or a sequence of ints -> tuple of ints; SsimaeError naming the valid form
+    otherwise (raised through argparse as it is: one line, no usage)."""
     items = value.split(",") if isinstance(value, str) else value
-    return tuple(int(v) for v in items)
+    try:
+        return tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        from ssimae.errors import SsimaeError
+
+        raise SsimaeError(f"--cell-sizes must be whole numbers separated by commas, e.g. 2,8; got {value!r}") from None
 
 
 @dataclass(frozen=True)

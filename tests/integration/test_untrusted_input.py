@@ -450,3 +450,36 @@ def test_an_export_whose_resize_costs_more_than_the_ceiling_is_refused_at_load(e
         with pytest.raises(SsimaeError) as e:
             OnnxDetector.load(path)
         assert needle in str(e.value) and "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("name, model, params, needle", [
+    ("mask-seed", "inpaint", {"mask_seed": 2**70}, "inpaint mask_seed"),
+    ("ssim-weight-inf", "inpaint", {"ssim_weight": 1e400}, "inpaint ssim_weight"),
+    ("msgms-weight-negative", "inpaint", {"msgms_weight": -1.0}, "inpaint msgms_weight"),
+    ("seg-weight-inf", "draem", {"seg_weight": 1e400}, "draem seg_weight"),
+])
+def test_model_parameters_are_checked_before_any_work(demo_root, trained_run, tmp_path, capsys, name, model, params,
+                                                      needle):
+    """Cause 14: inpaint ``params.mask_seed`` 2**70 in ``--config`` trained the whole run,
+    then a ValueError traceback (predict and export of that run too); ``ssim_weight: inf``
+    trained, then said the last good checkpoint is kept when there was none. Refused with
+    one line before any folder, from a --config file and from a checkpoint alike."""
+    import torch
+
+    cfg = write_config(tmp_path / f"{name}.json", lambda d: d["train"].update(model=model, params=params))
+    out = tmp_path / "never"
+    assert main(["train", "--config", str(cfg), "--data", str(demo_root), "--out", str(out), *TINY]) == 2
+    one_error_line(capsys, needle)
+    assert not out.exists()
+    run = tmp_path / "run"  # the same parameters in a checkpoint: predict and export refuse it in one line
+    shutil.copytree(trained_run, run)
+    ckpt = torch.load(run / "model.pt", weights_only=True)
+    settings = json.loads(ckpt["settings"])
+    settings["train"].update(model=model, params=params)
+    ckpt["settings"] = json.dumps(settings)
+    torch.save(ckpt, run / "model.pt")
+    for argv in (["predict", str(run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "p"), "--quiet"],
+                 ["export", str(run), "--out", str(tmp_path / "e")]):
+        assert main(argv) == 2
+        one_error_line(capsys, "model.pt", needle)
+        assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()

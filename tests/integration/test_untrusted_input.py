@@ -418,7 +418,7 @@ def test_size_ceilings_admit_only_work_that_finishes(detectors, no_network, tmp_
     """Cause 11: an array of 20000 x 20000 ran for minutes (a file that size is refused);
     an image of 4100 x 4100 costs more than the documented pixel ceiling. Arrays and files
     are refused alike, before the network sees a patch; the file's error names it."""
-    from ssimae.core.preprocess import MAX_PIXELS
+    from ssimae.core.window import MAX_PIXELS
     from ssimae.errors import BadArray, SsimaeError
 
     big = tmp_path / "big.png"

@@ -20,13 +20,10 @@ from skimage.transform import resize
 
 from ssimae.errors import BadArray, SsimaeError
 from ssimae.io.images import read_image
-from ssimae.core.window import MAX_PATCHES, PATCH_SIZE, STRIDE, patch_count
+from ssimae.core.window import MAX_PATCHES, MAX_PIXELS, PATCH_SIZE, STRIDE, patch_count
 
 
 MAX_SIDE = 16_384  # largest resize side (px), a documented ceiling (docs/commands.md, "Limits")
-# The most pixels an image scored may have, as given and after the resize (a documented
-# ceiling): its maps are held at both resolutions, about 150 bytes a pixel at the peak.
-MAX_PIXELS = 4_096 * 4_096
 MAX_SCALE = 4.0  # largest scale factor, a documented ceiling
 
 
@@ -127,18 +124,19 @@ class Preprocess:
         return max(int(shape[0]) * int(shape[1]), h * w), patch_count(h, w, PATCH_SIZE, stride)
 
     def check_cost(self, shape: tuple[int, ...], stride: int = STRIDE, path: str | os.PathLike | None = None,
-                   error: type[SsimaeError] = SsimaeError) -> None:
-        """``error`` (naming ``path``) when an image of ``shape`` costs more than the ceilings
-        :data:`MAX_PIXELS` or :data:`ssimae.core.window.MAX_PATCHES` (:meth:`cost`), before
-        any work on it; the same for files and arrays."""
-        pixels, patches = self.cost(shape, stride)
+                   error: type[SsimaeError] = SsimaeError, limits: tuple[int, int] = (MAX_PIXELS, MAX_PATCHES)) -> None:
+        """``error`` (naming ``path``) when an image of ``shape`` costs more than ``limits``
+        (pixels, patches; default the ceilings :data:`ssimae.core.window.MAX_PIXELS` and
+        :data:`ssimae.core.window.MAX_PATCHES`) by :meth:`cost`, before any work on it; the
+        same for files and arrays."""
+        (pixels, patches), where = self.cost(shape, stride), [path] if path is not None else []
         size = f"{shape[1]}x{shape[0]}"
-        if pixels > MAX_PIXELS:
+        if pixels > limits[0]:
             raise error(f"image of {size} px too large to score ({pixels} pixels as given or resized, more than "
-                        f"the limit of {MAX_PIXELS})", *([path] if path is not None else []))
-        if patches > MAX_PATCHES:
+                        f"the limit of {limits[0]})", *where)
+        if patches > limits[1]:
             raise error(f"image of {size} px too large to score ({patches} patches at stride {stride}, more than "
-                        f"the limit of {MAX_PATCHES})", *([path] if path is not None else []))
+                        f"the limit of {limits[1]})", *where)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for checkpoints: {"size": [H, W] or None, "scale": float or None,

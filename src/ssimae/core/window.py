@@ -17,8 +17,11 @@ import numpy as np
 
 PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
 STRIDE = 30  # Sec. 4.2
-# The most patches one image may cost (a documented ceiling: docs/commands.md, "Limits"): a
-# 4096 x 4096 image at the paper's stride is 17,956; 32,768 bound the time of one image.
+# What scoring one image may cost (documented ceilings: docs/commands.md, "Limits"), checked
+# before any work (ssimae.core.preprocess.Preprocess.check_cost): its pixels, as given and
+# after the resize (its maps are held at both resolutions, about 150 bytes a pixel at the
+# peak), and its patches through the network (a 4096 x 4096 image at the paper's stride: 17,956).
+MAX_PIXELS = 4_096 * 4_096
 MAX_PATCHES = 32_768
 
 

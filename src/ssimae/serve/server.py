@@ -2,7 +2,7 @@
 
 * The error uvicorn answers itself is one line of JSON too: a request it cannot parse (bad
   or duplicate Content-Length, a garbage request line, bytes that are no HTTP, a bad chunk
-  size, headers over h11's 16 KiB) gets 400 ``{"error": ...}`` and the connection closed
+  size, an unknown transfer coding) gets 400 ``{"error": ...}`` and the connection closed
   (:class:`JsonH11Protocol`: uvicorn's h11 protocol with that answer replaced). What stays
   uvicorn's: its text/plain 500 for a request task cancelled past the shutdown's wait (the
   batcher's 503s come first) and closing connections without an answer (a client gone, an

@@ -165,13 +165,24 @@ def add_rule_args(g) -> None:
                         "its largest 1 %% (default: max, top1%% for the inpaint recipe / the run's)")
 
 
+def check_model_options(args: argparse.Namespace, models) -> None:
+    """SsimaeError naming the model-specific options given (``--unet-width``, ...) that none of
+    ``models`` takes: another model's options would be accepted and ignored."""
+    own = {f.metadata["flag"] for m in models for f in dataclasses.fields(get_model(m).Params) if "flag" in f.metadata}
+    foreign = [flag for flag in _model_options() if flag not in own and getattr(args, _dest(flag), None) is not None]
+    if foreign:
+        names = " and ".join(f"the {m} model" for m in models)
+        raise SsimaeError(f"{', '.join(foreign)}: not an option of {names} (each is another model's option)")
+
+
 def _given(args: argparse.Namespace, names) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def run_settings(args: argparse.Namespace, model: str):
+def run_settings(args: argparse.Namespace, model: str, check: bool = True):
     """RunSettings from parsed options: explicit options > preset > recipe > defaults (which
-    live in :mod:`ssimae.runs.settings` and the models' Params)."""
+    live in :mod:`ssimae.runs.settings` and the models' Params). ``check``: refuse the options
+    of other models (:func:`check_model_options`; ``compare`` checks them for all its models)."""
     from ssimae.core.preprocess import Preprocess
     from ssimae.runs.recipes import apply_preset
     from ssimae.runs.settings import InferenceSettings, RunSettings, TrainSettings
@@ -179,6 +190,8 @@ def run_settings(args: argparse.Namespace, model: str):
 
     model = model or TrainSettings.model  # --model not given
     spec = get_model(model)
+    if check:
+        check_model_options(args, [model])
     opts = apply_preset(args.preset, {"latent_dim": args.latent_dim, "resize": args.resize})
     if opts.get("resize") is not None and args.scale is not None:
         raise SsimaeError("give --resize or --scale, not both")
@@ -326,7 +339,9 @@ def train_inputs(args):
     """(RunSettings, data root, dataset options) of `train`: from the options, or from the
     ``--config`` file with the options given explicitly overriding it (:mod:`ssimae.runs.config`)."""
     if args.config is None:
-        return run_settings(args, args.model), args.data, data_kwargs(args)
+        # --resume without --model: the run's own model, whose options check_resume_options checks
+        return run_settings(args, args.model, check=not (args.resume and args.model is None)), args.data, \
+            data_kwargs(args)
     from ssimae.runs.config import for_rerun, override, read_config
 
     file_run = for_rerun(read_config(args.config))
@@ -406,7 +421,8 @@ def cmd_compare(args) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise SsimaeError(f"--models: name at least one model ({', '.join(MODELS)})")
-    compare([run_settings(args, m) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
+    check_model_options(args, models)
+    compare([run_settings(args, m, check=False) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -538,9 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
     try:
+        args = parser.parse_args(argv)  # an option's own reader may raise SsimaeError (--cell-sizes)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
         args.func(args)
     except SsimaeError as e:
         print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)

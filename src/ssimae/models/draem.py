@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssimae.models import Model, register_model
+from ssimae.models import Model, check_number, register_model
 from ssimae.models.inpaint import TRAIN_CROP_FLAG, UNet, check_train_crop, random_crop
 
 WIDTH = 16
@@ -57,6 +57,10 @@ class ReconParams:
 @dataclass(frozen=True)
 class DraemParams(ReconParams):
     seg_weight: float = 1.0  # weight of the segmentation head's focal loss (0: train the reconstruction only)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("draem seg_weight", self.seg_weight)
 
 
 class Draem(nn.Module):

@@ -11,7 +11,7 @@ from ssimae.core.ssim import SsimOptions
 from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
 from ssimae.core.residual import RESIDUALS
 from ssimae.core.verdict import IMAGE_SCORES
-from ssimae.core.window import PATCH_SIZE, STRIDE
+from ssimae.core.window import MAX_PATCHES, PATCH_SIZE, STRIDE, patch_count
 from ssimae.errors import SsimaeError
 from ssimae.runs.fields import at_most
 
@@ -117,6 +117,11 @@ class InferenceSettings:
                                      ("--min-defect-area", self.min_defect_area, MAX_MIN_DEFECT_AREA)):
             at_most(flag, value, ceiling)
         check_history(self.threshold_history)
+        size = self.preprocess.size
+        if size is not None and patch_count(*size, PATCH_SIZE, self.stride) > MAX_PATCHES:
+            raise SsimaeError(f"resize size {size[1]}x{size[0]} at stride {self.stride} costs "
+                              f"{patch_count(*size, PATCH_SIZE, self.stride)} patches an image, more than the "
+                              f"limit of {MAX_PATCHES} (a documented ceiling)")
 
 
 def check_history(history) -> None:

@@ -44,9 +44,19 @@ def _wait_ms(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 s, got {text}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``ssimae serve`` (defaults from :mod:`ssimae.serve.app`'s constants)."""
-    from ssimae.serve.options import ServeOptions
+    """The options of ``ssimae serve`` (defaults from :mod:`ssimae.serve.options`'s constants)."""
+    from ssimae.serve.options import LIBRARY_MAX_PATCHES, LIBRARY_MAX_PIXELS, ServeOptions
 
     d = dataclasses.asdict(ServeOptions())
     p.add_argument("source", metavar="RUN_OR_EXPORT",
@@ -60,8 +70,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-bytes", type=_positive_int, default=d["max_bytes"],
                    help=f"largest request body in bytes; larger gets 413 (default {d['max_bytes']}, 32 MiB)")
     p.add_argument("--max-pixels", type=_positive_int, default=d["max_pixels"],
-                   help=f"largest image in pixels (H x W), checked from its header; larger gets 413 "
-                        f"(default {d['max_pixels']}, 4096 x 4096)")
+                   help=f"largest image in pixels (H x W), checked from its header and after the run's resize; "
+                        f"larger gets 413 (default {d['max_pixels']}, 2000 x 2000; at most {LIBRARY_MAX_PIXELS})")
+    p.add_argument("--max-patches", type=_positive_int, default=d["max_patches"],
+                   help=f"most 128x128 patches one image may send through the network at the run's stride, and a "
+                        f"batch together; more gets 413 (default {d['max_patches']}: a 2000 x 2000 image at stride "
+                        f"30; at most {LIBRARY_MAX_PATCHES})")
     p.add_argument("--max-batch-images", type=_positive_int, default=d["max_batch_images"],
                    help=f"most images scored together in one batch (default {d['max_batch_images']})")
     p.add_argument("--max-wait-ms", type=_wait_ms, default=d["max_wait_ms"],
@@ -69,6 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue-size", type=_positive_int, default=d["queue_size"],
                    help=f"requests held beyond the batch in the network; more get 503 with Retry-After "
                         f"(default {d['queue_size']})")
+    p.add_argument("--request-timeout", type=_seconds, default=d["request_timeout_s"], metavar="SECONDS",
+                   help=f"time a client has to send a request's headers, and then its body; later gets 408 and the "
+                        f"connection closed (default {d['request_timeout_s']:g})")
+    p.add_argument("--shutdown-grace", type=_seconds, default=d["shutdown_grace_s"], metavar="SECONDS",
+                   help=f"on SIGTERM, time the requests in progress get to finish before they are answered 503 "
+                        f"(default {d['shutdown_grace_s']:g}); the process exits about a second later")
     p.add_argument("--api-key", default=None,
                    help=f"require this key in the X-API-Key header of /v1/ requests (default: the environment "
                         f"variable {API_KEY_ENV}, else none; prefer the variable: options show in ps)")
@@ -145,6 +165,15 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def api_key_of(option: str | None) -> str | None:
+    """The API key: ``--api-key``, else the environment variable :data:`API_KEY_ENV`, else
+    None (no key). An empty or blank key is refused: it would turn authentication off."""
+    key, where = (option, "--api-key") if option is not None else (os.environ.get(API_KEY_ENV), API_KEY_ENV)
+    if key is not None and not key.strip():
+        raise SsimaeError(f"{where} is empty: give a key, or leave it unset to serve without one")
+    return key
+
+
 def serve(args: argparse.Namespace, log=print) -> None:
     """Load ``args.source`` and serve it until interrupted (the options of :func:`add_arguments`)."""
     require_serve_extra()
@@ -152,16 +181,19 @@ def serve(args: argparse.Namespace, log=print) -> None:
         raise SsimaeError(f"--threshold must be a finite number, got {args.threshold}")
     if not 0 <= args.port <= 65535:
         raise SsimaeError(f"--port must be between 0 and 65535, got {args.port}")
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
-    import uvicorn
-
+    api_key = api_key_of(args.api_key)
     from ssimae.serve.app import create_app
     from ssimae.serve.options import ServeOptions
+    from ssimae.serve.server import make_server
 
+    try:
+        options = ServeOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_patches=args.max_patches,
+                               max_batch_images=args.max_batch_images, max_wait_ms=args.max_wait_ms,
+                               queue_size=args.queue_size, request_timeout_s=args.request_timeout,
+                               shutdown_grace_s=args.shutdown_grace, api_key=api_key, threshold=args.threshold)
+    except ValueError as err:
+        raise SsimaeError(str(err)) from None
     detector, engine = load_detector(args.source, args.engine, args.device, args.threads)
-    options = ServeOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels,
-                           max_batch_images=args.max_batch_images, max_wait_ms=args.max_wait_ms,
-                           queue_size=args.queue_size, api_key=api_key, threshold=args.threshold)
     app = create_app(detector, options)
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
@@ -173,9 +205,7 @@ def serve(args: argparse.Namespace, log=print) -> None:
     if not _is_loopback(args.host) and api_key is None:
         print(f"ssimae serve: warning: listening on {args.host} without an API key; anyone who can reach this "
               f"port can use the model (set {API_KEY_ENV})", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet,
-                            lifespan="on", timeout_graceful_shutdown=10, server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    make_server(app, options, args.quiet).run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -208,8 +208,10 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
             # step there, so none waits): the mean loss, and whether any process ran out of time
             value, stop = par.agree(loss, budget is not None and time.monotonic() - start >= budget)
             if not math.isfinite(value):
-                raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {value}); "
-                                  f"the last good checkpoint is kept", out / CHECKPOINT_NAME)
+                kept = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).exists() else \
+                    "no checkpoint was written before"
+                raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {value}); {kept}",
+                                  out / CHECKPOINT_NAME)
             opt.step()
             state["step"] += 1
             seen += x.shape[0] * par.world

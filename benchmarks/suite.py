@@ -49,6 +49,7 @@ CONFIGS = {
     "draem": ["--model", "draem"],  # segmentation head, Perlin foreign textures (DRAEM)
     "draem-mixed": ["--model", "draem", "--anomalies", "mixed"],  # + cut-and-paste (NSA) and texture removal
     "draem-cutpaste": ["--model", "draem", "--anomalies", "cutpaste"],
+    "draem-perlin-removal": ["--model", "draem", "--anomalies", "perlin-removal"],  # DRAEM's or texture removal
     "draem-recon": ["--model", "draem-recon"],
     "draem-recon-mixed": ["--model", "draem-recon", "--anomalies", "mixed"],
 }
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared"))
     ap.add_argument("--budget-scale", type=float, default=1.0)
     ap.add_argument("--rescore", action="store_true", help="score the runs again (after a change of the scoring)")
+    ap.add_argument("--merge", nargs="*", default=[], metavar="DIR",
+                    help="first take the results of these suite folders into OUT (runs made in parallel)")
     args = ap.parse_args(argv)
     configs, sets = args.configs.split(","), args.sets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -183,6 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    for other in args.merge:
+        results.update(json.loads((Path(other) / "results.json").read_text()))
+    path.write_text(json.dumps(results, indent=1))
     for config in configs:
         for name in sets:
             folder = SETS[name][0]

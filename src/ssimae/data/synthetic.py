@@ -124,7 +124,7 @@ def add_anomaly(image: np.ndarray, rng: np.random.Generator, sources: list[np.nd
 # or smoothed region). Two generators for those, with the same contract as add_anomaly: the
 # mask holds exactly the pixels that may change, every other pixel is bit-identical.
 
-ANOMALY_KINDS = ("perlin", "cutpaste", "removal", "mixed")  # ReconParams.anomalies
+ANOMALY_KINDS = ("perlin", "cutpaste", "removal", "mixed", "perlin-removal")  # ReconParams.anomalies
 
 
 def cut_paste(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator, min_side: float = 0.1,
@@ -187,8 +187,9 @@ def make_anomaly(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
     """(anomalous image, mask) of one (H, W) defect-free image in [0, 1] by generator ``kind``
     (:data:`ANOMALY_KINDS`): "perlin" is DRAEM's :func:`add_anomaly` exactly (the same draws);
     "cutpaste" :func:`cut_paste` (``donor``: another defect-free image of the same shape);
-    "removal" :func:`remove_texture`; "mixed" one of the three, uniformly. With probability
-    1 - ``p_anomaly`` the image is returned unchanged with an empty mask."""
+    "removal" :func:`remove_texture`; "mixed" one of the three, uniformly; "perlin-removal"
+    DRAEM's or a removal, equally likely. With probability 1 - ``p_anomaly`` the image is
+    returned unchanged with an empty mask."""
     if kind not in ANOMALY_KINDS:
         raise ValueError(f"unknown anomaly kind {kind!r}; choose from {', '.join(ANOMALY_KINDS)}")
     if kind == "perlin":
@@ -197,6 +198,8 @@ def make_anomaly(image: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
         return image.copy(), np.zeros(image.shape, bool)
     if kind == "mixed":
         kind = ANOMALY_KINDS[int(rng.integers(3))]
+    elif kind == "perlin-removal":
+        kind = ("perlin", "removal")[int(rng.integers(2))]
     if kind == "perlin":
         return add_anomaly(image, rng, sources, 1.0, beta_max)
     if kind == "cutpaste":

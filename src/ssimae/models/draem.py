@@ -38,7 +38,8 @@ class ReconParams:
     anomalies: str = field(default="perlin", metadata={
         "flag": "--anomalies", "help": "draem, draem-recon: synthetic anomalies to train on: perlin (DRAEM's foreign "
                                        "textures, the default), cutpaste (pieces of other good patches, NSA), removal "
-                                       "(texture blurred or flattened away), mixed (each patch one of the three)"})
+                                       "(texture blurred or flattened away), mixed (each patch one of the three), "
+                                       "perlin-removal (each patch perlin or removal)"})
 
     def __post_init__(self):
         from ssimae.data.synthetic import ANOMALY_KINDS

@@ -176,7 +176,7 @@ def test_texture_removal_replaces_the_region_by_a_smoother_one():
     assert seen >= 10
 
 
-@pytest.mark.parametrize("kind", ["cutpaste", "removal", "mixed"])
+@pytest.mark.parametrize("kind", ["cutpaste", "removal", "mixed", "perlin-removal"])
 def test_every_kind_changes_only_its_mask_and_keeps_p_anomaly(kind):
     from ssimae.data.synthetic import make_anomaly
 

@@ -162,7 +162,48 @@ def write_table(results: dict, configs: list[str], sets: list[str], seeds: list[
         if sm:
             lines.append(f"| {c} | " + " | ".join(f"{sm[k]['mean']:.3f} / {sm[k]['worst']:.3f}"
                                                   for k in ("pixel_auc", "pro", "image_auc")) + " |")
+    lines += proxy_lines(results, sets) + rule_lines(results, configs, sets, seeds)
     path.write_text("\n".join(lines) + "\n")
+
+
+def proxy_lines(results: dict, sets: list[str]) -> list[str]:
+    """Per set: the selection proxy of each run beside its true pixel and image AUC, and the
+    Spearman rank correlation of the proxy with each over the runs of that set."""
+    from scipy.stats import spearmanr
+
+    lines = ["", "Selection proxy (stains and scratches pasted into the held-back good images) against the truth:", "",
+             "| set | runs | proxy ranking (best first) | true pixel AUC ranking | true image AUC ranking "
+             "| Spearman proxy ~ pixel | Spearman proxy ~ image |", "|---|---|---|---|---|---|---|"]
+    for name in sets:
+        runs = {k: r["metrics"] for k, r in results.items() if k.split("/")[1] == name and "proxy" in r["metrics"]}
+        if len(runs) < 2:
+            continue
+        keys = list(runs)
+        proxy = [runs[k]["proxy"]["proxy"] for k in keys]
+
+        def order(values):
+            return ", ".join(f"{keys[i].split('/')[0]} {values[i]:.3f}" for i in np.argsort(values)[::-1])
+
+        rho = [spearmanr(proxy, [runs[k][m] for k in keys])[0] for m in ("pixel_auc", "image_auc")]
+        lines.append(f"| {name} | {len(keys)} | {order(proxy)} | {order([runs[k]['pixel_auc'] for k in keys])} | "
+                     f"{order([runs[k]['image_auc'] for k in keys])} | {rho[0]:.2f} | {rho[1]:.2f} |")
+    return lines
+
+
+def rule_lines(results: dict, configs: list[str], sets: list[str], seeds: list[int]) -> list[str]:
+    """Good parts flagged / defective parts found at each image-threshold rule."""
+    lines = ["", "Image-threshold rules on the same validation scores (good parts flagged / defective parts found):",
+             "", "| configuration | set | validation images | order | gaussian |", "|---|---|---|---|---|"]
+    for c in configs:
+        for n in sets:
+            for s in seeds:
+                m = results.get(f"{c}/{n}/seed{s}", {}).get("metrics", {})
+                rules = m.get("image_threshold_rules")
+                if rules:
+                    cells = " | ".join(f"{rules[r]['good_flagged']} of {m['good']} / {rules[r]['defective_found']} of "
+                                       f"{m['defective']}" for r in ("order", "gaussian"))
+                    lines.append(f"| {c} | {n} | {m['validation_images']} | {cells} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:

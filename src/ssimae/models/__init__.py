@@ -92,7 +92,6 @@ class Model:
 
 
 MODELS: Registry[Model] = Registry("model")
-MAX_SEED = 2**63 - 1  # a seed's ceiling, as the run's (torch generators take at most 2^64 - 1)
 
 
 def check_number(name: str, value, low: float = 0.0, high: float = math.inf) -> None:

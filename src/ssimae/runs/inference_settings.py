@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
+from ssimae.core.seeds import MAX_SEED
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
 from ssimae.core.residual import RESIDUALS
@@ -27,7 +28,6 @@ MAX_OPENING_DIAMETER = 255
 MAX_INFERENCE_BATCH = 65_536
 MAX_SMOOTH = 256.0
 MAX_MIN_DEFECT_AREA = 2**31 - 1
-MAX_SEED = 2**63 - 1
 MAX_HISTORY = 1000  # entries of threshold_history
 HISTORY_KEYS = {"previous_threshold": (int, float, type(None)), "previous": (dict,), "recalibrated_on": (str,),
                 "good": (str,), "n_images": (int,)}

@@ -27,6 +27,7 @@ from typing import Any
 
 from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
+from ssimae.core.seeds import MAX_SEED
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.window import STRIDE
 from ssimae.errors import SsimaeError
@@ -51,7 +52,6 @@ MAX_EPOCHS = 1_000_000
 MAX_PATCHES_PER_EPOCH = 100_000_000
 MAX_BATCH_SIZE = 65_536
 MAX_WORKERS = 256
-MAX_SEED = 2**63 - 1  # torch's and numpy's seeds
 AUGMENTATIONS = ("none", "flips", "dihedral")  # random patch augmentations (ssimae.training.patches; the paper: none)
 
 

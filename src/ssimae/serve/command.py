@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import importlib.util
 import ipaddress
-import math
 import os
 import socket
 import sys
@@ -34,24 +33,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _wait_ms(text: str) -> float:
+def _whole_number(text: str) -> int:
+    """A whole number; its range is :class:`ssimae.serve.options.ServeOptions`'s to check."""
     try:
-        value = float(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1000 ms, got {text}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def _seconds(text: str) -> float:
+def _number(text: str) -> float:
+    """A number; its range is :class:`ssimae.serve.options.ServeOptions`'s to check."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 3600 s, got {text}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,27 +61,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free one)")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="torch, onnx (no torch needed), or auto (default): onnx for an export, torch for a run")
-    p.add_argument("--threshold", type=float, default=None, help="verdict threshold (default: the stored one)")
-    p.add_argument("--max-bytes", type=_positive_int, default=d["max_bytes"],
+    p.add_argument("--threshold", type=_number, default=None, help="verdict threshold (default: the stored one)")
+    p.add_argument("--max-bytes", type=_whole_number, default=d["max_bytes"],
                    help=f"largest request body in bytes; larger gets 413 (default {d['max_bytes']}, 32 MiB)")
-    p.add_argument("--max-pixels", type=_positive_int, default=d["max_pixels"],
+    p.add_argument("--max-pixels", type=_whole_number, default=d["max_pixels"],
                    help=f"largest image in pixels (H x W), checked from its header and after the run's resize; "
                         f"larger gets 413 (default {d['max_pixels']}, 2000 x 2000; at most {LIBRARY_MAX_PIXELS})")
-    p.add_argument("--max-patches", type=_positive_int, default=d["max_patches"],
+    p.add_argument("--max-patches", type=_whole_number, default=d["max_patches"],
                    help=f"most 128x128 patches one image may send through the network at the run's stride, and a "
                         f"batch together; more gets 413 (default {d['max_patches']}: a 2000 x 2000 image at stride "
                         f"30; at most {LIBRARY_MAX_PATCHES})")
-    p.add_argument("--max-batch-images", type=_positive_int, default=d["max_batch_images"],
+    p.add_argument("--max-batch-images", type=_whole_number, default=d["max_batch_images"],
                    help=f"most images scored together in one batch (default {d['max_batch_images']})")
-    p.add_argument("--max-wait-ms", type=_wait_ms, default=d["max_wait_ms"],
+    p.add_argument("--max-wait-ms", type=_number, default=d["max_wait_ms"],
                    help=f"longest wait for more images to join a batch (default {d['max_wait_ms']:g} ms)")
-    p.add_argument("--queue-size", type=_positive_int, default=d["queue_size"],
+    p.add_argument("--queue-size", type=_whole_number, default=d["queue_size"],
                    help=f"requests held beyond the batch in the network; more get 503 with Retry-After "
                         f"(default {d['queue_size']})")
-    p.add_argument("--request-timeout", type=_seconds, default=d["request_timeout_s"], metavar="SECONDS",
+    p.add_argument("--request-timeout", type=_number, default=d["request_timeout_s"], metavar="SECONDS",
                    help=f"time a client has to send a request's headers, and then its body; later gets 408 and the "
                         f"connection closed (default {d['request_timeout_s']:g})")
-    p.add_argument("--shutdown-grace", type=_seconds, default=d["shutdown_grace_s"], metavar="SECONDS",
+    p.add_argument("--shutdown-grace", type=_number, default=d["shutdown_grace_s"], metavar="SECONDS",
                    help=f"on SIGTERM, time the requests in progress get to finish before they are answered 503 "
                         f"(default {d['shutdown_grace_s']:g}); the process exits about a second later")
     p.add_argument("--api-key", default=None,
@@ -174,25 +169,29 @@ def api_key_of(option: str | None) -> str | None:
     return key
 
 
+def serve_options(args: argparse.Namespace, api_key: str | None):
+    """The :class:`ssimae.serve.options.ServeOptions` of the parsed options (each field read
+    from the option its metadata names); SsimaeError naming the flag of a value out of range."""
+    from ssimae.serve.options import ServeOptions
+
+    values = {f.name: getattr(args, f.metadata["flag"].lstrip("-").replace("-", "_"))
+              for f in dataclasses.fields(ServeOptions)}
+    try:
+        return ServeOptions(**dict(values, api_key=api_key))
+    except ValueError as err:
+        raise SsimaeError(str(err)) from None
+
+
 def serve(args: argparse.Namespace, log=print) -> None:
     """Load ``args.source`` and serve it until interrupted (the options of :func:`add_arguments`)."""
     require_serve_extra()
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise SsimaeError(f"--threshold must be a finite number, got {args.threshold}")
     if not 0 <= args.port <= 65535:
         raise SsimaeError(f"--port must be between 0 and 65535, got {args.port}")
-    api_key = api_key_of(args.api_key)
+    options = serve_options(args, api_key_of(args.api_key))
+    api_key = options.api_key
     from ssimae.serve.app import create_app
-    from ssimae.serve.options import ServeOptions
     from ssimae.serve.server import make_server
 
-    try:
-        options = ServeOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels, max_patches=args.max_patches,
-                               max_batch_images=args.max_batch_images, max_wait_ms=args.max_wait_ms,
-                               queue_size=args.queue_size, request_timeout_s=args.request_timeout,
-                               shutdown_grace_s=args.shutdown_grace, api_key=api_key, threshold=args.threshold)
-    except ValueError as err:
-        raise SsimaeError(str(err)) from None
     detector, engine = load_detector(args.source, args.engine, args.device, args.threads)
     app = create_app(detector, options)
     sock = bind(args.host, args.port)

@@ -233,11 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     for config in configs:
         for name in sets:
             folder = SETS[name][0]
-            data = demo_data(out) if folder is None else Path(args.shared) / "datasets" / folder
             for seed in seeds:
                 key = f"{config}/{name}/seed{seed}"
                 if key in results and not args.rescore:
                     continue
+                data = demo_data(out) if folder is None else Path(args.shared) / "datasets" / folder
                 run = out / "runs" / config / name / f"seed{seed}"
                 cmd = train_command(config, name, data, run, seed, args.budget_scale)
                 if not (run / "config.json").exists() or not (run / "model.pt").exists():

@@ -372,12 +372,14 @@ def test_bad_arrays_are_refused_by_both_engines(detectors, make, needle):
             det.segment(make(img))
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 def test_uint8_is_divided_by_255_and_a_nan_threshold_is_an_error(detectors):
     from ssimae.errors import SsimaeError
 
     img8 = np.random.default_rng(1).integers(0, 256, (130, 140)).astype(np.uint8)
     for det in detectors:
         a, b = det.predict(img8), det.predict(img8.astype(np.float32) / 255)
+        # exact by design: the same float32 pixels (uint8 / float32(255)), one image, one engine
         assert a.score == b.score and np.array_equal(a.mask, b.mask)
         for call in (lambda: det.predict(img8, threshold=float("nan")), lambda: det.segment(img8, threshold=float("nan"))):
             with pytest.raises(SsimaeError, match="nan"):

@@ -83,6 +83,7 @@ def own_validation_files(run, demo_root):
     return validation_images(load_dataset(demo_root, progress=False, log=lambda *_: None), settings)
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 def test_calibrate_round_trips_and_keeps_history(run_copy, demo_root, capsys):
     before = load_checkpoint(run_copy)
     t0 = before["settings"].inference.threshold
@@ -92,6 +93,8 @@ def test_calibrate_round_trips_and_keeps_history(run_copy, demo_root, capsys):
     after = load_checkpoint(run_copy)
     inf = after["settings"].inference
     det = Detector.load(run_copy)
+    # exact by design here and below: calibrate computes the maps one image at a time, as
+    # residual_map does (the same patches in the same network batch, this process's kernels)
     maps = [det.residual_map(read_image(p)) for p in sorted(good.iterdir())]
     assert inf.threshold == fpr_threshold(maps, inf.opening_diameter, 0.01)
     assert (inf.threshold_rule, inf.target_fpr) == ("fpr", 0.01)
@@ -180,6 +183,7 @@ def test_pixel_iou_matches_sklearn_jaccard():
     assert np.isnan(pixel_iou([np.zeros((3, 3), bool)], [np.zeros((3, 3), bool)]))
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 @pytest.mark.parametrize("smooth", [0.0, 2.0])
 def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_root, smooth):
     """calibrate (one pass over the images) gives the threshold of the maps the detector
@@ -191,10 +195,12 @@ def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_roo
     det = Detector.load(trained_run)
     det.settings = replace(det.settings, smooth=smooth)
     images = sorted((demo_root / "train" / "good").glob("*.png"))[:2]
+    # exact by design: calibrate's maps are one image at a time, as residual_map's (same batch, same kernels)
     expected = threshold_from_maps([det.residual_map(read_image(p)) for p in images], det.settings)
     assert calibrate(det, images, progress=False).threshold == expected
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 @pytest.mark.parametrize("fpr, score", [(0.01, "max"), (0.25, "top1%")])
 def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_root, fpr, score):
     """ssimae calibrate stores the image threshold of --image-fpr: counted over the detector's
@@ -208,6 +214,7 @@ def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_ro
     inf = load_checkpoint(run_copy)["settings"].inference
     assert (inf.image_fpr, inf.image_score) == (fpr, score)
     det = Detector.load(run_copy)
+    # exact by design: calibrate's maps are one image at a time, as residual_map's (same batch, same kernels)
     scores = [image_score(gray_opening(det.residual_map(read_image(p)), inf.opening_diameter), score)
               for p in sorted(good.iterdir())]
     allowed = int(np.floor(fpr * len(scores)))

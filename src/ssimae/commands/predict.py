@@ -7,12 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ssimae.data.inputs import collect_inputs
 from ssimae.errors import SsimaeError, printable
 from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
+from ssimae.io.progress import progress as progress_display
 from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
 from ssimae.reporting.predictions import PredictionWriter, threshold_source
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
@@ -42,7 +41,7 @@ def _predict(detector, files, out: Path, t: float, threshold, name: str, save_ra
     """:func:`predict` inside the output folder's lock."""
     writer = PredictionWriter(out, t, save_raw)
     rels = dict(files)
-    with tqdm(total=len(files), desc="predicting", disable=None if progress else True) as bar:
+    with progress_display(total=len(files), desc="predicting", enabled=progress) as bar:
         for scored in detector.predict_files([f for f, _ in files], t, name, skip_bad=skip_bad):
             if scored.error is not None:
                 print(f"ssimae: skipping {printable(str(scored.error))}", file=sys.stderr)

@@ -317,7 +317,7 @@ BAD = {
                         "250000 pixels, more than the limit of 200000"),
     "decompression-bomb": (lambda im: {"content": blank_png("L", (3000, 3000))}, 413, "9000000 pixels"),
     "pillow-bomb": (lambda im: {"content": huge_png_header(30000, 30000)}, 413, "decompression bomb"),
-    "wrong-channels": (lambda im: {"content": npy(np.zeros((40, 40, 3), np.float32))}, 400,
+    "wrong-channels": (lambda im: {"content": npy(np.zeros((40, 40, 2), np.float32))}, 400,
                        "this run reads gray images"),
     "npy-out-of-range": (lambda im: {"content": npy(np.full((40, 40), 2.0, np.float32))}, 400, "in [0, 1]"),
     "npy-not-float": (lambda im: {"content": npy(np.zeros((40, 40), np.int64))}, 400, "floats"),

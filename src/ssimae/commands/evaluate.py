@@ -98,7 +98,7 @@ def report(scores: Scores, residual: str, out, detector: Scorer, images: list[di
     """The metrics of ``scores.maps[residual]`` (:func:`ssimae.core.metrics.evaluate_maps`)
     written to ``out`` (:func:`ssimae.reporting.evaluation.write_evaluation`); returns them,
     with the ROC curve under "roc"."""
-    name = detector.model.name if hasattr(detector, "model") else detector.info["model"]
+    name = detector.model_name
     m = evaluate_maps(scores.maps[residual], scores.masks, scores.types, detector.opening_diameter,
                       detector.settings.image_score)
     curve, pro = m.pop("roc"), m.pop("pro")

@@ -120,9 +120,11 @@ class Prediction:
         """Number of defect pixels (the mask's pixel count)."""
         return int(self.mask.sum())
 
-    def record(self, path: str, source: str | None = None) -> dict:
-        """The JSON-ready verdict of this image (the columns of :data:`ssimae.reporting.tables.COLUMNS`):
-        ``path`` its output name, ``source`` the file as given (printable), when known."""
+    def to_dict(self, path: str = "", source: str | None = None) -> dict:
+        """The JSON-ready verdict of this image: its row of predictions.jsonl (the columns of
+        :data:`ssimae.reporting.tables.COLUMNS` that ``predict`` knows from the image alone;
+        the label and outcome come from its input folder): ``path`` its output name, ``source``
+        the file as given (printable), when known."""
         out = {"path": path, "score": float(self.score), "defective": self.defective,
                "defect_area": self.defect_area, "n_regions": len(self.regions),
                "regions": [r.__dict__ for r in self.regions], "threshold": float(self.threshold),

@@ -36,7 +36,7 @@ def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[
     """Check an image ((H, W) gray, or (H, W, 3) RGB for a color run: :meth:`Preprocess.check`)
     and apply the run's preprocessing (``settings.preprocess``) and the padding to a patch:
     (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w))."""
-    image = settings.preprocess.check(image)
+    image = settings.preprocess.convert(image)
     x = settings.preprocess.apply(image)
     padded = pad_to_patch(x, PATCH_SIZE)
     if padded.ndim == 3:
@@ -114,6 +114,19 @@ class Scorer:
     reconstruction, several residual maps) and its ``settings`` and ``default_residual``."""
 
     settings: Any
+    engine: str  # "torch" or "onnx"
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name, e.g. "ssim"."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        """Model, residual, both thresholds and engine, e.g. ``Detector(model='ssim' (SSIM-AE),
+        residual='ssim', image_threshold=0.8256, pixel_threshold=0.8266, engine='torch')``."""
+        s = self.settings
+        return (f"{type(self).__name__}(model={self.model_name!r} ({self.title}), residual={self.default_residual!r}, "
+                f"image_threshold={_g(s.image_threshold)}, pixel_threshold={_g(s.threshold)}, engine={self.engine!r})")
 
     def with_settings(self, **changes) -> "Scorer":
         """A copy of this detector (sharing its network) whose settings have ``changes``
@@ -181,8 +194,7 @@ class Scorer:
         name = residual or self.default_residual
         out = []
         for i in range(0, len(images), chunk):
-            arrays = [self.settings.preprocess.read(im) if isinstance(im, (str, os.PathLike)) else im
-                      for im in images[i:i + chunk]]
+            arrays = [self.settings.preprocess.convert(im) for im in images[i:i + chunk]]
             for recon, maps in self.analyze_batch(arrays, (name,)):
                 out.append(self.verdict(maps[name], t, recon))
         return out
@@ -213,6 +225,11 @@ class Scorer:
         s = self.settings
         return verdicts.verdict(residual, gray_opening(residual, self.opening_diameter), threshold, reconstruction,
                                 s.image_threshold, s.image_score)
+
+
+def _g(value: float | None) -> str:
+    """A threshold for a repr: 6 significant digits, or None."""
+    return "None" if value is None else f"{value:.6g}"
 
 
 def _read(read, path, skip_bad: bool) -> tuple[np.ndarray | None, SsimaeError | None]:

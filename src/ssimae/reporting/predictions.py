@@ -65,7 +65,7 @@ class PredictionWriter:
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
         label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
-        self.records.append({**p.record(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
+        self.records.append({**p.to_dict(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
                              "label": label, "outcome": outcome(label, p.defective)})
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),

@@ -61,18 +61,12 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def engine_of(detector) -> str:
-    """"onnx" for an :class:`ssimae.inference.onnx_detector.OnnxDetector`, else "torch"."""
-    return "onnx" if type(detector).__module__ == "ssimae.inference.onnx_detector" else "torch"
-
-
 def describe(detector, threshold: float, options: ServeOptions) -> dict:
     """What ``GET /v1/model`` says about a detector served at ``threshold``."""
-    onnx = engine_of(detector) == "onnx"
     settings = dataclasses.asdict(detector.settings)
     settings.pop("threshold_history", None)  # names calibration folders on this machine
-    return {"model": detector.info["model"] if onnx else detector.model.name, "title": detector.title,
-            "engine": engine_of(detector), "residual": detector.default_residual, "threshold": threshold,
+    return {"model": detector.model_name, "title": detector.title,
+            "engine": detector.engine, "residual": detector.default_residual, "threshold": threshold,
             "channels": detector.settings.preprocess.channels, "settings": settings, "version": __version__,
             "limits": options.limits()}
 
@@ -216,7 +210,7 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
             raise ApiError(503, str(err), {"Retry-After": str(RETRY_AFTER_S)}) from None
         except RequestError as err:
             raise ApiError(err.status, err.message) from None
-        return JSONResponse({**prediction.record(name), "model": model["model"], "residual": model["residual"]})
+        return JSONResponse({**prediction.to_dict(name), "model": model["model"], "residual": model["residual"]})
 
     @app.get("/", response_class=HTMLResponse)
     async def index():

@@ -49,9 +49,9 @@ def test_verdict_uses_the_image_threshold_and_the_pixel_threshold_draws_the_mask
     p = verdict(opened, opened, 0.5, image_threshold=2.0)
     assert p.mask.sum() == 9 and not p.defective  # mask drawn, image passes: score 1 <= 2
     p = verdict(opened, opened, 0.5, image_threshold=0.9)
-    assert p.defective and p.record("x.png")["image_threshold"] == 0.9
+    assert p.defective and p.to_dict("x.png")["image_threshold"] == 0.9
     p = verdict(opened, opened, 0.5)  # no image threshold (runs calibrated before): mask decides
-    assert p.defective and p.record("x.png")["image_threshold"] is None
+    assert p.defective and p.to_dict("x.png")["image_threshold"] is None
     p = verdict(opened, opened, 0.5, image_threshold=0.05, rule="top1%")
     assert p.score == pytest.approx(top_mean(opened)) and p.defective  # top 4 of 400 pixels: mean 1
 

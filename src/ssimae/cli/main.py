@@ -317,7 +317,9 @@ def cmd_evaluate(args) -> None:
 
 def cmd_predict(args) -> None:
     from ssimae.commands.predict import predict
+    from ssimae.inference.engines import pick_engine
 
+    args.engine = pick_engine(args.run, args.engine)  # auto: onnx for an export
     if args.ray is not None:
         from ssimae.cluster.ray_scoring import predict_on_ray
 
@@ -427,9 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
                    help="Gaussian smoothing of the residual map (default: the run's own)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch",
-                   help="torch (RUN: a run folder or checkpoint) or onnx (RUN: a folder written by `ssimae export`, "
-                        "run by onnxruntime without torch; needs pip install 'ssimae[onnx]')")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="torch (RUN: a run folder or checkpoint), onnx (RUN: a folder written by `ssimae export`, "
+                        "run by onnxruntime without torch; needs pip install 'ssimae[onnx]') or auto (default: onnx "
+                        "for an export, torch for a run)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 

@@ -13,7 +13,8 @@ from ssimae.errors import SsimaeError
 from ssimae.inference.calibration import calibrate
 from ssimae.inference.detector import Detector
 from ssimae.io.folders import RunLock
-from ssimae.runs.checkpoint import load_run, resolve_checkpoint, save_run
+from ssimae.inference.engines import is_export
+from ssimae.runs.checkpoint import load_run, refuse_while_training, resolve_checkpoint, save_run
 from ssimae.runs.settings import RunSettings
 
 RULE_OPTIONS = ("threshold_rule", "target_fpr", "quantile", "min_defect_area", "image_fpr",
@@ -31,6 +32,10 @@ def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, de
     Bad options, no images, unreadable images and a run folder that cannot be written raise
     SsimaeError before anything in the run changes. Returns the new threshold.
     """
+    if is_export(run):
+        raise SsimaeError("an export cannot be recalibrated: calibrate the run it was exported from, then export "
+                          "it again", run)
+    refuse_while_training(run)
     path = resolve_checkpoint(run)
     with RunLock(path.parent, "ssimae calibrate"):
         return _recalibrate(path, good, device, progress, log, rule)

@@ -20,15 +20,16 @@ from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
             residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print,
-            engine: str = "torch", skip_bad: bool = False) -> list[Path]:
+            engine: str = "auto", skip_bad: bool = False) -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
     the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl; returns the
     written bases DIR/<rel>.
 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
-    instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint)
-    or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
+    instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint),
+    "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch) or
+    "auto" (onnx for an export, :func:`ssimae.inference.engines.pick_engine`)."""
     detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
                                       engine=engine)
     files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))

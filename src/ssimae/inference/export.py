@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 
-from ssimae.runs.checkpoint import resolve_checkpoint
+from ssimae.errors import SsimaeError
+from ssimae.runs.checkpoint import Run, load_run
+from ssimae.runs.inference_settings import NO_THRESHOLD
 from ssimae.inference.detector import Detector
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
 from ssimae.inference.onnx_detector import FORMAT, INFO_FILE, METADATA_KEY, MODEL_FILE, NOISE_GENERATOR, VERSION, require
@@ -55,10 +57,22 @@ def export_info(det: Detector, noise_shape: tuple[int, ...] | None, source: str)
     }
 
 
-def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET) -> Path:
-    """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint;
-    returns the ONNX file's path. The graph is checked with ``onnx.checker``."""
+def exportable(run: str | os.PathLike | Run) -> Run:
+    """The run read (:func:`ssimae.runs.checkpoint.load_run`: refused while training);
+    SsimaeError when it has no threshold (an export is for scoring, and scoring needs one)."""
+    run = load_run(run)
+    if run.settings.inference.threshold is None:
+        raise SsimaeError(f"{NO_THRESHOLD}: finish it (ssimae train --resume) or choose one (ssimae calibrate) "
+                          "before exporting", run.path)
+    return run
+
+
+def export_onnx(run: str | os.PathLike | Run, out: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint (or a
+    :class:`ssimae.runs.checkpoint.Run`); returns the ONNX file's path. The graph is checked
+    with ``onnx.checker``. A run without a threshold is refused (:func:`exportable`)."""
     onnx = require("onnx", "the ONNX export")
+    run = exportable(run)
     det = Detector.load(run, "cpu")
     module, noise_shape = det.model.export_module(det.network, det.params)
     module = module.eval()
@@ -74,7 +88,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPS
         torch.onnx.export(module, args, buf, input_names=names, output_names=["outputs"], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
     graph = onnx.load_from_string(buf.getvalue())
-    info = export_info(det, noise_shape, os.fspath(resolve_checkpoint(run)))
+    info = export_info(det, noise_shape, os.fspath(run.path))
     info["opset"] = opset
     text = json.dumps(info, indent=2, sort_keys=True)
     graph.metadata_props.add(key=METADATA_KEY, value=text)

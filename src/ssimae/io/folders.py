@@ -57,6 +57,15 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+def lock_holder(folder: str | os.PathLike) -> tuple[int, str] | None:
+    """(pid, what) of another live process holding ``folder``'s lock (what: e.g. "ssimae
+    train"), or None (no lock, a stale one, or this process's own)."""
+    pid, what = RunLock(folder)._holder()
+    if pid is None or pid == os.getpid() or not _alive(pid):
+        return None
+    return pid, what
+
+
 class RunLock:
     """``with RunLock(out, "ssimae predict"):`` holds the folder ``out`` for this process: every
     writer of a run folder or an output folder (train, calibrate, predict, evaluate, export,

@@ -78,20 +78,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
 
 
-def is_export(source: str | os.PathLike) -> bool:
-    """True for a folder written by ``ssimae export`` (model.onnx inside) or an .onnx file."""
-    from ssimae.inference.onnx_detector import MODEL_FILE
-
-    path = Path(source)
-    return path.suffix.lower() == ".onnx" or (path / MODEL_FILE).is_file()
-
-
 def load_detector(source: str | os.PathLike, engine: str = "auto", device: str | None = None,
                   threads: int | None = None):
     """(detector, engine name): an OnnxDetector for engine "onnx" (imports no torch) or a
-    torch Detector for "torch"; "auto" picks by :func:`is_export`."""
-    if engine == "auto":
-        engine = "onnx" if is_export(source) else "torch"
+    torch Detector for "torch"; "auto" picks by :func:`ssimae.inference.engines.is_export`."""
+    from ssimae.inference.engines import pick_engine
+
+    engine = pick_engine(source, engine)
     if engine == "onnx":
         from ssimae.inference.onnx_detector import OnnxDetector
 

@@ -13,7 +13,7 @@ from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
 from ssimae.io.progress import progress as progress_display
 from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
-from ssimae.reporting.predictions import PredictionWriter, threshold_source
+from ssimae.reporting.predictions import PredictionWriter, remove_previous_result, threshold_source
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
 
 
@@ -24,7 +24,8 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
     the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl; returns the
-    written bases DIR/<rel>.
+    written bases DIR/<rel>. DIR holds one result: an earlier predict's outputs in it are
+    removed first (:func:`ssimae.reporting.predictions.remove_previous_result`), other files kept.
 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
     instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint),
@@ -39,7 +40,11 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
 
 def _predict(detector, files, out: Path, t: float, threshold, name: str, save_raw: bool, skip_bad: bool, progress,
              log, run, inputs) -> list[Path]:
-    """:func:`predict` inside the output folder's lock."""
+    """:func:`predict` inside the output folder's lock: an earlier result in it is replaced whole."""
+    from ssimae.cluster.ray_scoring import STATE_DIR  # a Ray job's journal of the earlier result
+
+    if remove_previous_result(out, extra=(STATE_DIR,)):
+        log(f"replacing the earlier result in {printable(str(out))} (its files removed; other files kept)")
     writer = PredictionWriter(out, t, save_raw)
     rels = dict(files)
     with progress_display(total=len(files), desc="predicting", enabled=progress) as bar:

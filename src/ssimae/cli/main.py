@@ -341,8 +341,12 @@ def cmd_export(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from ssimae.commands.calibrate import recalibrate
+    from ssimae.commands.calibrate import recalibrate, undo_calibration
 
+    if args.undo or not args.good:
+        if bool(args.undo) == bool(args.good):
+            raise SsimaeError("give --good DIR (calibrate anew) or --undo (restore the previous thresholds)")
+        return undo_calibration(args.run)
     recalibrate(args.run, args.good, device=args.device, progress=not args.quiet, threshold_rule=args.threshold_rule,
                 target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area,
                 image_fpr=args.image_fpr, image_score=args.image_score)
@@ -440,8 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Recompute the threshold of a trained run from defect-free images (a new camera, "
                                    "new lighting) without retraining; the previous value is kept in the run's history.")
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file (updated in place, atomically)")
-    p.add_argument("--good", required=True, action="append", metavar="DIR",
+    p.add_argument("--good", action="append", metavar="DIR",
                    help="folder (searched recursively) or file of defect-free images; repeat for more")
+    p.add_argument("--undo", action="store_true",
+                   help="restore the thresholds the last calibrate replaced (kept in the run's threshold_history)")
     add_rule_args(p)
     p.add_argument("--min-defect-area", type=int, default=None,
                    help="max-region rule: largest region (px) allowed on the images (default: the run's)")

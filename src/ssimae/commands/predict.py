@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 from ssimae.data.inputs import collect_inputs
-from ssimae.errors import SsimaeError, printable
+from ssimae.errors import printable
 from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
 from ssimae.io.progress import progress as progress_display
-from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
-from ssimae.reporting.predictions import PredictionWriter, remove_previous_result, threshold_source
-from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
+from ssimae.reporting.html import THUMB_DIR
+from ssimae.reporting.predictions import PredictionWriter, remove_previous_result
 
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
@@ -55,15 +54,5 @@ def _predict(detector, files, out: Path, t: float, threshold, name: str, save_ra
             else:
                 writer.add(scored.path, rels[scored.path], scored.image, scored.prediction)
             bar.update()
-    if not writer.records:
-        raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
-    said = f"{writer.summary()} ({threshold_source(detector.settings, threshold)})"
-    writer.finish(f"ssimae predict: {Path(run).name}", said, [
-        f"run: {run}; model: {detector.title}, {name} residual; inputs: " + ", ".join(os.fspath(i) for i in inputs)])
-    log(said)
-    if writer.skipped:
-        print(f"ssimae: skipped {len(writer.skipped)} unreadable image(s): "
-              + ", ".join(printable(os.fsdecode(f)) for f, _ in writer.skipped), file=sys.stderr)
-    log(f"wrote predictions for {len(writer.records)} images to {printable(str(out))} "
-        f"({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+    writer.finish_predict(run, inputs, detector, name, threshold, len(writer.records), log)
     return writer.written

@@ -27,7 +27,7 @@ from ssimae.core.verdict import GOOD, Prediction
 from ssimae.errors import printable
 from ssimae.io.files import atomic_write_bytes
 from ssimae.errors import SsimaeError
-from ssimae.reporting.html import REPORT_NAME, THUMB_DIR, save_thumbnails, write_report
+from ssimae.reporting.html import REPORT_NAME, THUMB_DIR, full_size_link, save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, outcome, summary, write_verdicts
 
@@ -97,6 +97,16 @@ def _unlink(path: Path) -> bool:
     return True
 
 
+def threshold_story(pixel: float, image: float | None) -> str:
+    """Which threshold decides the verdict and which draws the masks, in words (every
+    summary of verdicts says it: predict, the reports, the server's page)."""
+    if image is None:
+        return (f"the verdict: a defect mask at the pixel threshold {pixel:.6g} (score_norm above 1; "
+                f"this run has no image threshold)")
+    return (f"the verdict: image score above the image threshold {image:.6g} (score_norm above 1); "
+            f"masks and regions at the pixel threshold {pixel:.6g}")
+
+
 class PredictionWriter:
     """Writes ``predict``'s outputs into the folder ``out`` (which exists): :meth:`add` for
     each scored image (its PNGs now), :meth:`skip` for each unreadable one, :meth:`finish`
@@ -117,7 +127,7 @@ class PredictionWriter:
         base = self.out / rel
         base.parent.mkdir(parents=True, exist_ok=True)
         heatmap, mask, overlay = (f"{base}{suffix}" for suffix in PICTURES)
-        save_heatmap(p.residual, heatmap, vmax=heatmap_vmax(t))
+        save_heatmap(p.residual, heatmap, vmax=heatmap_vmax(t), threshold=t)
         save_mask(p.mask, mask)
         save_overlay(image, p.mask, overlay)
         if self.save_raw:
@@ -132,13 +142,15 @@ class PredictionWriter:
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
         folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
-        self.rows.append({**self.records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
+        full = {"input": full_size_link(source, self.out), "heat map": Path(heatmap).relative_to(self.out).as_posix(),
+                "overlay": Path(overlay).relative_to(self.out).as_posix()}
+        self.rows.append({**self.records[-1], "type": folder if folder != "." else None, "thumbs": thumbs, "full": full})
 
     def add_row(self, row: dict) -> None:
         """The report row of an image whose outputs were written earlier, by :meth:`add` of
         another writer on the same folder (another process: ``rows[-1]`` after its add)."""
         self.rows.append(row)
-        self.records.append({k: v for k, v in row.items() if k not in ("type", "thumbs")})
+        self.records.append({k: v for k, v in row.items() if k not in ("type", "thumbs", "full")})
 
     def skip(self, source: Path, problem: str) -> None:
         """An unreadable input (listed in the report)."""
@@ -151,7 +163,8 @@ class PredictionWriter:
         write_verdicts(self.records, self.out)
         write_report(self.out, title=title, images=self.rows, summary=[
             said, *about, f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
-            + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped])
+            + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped],
+            heat_scale=(heatmap_vmax(self.threshold), self.threshold))
 
     def _settle_labels(self) -> None:
         """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
@@ -174,14 +187,14 @@ class PredictionWriter:
         log(said)
         if self.skipped:
             print(f"ssimae: skipped {len(self.skipped)} unreadable image(s): "
-                  + ", ".join(str(f) for f, _ in self.skipped), file=sys.stderr)
-        log(f"wrote predictions for {n_files} images to {self.out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+                  + ", ".join(printable(os.fsdecode(f)) for f, _ in self.skipped), file=sys.stderr)
+        log(f"wrote predictions for {n_files} images to {printable(str(self.out))} "
+            f"({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
 
     def summary(self) -> str:
-        """'3 of 12 images defective at threshold 0.5' (and the image threshold, the false rejects
-        and escapes where known)."""
+        """'3 of 12 images defective (and the false rejects and escapes where known); the
+        verdict: image score above the image threshold 0.82 (score_norm above 1); masks and
+        regions at the pixel threshold 0.5'."""
         self._settle_labels()
         image_t = self.records[0].get("image_threshold") if self.records else None
-        at = f"pixel threshold {self.threshold:.6g}, image threshold {image_t:.6g}" if image_t is not None else \
-            f"threshold {self.threshold:.6g}"
-        return f"{summary(self.records)} at {at}"
+        return f"{summary(self.records)}; {threshold_story(self.threshold, image_t)}"

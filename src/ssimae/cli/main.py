@@ -417,7 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, or list files (.txt/.lst: one image path a line, relative to the list)")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="pixel threshold, which draws the masks (default: the stored one); the stored image threshold "
+                        "decides the verdict (for a run without one, this does)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
     g = p.add_argument_group("scoring on Ray (archives; needs pip install 'ssimae[ray]')")
     g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",

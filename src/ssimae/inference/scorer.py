@@ -28,6 +28,7 @@ from ssimae.core.preprocess import pad_to_patch
 from ssimae.core.residual import ResidualContext, residual_map
 from ssimae.core.verdict import Prediction
 from ssimae.core.window import PATCH_SIZE, is_torch_tensor
+from ssimae.runs.inference_settings import NO_THRESHOLD
 
 IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict``) batch together
 
@@ -167,7 +168,7 @@ class Scorer:
         """``threshold``, else the stored one; SsimaeError when there is none."""
         t = self.threshold if threshold is None else threshold
         if t is None:
-            raise SsimaeError("this model has no stored threshold (trained without validation images); "
+            raise SsimaeError(f"{NO_THRESHOLD}; "
                               "pass one explicitly (--threshold)")
         try:
             t = float(t)

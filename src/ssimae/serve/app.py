@@ -144,11 +144,12 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
     :class:`ssimae.inference.onnx_detector.OnnxDetector`; only its worker thread calls ``predict_many``).
     The batcher (``app.state.batcher``) runs while the app's lifespan does."""
     from ssimae.errors import SsimaeError
+    from ssimae.runs.inference_settings import NO_THRESHOLD
 
     options = options or ServeOptions()
     threshold = detector.threshold if options.threshold is None else options.threshold
     if threshold is None:
-        raise SsimaeError("the run stores no threshold (trained without validation images); give --threshold")
+        raise SsimaeError(f"{NO_THRESHOLD}; give --threshold")
     threshold = float(threshold)
     model = describe(detector, threshold, options)
     preprocess = detector.settings.preprocess

@@ -19,7 +19,7 @@ from ssimae.runs.checkpoint import load_run, refuse_while_training, resolve_chec
 from ssimae.runs.settings import RunSettings
 
 RULE_OPTIONS = ("threshold_rule", "target_fpr", "quantile", "min_defect_area", "image_fpr",
-                "image_score")  # what a rule reads
+                "image_score", "image_threshold_rule")  # what a rule reads
 
 
 def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, device: str | None = None,
@@ -58,12 +58,14 @@ def _recalibrate(path: Path, good, device, progress, log, rule) -> float:
                       files, progress)
     threshold = found.threshold
     entry = {"previous_threshold": old.threshold, "previous_image_threshold": old.image_threshold,
+             "previous_image_threshold_images": old.image_threshold_images,
              "previous_residual_stats": dict(old.residual_stats),
              "previous": {k: getattr(old, k) for k in RULE_OPTIONS},
              "recalibrated_on": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "good": ", ".join(os.fspath(g) for g in good), "n_images": len(files)}
     settings = RunSettings(run.settings.train, replace(new, threshold=threshold, residual_stats=found.residual_stats,
                                                        image_threshold=found.image_threshold,
+                                                       image_threshold_images=found.images,
                                                        threshold_history=(*old.threshold_history, entry)))
     save_run(path, settings, run.state)
     log(f"{thresholds_moved(old, settings.inference)} ({new.threshold_rule} rule on {len(files)} defect-free images); "
@@ -82,8 +84,8 @@ def thresholds_moved(old, new) -> str:
 
 
 def undo_calibration(run: str | os.PathLike, *, log=print) -> None:
-    """Restore the thresholds, their rule and options and the residual statistics that the
-    last ``ssimae calibrate`` replaced (the last entry of ``threshold_history``, which is
+    """Restore the thresholds, their rules and options, the count of images the image
+    threshold rests on and the residual statistics that the last ``ssimae calibrate`` replaced (the last entry of ``threshold_history``, which is
     removed), atomically, holding the run folder's lock; SsimaeError when there is none."""
     refuse_while_training(run)
     path = resolve_checkpoint(run)
@@ -96,6 +98,7 @@ def undo_calibration(run: str | os.PathLike, *, log=print) -> None:
         last = now.threshold_history[-1]
         before = replace(now, **last["previous"], threshold=last["previous_threshold"],
                          image_threshold=last.get("previous_image_threshold"),
+                         image_threshold_images=last.get("previous_image_threshold_images"),
                          residual_stats=last.get("previous_residual_stats", now.residual_stats),
                          threshold_history=now.threshold_history[:-1])
         save_run(path, RunSettings(loaded.settings.train, before), loaded.state)

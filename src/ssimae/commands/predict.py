@@ -12,8 +12,7 @@ from ssimae.errors import printable
 from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
 from ssimae.io.progress import progress as progress_display
-from ssimae.reporting.html import THUMB_DIR
-from ssimae.reporting.predictions import PredictionWriter, remove_previous_result
+from ssimae.reporting.predictions import OWN_FOLDERS, PredictionWriter, remove_previous_result
 
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
@@ -32,7 +31,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     "auto" (onnx for an export, :func:`ssimae.inference.engines.pick_engine`)."""
     detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
                                       engine=engine)
-    files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))
+    files = collect_inputs(inputs, exclude=out, reserved=OWN_FOLDERS)
     with RunLock(out, "ssimae predict"):
         return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs)
 
@@ -54,5 +53,5 @@ def _predict(detector, files, out: Path, t: float, threshold, name: str, save_ra
             else:
                 writer.add(scored.path, rels[scored.path], scored.image, scored.prediction)
             bar.update()
-    writer.finish_predict(run, inputs, detector, name, threshold, len(writer.records), log)
+    writer.finish_predict(run, inputs, detector, name, threshold, log)
     return writer.written

@@ -21,7 +21,7 @@ from skimage.transform import resize
 
 from ssimae.errors import BadArray, SsimaeError
 from ssimae.io.images import pil_image, read_image, rgb_to_gray
-from ssimae.core.window import PATCH_SIZE
+from ssimae.core.window import MAX_PATCHES, MAX_PIXELS, PATCH_SIZE, STRIDE, patch_count
 
 
 MAX_SIDE = 16_384  # largest resize side (px), a documented ceiling (docs/commands.md, "Limits")
@@ -55,6 +55,9 @@ class Preprocess:
             if max(size) > MAX_SIDE:
                 raise SsimaeError(f"resize size must be at most {MAX_SIDE} px a side (a documented ceiling), "
                                   f"got {self.size}")
+            if size[0] * size[1] > MAX_PIXELS:
+                raise SsimaeError(f"resize size must be at most {MAX_PIXELS} pixels (a documented ceiling), "
+                                  f"got {self.size}")
             object.__setattr__(self, "size", size)
         if self.scale is not None:
             if not 0 < float(self.scale) <= MAX_SCALE:
@@ -87,7 +90,7 @@ class Preprocess:
         colour run."""
         if isinstance(img, Image.Image):
             img = pil_image(img, self.color)
-        a = np.asarray(img)
+        a = _array(img, what)
         if a.ndim == 3 and a.shape[2] == 4:
             a = a[..., :3]  # alpha ignored, as in files
         if not self.color and a.ndim == 3 and a.shape[2] == 3 and a.size:
@@ -102,10 +105,21 @@ class Preprocess:
                            f"got shape {img.shape}")
         return img
 
-    def convert(self, source, what: str = "image") -> np.ndarray:
+    def convert(self, source, what: str = "image", stride: int | None = None) -> np.ndarray:
         """Any image the Python API is given (a file path, a numpy array, a Pillow image) as
-        this run reads it (:meth:`read` for a path, :meth:`check` otherwise)."""
-        return self.read(source) if isinstance(source, (str, os.PathLike)) else self.check(source, what)
+        this run reads it (:meth:`read` for a path, :meth:`check` otherwise). With ``stride``,
+        refused first by :meth:`check_cost` at that stride: a file after reading it
+        (SsimaeError naming it), an array or Pillow image before any conversion (BadArray)."""
+        if isinstance(source, (str, os.PathLike)):
+            img = self.read(source)
+            if stride is not None:
+                self.check_cost(img.shape, stride, source)
+            return img
+        if stride is not None:
+            shape = (source.height, source.width) if isinstance(source, Image.Image) else np.shape(source)
+            if len(shape) >= 2:
+                self.check_cost(shape, stride, error=BadArray)
+        return self.check(source, what)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """(H, W) of an image after :meth:`apply`, for an input of shape (H, W) or (H, W, C)."""
@@ -127,6 +141,29 @@ class Preprocess:
         res = resize(img, out, order=1, mode="reflect", anti_aliasing=down, preserve_range=True)
         return np.clip(res, 0.0, 1.0).astype(np.float32)
 
+    def cost(self, shape: tuple[int, ...], stride: int = STRIDE) -> tuple[int, int]:
+        """(pixels, patches) that scoring an image of ``shape`` (H, W[, C]) costs: the larger
+        of its pixels as given and after :meth:`apply` (the maps are held at both
+        resolutions), and the patches through the network at ``stride`` (after the padding
+        to a patch: :func:`ssimae.core.window.patch_count`)."""
+        h, w = self.output_shape(shape)
+        return max(int(shape[0]) * int(shape[1]), h * w), patch_count(h, w, PATCH_SIZE, stride)
+
+    def check_cost(self, shape: tuple[int, ...], stride: int = STRIDE, path: str | os.PathLike | None = None,
+                   error: type[SsimaeError] = SsimaeError, limits: tuple[int, int] = (MAX_PIXELS, MAX_PATCHES)) -> None:
+        """``error`` (naming ``path``) when an image of ``shape`` costs more than ``limits``
+        (pixels, patches; default the ceilings :data:`ssimae.core.window.MAX_PIXELS` and
+        :data:`ssimae.core.window.MAX_PATCHES`) by :meth:`cost`, before any work on it; the
+        same for files and arrays."""
+        (pixels, patches), where = self.cost(shape, stride), [path] if path is not None else []
+        size = f"{shape[1]}x{shape[0]}"
+        if pixels > limits[0]:
+            raise error(f"image of {size} px too large to score ({pixels} pixels as given or resized, more than "
+                        f"the limit of {limits[0]})", *where)
+        if patches > limits[1]:
+            raise error(f"image of {size} px too large to score ({patches} patches at stride {stride}, more than "
+                        f"the limit of {limits[1]})", *where)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for checkpoints: {"size": [H, W] or None, "scale": float or None,
         "color": bool}."""
@@ -144,10 +181,21 @@ class Preprocess:
         return cls(size=d.get("size"), scale=d.get("scale"), color=color)
 
 
+def _array(img, what: str) -> np.ndarray:
+    """``img`` as a numpy array; BadArray naming its type when it is no array (a number,
+    None, bytes, a ragged list)."""
+    a = np.asarray(img)
+    if a.ndim == 0 or a.dtype == object:
+        hint = " (decode a file's contents with ssimae.io.images.decode_image)" if isinstance(img, (bytes, bytearray)) else ""
+        raise BadArray(f"the {what} must be an array (H, W) or (H, W, 3), or an image file's path, "
+                       f"got {type(img).__name__}{hint}")
+    return a
+
+
 def _as_unit_float(img, what: str) -> np.ndarray:
     """float32 copy of an image array in [0, 1]: uint8 divided by 255, floats checked (finite,
     in [0, 1]); BadArray otherwise."""
-    a = np.asarray(img)
+    a = _array(img, what)
     if a.size == 0 or min(a.shape, default=0) == 0:
         raise BadArray(f"the {what} is empty (shape {a.shape})")
     if a.dtype == np.uint8:

@@ -36,8 +36,10 @@ IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict`
 def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Check an image ((H, W) gray, or (H, W, 3) RGB for a color run: :meth:`Preprocess.check`)
     and apply the run's preprocessing (``settings.preprocess``) and the padding to a patch:
-    (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w))."""
-    image = settings.preprocess.convert(image)
+    (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w)).
+    An image over the ceilings of :meth:`Preprocess.check_cost` is refused (BadArray) before any work
+    (:meth:`Preprocess.convert` at the run's stride)."""
+    image = settings.preprocess.convert(image, stride=settings.stride)
     x = settings.preprocess.apply(image)
     padded = pad_to_patch(x, PATCH_SIZE)
     if padded.ndim == 3:
@@ -195,7 +197,7 @@ class Scorer:
         name = residual or self.default_residual
         out = []
         for i in range(0, len(images), chunk):
-            arrays = [self.settings.preprocess.convert(im) for im in images[i:i + chunk]]
+            arrays = [self.settings.preprocess.convert(im, stride=self.settings.stride) for im in images[i:i + chunk]]
             for recon, maps in self.analyze_batch(arrays, (name,)):
                 out.append(self.verdict(maps[name], t, recon))
         return out
@@ -208,7 +210,7 @@ class Scorer:
         file yields its error instead of raising it."""
         t = self._threshold(threshold)
         name = residual or self.default_residual
-        read = self.settings.preprocess.read
+        read = self.read
         for i in range(0, len(files), chunk):
             part = files[i:i + chunk]
             loaded = [_read(read, f, skip_bad) for f in part]
@@ -220,6 +222,12 @@ class Scorer:
                 else:
                     recon, maps = next(results)
                     yield Scored(f, im, self.verdict(maps[name], t, recon))
+
+    def read(self, path: str | os.PathLike) -> np.ndarray:
+        """An image file as this run reads it (:meth:`Preprocess.read`), refused (SsimaeError
+        naming the file) when scoring it would cost more than the ceilings of
+        :meth:`Preprocess.check_cost`."""
+        return self.settings.preprocess.convert(path, stride=self.settings.stride)
 
     def verdict(self, residual: np.ndarray, threshold: float, reconstruction: np.ndarray | None = None) -> Prediction:
         """The Prediction for an (H, W) residual map at ``threshold``."""

@@ -30,7 +30,7 @@ def score_images(detector: Scorer, dataset: Dataset, residuals=None, progress: b
     (default: the run's own)."""
     names = tuple(residuals or (detector.default_residual,))
     for i, s in enumerate(progress_display(dataset.test, desc="scoring test images", enabled=progress)):
-        img = detector.settings.preprocess.read(s.image)
+        img = detector.read(s.image)
         recon, maps = detector.analyze_many(img, names)
         mask = np.zeros(img.shape[:2], bool) if s.mask is None else read_mask(s.mask, img.shape[:2])
         yield TestImage(i, s, img, recon, maps, mask)

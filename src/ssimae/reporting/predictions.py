@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ssimae.core.verdict import GOOD, Prediction
+from ssimae.data.datasets import folder_label
 from ssimae.errors import printable
 from ssimae.io.files import atomic_write_bytes
 from ssimae.errors import SsimaeError
@@ -34,6 +35,9 @@ from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, outcome, summary, writ
 PICTURES = ("_heatmap.png", "_mask.png", "_overlay.png")  # per image: <rel> + each of these
 RAW = ".npy"  # per image with save_raw: <rel>.npy
 RESULT_FILES = (CSV_NAME, JSONL_NAME, REPORT_NAME)  # per folder
+
+
+OWN_FOLDERS = (THUMB_DIR,)  # subfolders of the output folder that are predict's own: no input's output name
 
 
 def threshold_source(settings, threshold: float | None) -> str:
@@ -135,16 +139,15 @@ class PredictionWriter:
             np.save(buf, p.residual.astype(np.float32))
             atomic_write_bytes(f"{base}{RAW}", buf.getvalue())
         self.written.append(base)
-        label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
+        label = folder_label(rel)  # the first folder under the input folder: "good" or a defect type
         self.records.append({**p.to_dict(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
                              "label": label, "outcome": outcome(label, p.defective)})
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
-        folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
         full = {"input": full_size_link(source, self.out), "heat map": Path(heatmap).relative_to(self.out).as_posix(),
                 "overlay": Path(overlay).relative_to(self.out).as_posix()}
-        self.rows.append({**self.records[-1], "type": folder if folder != "." else None, "thumbs": thumbs, "full": full})
+        self.rows.append({**self.records[-1], "type": label, "thumbs": thumbs, "full": full})  # shown as defect types
 
     def add_row(self, row: dict) -> None:
         """The report row of an image whose outputs were written earlier, by :meth:`add` of
@@ -173,8 +176,7 @@ class PredictionWriter:
             for r in (*self.records, *self.rows):
                 r["label"] = r["outcome"] = None
 
-    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, n_files: int,
-                       log=print) -> None:
+    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, log=print) -> None:
         """:meth:`finish` as ``ssimae predict`` sums it up (``threshold``: the one given, None
         for the stored one), then the summary logged and the skipped inputs on stderr;
         SsimaeError when every input was skipped."""
@@ -188,8 +190,8 @@ class PredictionWriter:
         if self.skipped:
             print(f"ssimae: skipped {len(self.skipped)} unreadable image(s): "
                   + ", ".join(printable(os.fsdecode(f)) for f, _ in self.skipped), file=sys.stderr)
-        log(f"wrote predictions for {n_files} images to {printable(str(self.out))} "
-            f"({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+        log(f"wrote predictions for {len(self.records)} images to {printable(str(self.out))} ({CSV_NAME}, "
+            f"{JSONL_NAME}, {REPORT_NAME})")
 
     def summary(self) -> str:
         """'3 of 12 images defective (and the false rejects and escapes where known); the

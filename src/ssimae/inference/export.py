@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 
+from ssimae.errors import SsimaeError
 from ssimae.runs.checkpoint import Run, load_run
+from ssimae.runs.inference_settings import NO_THRESHOLD
 from ssimae.inference.detector import Detector
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
 from ssimae.inference.onnx_detector import FORMAT, INFO_FILE, METADATA_KEY, MODEL_FILE, NOISE_GENERATOR, VERSION, require
@@ -55,11 +57,22 @@ def export_info(det: Detector, noise_shape: tuple[int, ...] | None, source: str)
     }
 
 
+def exportable(run: str | os.PathLike | Run) -> Run:
+    """The run read (:func:`ssimae.runs.checkpoint.load_run`: refused while training);
+    SsimaeError when it has no threshold (an export is for scoring, and scoring needs one)."""
+    run = load_run(run)
+    if run.settings.inference.threshold is None:
+        raise SsimaeError(f"{NO_THRESHOLD}: finish it (ssimae train --resume) or choose one (ssimae calibrate) "
+                          "before exporting", run.path)
+    return run
+
+
 def export_onnx(run: str | os.PathLike | Run, out: str | os.PathLike, opset: int = OPSET) -> Path:
     """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint (or a
-    :class:`Run` already read); returns the ONNX file's path. The graph is checked with ``onnx.checker``."""
+    :class:`ssimae.runs.checkpoint.Run`); returns the ONNX file's path. The graph is checked
+    with ``onnx.checker``. A run without a threshold is refused (:func:`exportable`)."""
     onnx = require("onnx", "the ONNX export")
-    run = load_run(run)
+    run = exportable(run)
     det = Detector.load(run, "cpu")
     module, noise_shape = det.model.export_module(det.network, det.params)
     module = module.eval()

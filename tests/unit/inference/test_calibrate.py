@@ -14,7 +14,8 @@ from ssimae.errors import SsimaeError
 from ssimae.inference.test_set import validation_images
 from ssimae.io.images import read_image
 from ssimae.core.morphology import binary_opening, gray_opening
-from ssimae.runs.settings import InferenceSettings
+from ssimae.runs.settings import InferenceSettings, RunSettings
+from tests.helpers.clicheck import one_error_line
 
 
 def random_maps(seed=0):
@@ -129,7 +130,8 @@ def test_predict_says_which_threshold(run_copy, demo_root, tmp_path, capsys):
     assert f"stored: quantile rule, recalibrated" in capsys.readouterr().out
     assert main(["predict", str(run_copy), str(one), "--out", str(tmp_path / "c"), "--threshold", "0.5"]) == 0
     said = capsys.readouterr().out
-    assert "at pixel threshold 0.5, image threshold " in said and "(given with --threshold)" in said
+    assert "image score above the image threshold " in said and "masks and regions at the pixel threshold 0.5" in said
+    assert "(given with --threshold)" in said
 
 
 def bad_good_folder(tmp_path, kind):
@@ -225,6 +227,36 @@ def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_ro
     for p in sorted(good.iterdir())[:3]:
         pred = det.predict(read_image(p))
         assert pred.image_threshold == t and pred.defective == (pred.score > t)
+
+
+def test_calibrate_says_both_thresholds_and_undo_restores_them(run_copy, demo_root, capsys):
+    """The output names both thresholds old -> new (which decides, which draws) and how to
+    undo; --undo restores the run's inference settings exactly as they were (reference: the
+    settings read before calibrating), twice in a row, then says there is nothing to undo."""
+    original = load_checkpoint(run_copy)["settings"]
+    o = original.inference
+    good = demo_root / "train" / "good"
+    capsys.readouterr()
+    assert main(["calibrate", str(run_copy), "--good", str(good), "--target-fpr", "0.01", "--image-fpr", "0.5",
+                 "--quiet"]) == 0
+    once = load_checkpoint(run_copy)["settings"]
+    n = once.inference
+    assert (n.threshold, n.image_threshold) != (o.threshold, o.image_threshold)
+    said = capsys.readouterr().out
+    assert (f"image threshold {o.image_threshold:.6g} -> {n.image_threshold:.6g} (decides the verdict), "
+            f"pixel threshold {o.threshold:.6g} -> {n.threshold:.6g} (draws the masks)") in said
+    assert f"undo with ssimae calibrate {run_copy} --undo" in said
+    assert main(["calibrate", str(run_copy), "--good", str(good), "--threshold-rule", "quantile", "--quiet"]) == 0
+    assert main(["calibrate", str(run_copy), "--undo"]) == 0
+    assert load_checkpoint(run_copy)["settings"] == once
+    assert f"-> {n.threshold:.6g} (draws the masks): restored" in capsys.readouterr().out
+    assert main(["calibrate", str(run_copy), "--undo"]) == 0
+    assert load_checkpoint(run_copy)["settings"] == original
+    assert RunSettings.from_dict(json.loads((run_copy / "config.json").read_text())) == original
+    assert main(["calibrate", str(run_copy), "--undo"]) == 2
+    one_error_line(capsys, "nothing to undo")
+    assert main(["calibrate", str(run_copy)]) == 2
+    one_error_line(capsys, "--good DIR", "--undo")
 
 
 def test_the_image_threshold_states_its_images_and_follows_its_rule(run_copy, demo_root, trained_run):

@@ -13,7 +13,7 @@ from pathlib import Path
 from ssimae.data.datasets import FORMATS
 from ssimae.errors import SsimaeError, printable
 from ssimae.models import MODELS, get_model
-from ssimae.models.network import NORMS
+from ssimae.models.constants import NORMS
 from ssimae.runs.settings import AUGMENTATIONS
 from ssimae.runs.options import DATA_OPTIONS, FIXED_ON_RESUME, RECIPE_OPTIONS
 from ssimae.runs.recipes import RECIPES, recipe_settings
@@ -239,11 +239,11 @@ def check_resume_options(args: argparse.Namespace, saved) -> None:
 
 
 def cmd_train(args) -> None:
-    from ssimae.commands.train import train
-
     settings, root, data = train_inputs(args)
     if root is None and data.get("train_dir") is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
+    from ssimae.commands.train import train
+
     if args.resume and args.config is None:
         from ssimae.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -491,7 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NO_TORCH = ("this command needs PyTorch, which is not installed here; without torch, run an export "
+            "(ssimae export) with: python -m ssimae.runtime EXPORT IMAGE... --out DIR")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``ssimae`` command. Parsing, ``--help``, ``--version`` and the checks before any work
+    import no torch (tests/integration/test_fast_start.py); a command imports torch where it needs it."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
@@ -499,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except SsimaeError as e:
         print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        print(f"ssimae: error: {NO_TORCH}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ssimae: interrupted", file=sys.stderr)

@@ -30,7 +30,7 @@ from ssimae.core.preprocess import Preprocess
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.window import STRIDE
 from ssimae.errors import SsimaeError
-from ssimae.models.network import DEFAULT_LATENT_DIM, NORMS
+from ssimae.models.constants import DEFAULT_LATENT_DIM, NORMS
 from ssimae.runs.fields import at_most, from_dict
 from ssimae.runs.options import DATA_FOLDERS
 from ssimae.runs.recipes import RECIPES

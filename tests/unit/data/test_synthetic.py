@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssimae.models import get_model
-from ssimae.models.draem import focal_loss
+from ssimae.models.draem_net import focal_loss
 from ssimae.data.synthetic import add_anomaly, fade, perlin_mask, perlin_noise, source_textures
 
 

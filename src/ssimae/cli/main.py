@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import typing
 from pathlib import Path
@@ -315,20 +316,46 @@ def cmd_evaluate(args) -> None:
           f"({m['n_images']} images) -> {args.out}/metrics.json")
 
 
-def cmd_predict(args) -> None:
+class Verdicts:
+    """The predictions.jsonl rows of a ``predict`` as the command line hands them on: each as
+    one JSON line on stdout (``--json``, or no ``--out``), and the exit status of
+    ``--fail-on-defect`` (1 when any image is defective, else 0)."""
+
+    def __init__(self, print_json: bool, fail_on_defect: bool):
+        self.print_json, self.fail_on_defect, self.any_defective = print_json, fail_on_defect, False
+
+    def __call__(self, row: dict) -> None:
+        self.any_defective |= bool(row["defective"])
+        if self.print_json:
+            print(json.dumps(row), flush=True)
+
+    def status(self) -> int:
+        return 1 if self.fail_on_defect and self.any_defective else 0
+
+
+def cmd_predict(args) -> int:
     from ssimae.commands.predict import predict
 
+    to_stdout = args.json or args.out is None
+    verdicts = Verdicts(to_stdout, args.fail_on_defect)
+    log = (lambda *a: print(*a, file=sys.stderr)) if to_stdout else print  # stdout: the JSON lines alone
     if args.ray is not None:
         from ssimae.cluster.ray_scoring import predict_on_ray
+        from ssimae.reporting.tables import JSONL_NAME
 
+        if args.out is None:
+            raise SsimaeError("--ray writes its results into a folder: give --out DIR")
         predict_on_ray(args.run, args.inputs, args.out, address=args.ray, actors=args.ray_actors,
                        threads=args.ray_threads, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
                        residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
-                       skip_bad=args.skip_bad)
-        return
+                       skip_bad=args.skip_bad, log=log)
+        for line in (Path(args.out) / JSONL_NAME).read_text(encoding="utf-8").splitlines():
+            verdicts(json.loads(line))
+        return verdicts.status()
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
             residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
-            skip_bad=args.skip_bad)
+            skip_bad=args.skip_bad, log=log, emit=verdicts)
+    return verdicts.status()
 
 
 def cmd_export(args) -> None:
@@ -371,10 +398,19 @@ def cmd_compare(args) -> None:
     compare([run_settings(args, m) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes end with one line, ``ssimae: error: <problem>`` (a wrong
+    choice lists the valid values), and exit status 2, instead of the usage block. Subcommands'
+    parsers are of this class too (argparse makes them of their parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"ssimae: error: {printable(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ssimae._version import __version__
 
-    parser = argparse.ArgumentParser(prog="ssimae", description=(
+    parser = OneLineParser(prog="ssimae", description=(
         "Unsupervised defect segmentation with SSIM-autoencoders (Bergmann et al., VISAPP 2019). "
         "Train on defect-free images, then segment defects in new ones."))
     parser.add_argument("--version", action="version", version=f"ssimae {__version__}")
@@ -410,7 +446,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, or list files (.txt/.lst: one image path a line, relative to the list)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder to write heat maps, masks, overlays, predictions.csv/.jsonl and report.html into; "
+                        "without it nothing is written and each image's verdict is printed as one JSON line")
+    p.add_argument("--json", action="store_true",
+                   help="print each image's verdict as one JSON line (its predictions.jsonl row) on stdout, "
+                        "also with --out; the summary goes to stderr")
+    p.add_argument("--fail-on-defect", action="store_true",
+                   help="exit status 1 when any image is defective, 0 when none is (2 stays the error status)")
     p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
     g = p.add_argument_group("scoring on Ray (archives; needs pip install 'ssimae[ray]')")
@@ -502,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
     try:
-        args.func(args)
+        status = args.func(args)
     except SsimaeError as e:
         print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)
         return 2
@@ -514,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ssimae: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

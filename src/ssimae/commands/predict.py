@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from tqdm.auto import tqdm
 
@@ -14,14 +15,14 @@ from ssimae.errors import SsimaeError, printable
 from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
 from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
-from ssimae.reporting.predictions import PredictionWriter, threshold_source
+from ssimae.reporting.predictions import PredictionRows, PredictionWriter, threshold_source
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
 
 
-def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
+def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike | None, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
             residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print,
-            engine: str = "torch", skip_bad: bool = False) -> list[Path]:
+            engine: str = "torch", skip_bad: bool = False, emit: Callable[[dict], None] | None = None) -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
     the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl; returns the
@@ -29,18 +30,27 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
     instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint)
-    or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
+    or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch).
+
+    ``out`` None: no file is written (``ssimae predict`` without ``--out``). ``emit``: called
+    with each row of predictions.jsonl, in input order, once all images are scored."""
+    if out is None and save_raw:
+        raise SsimaeError("--save-raw writes files: give --out DIR")
     detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
                                       engine=engine)
     files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))
+    if out is None:
+        return _predict(detector, files, None, t, threshold, name, save_raw, skip_bad, progress, log, run, inputs,
+                        emit)
     with RunLock(out, "ssimae predict"):
-        return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs)
+        return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs,
+                        emit)
 
 
-def _predict(detector, files, out: Path, t: float, threshold, name: str, save_raw: bool, skip_bad: bool, progress,
-             log, run, inputs) -> list[Path]:
-    """:func:`predict` inside the output folder's lock."""
-    writer = PredictionWriter(out, t, save_raw)
+def _predict(detector, files, out: Path | None, t: float, threshold, name: str, save_raw: bool, skip_bad: bool,
+             progress, log, run, inputs, emit) -> list[Path]:
+    """:func:`predict` inside the output folder's lock (``out`` None: verdicts only)."""
+    writer = PredictionRows(t) if out is None else PredictionWriter(out, t, save_raw)
     rels = dict(files)
     with tqdm(total=len(files), desc="predicting", disable=None if progress else True) as bar:
         for scored in detector.predict_files([f for f, _ in files], t, name, skip_bad=skip_bad):
@@ -53,6 +63,11 @@ def _predict(detector, files, out: Path, t: float, threshold, name: str, save_ra
     if not writer.records:
         raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
     said = f"{writer.summary()} ({threshold_source(detector.settings, threshold)})"
+    for row in writer.final_records() if emit is not None else ():
+        emit(row)
+    if out is None:
+        log(said)
+        return writer.written
     writer.finish(f"ssimae predict: {Path(run).name}", said, [
         f"run: {run}; model: {detector.title}, {name} residual; inputs: " + ", ".join(os.fspath(i) for i in inputs)])
     log(said)

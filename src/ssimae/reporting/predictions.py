@@ -37,18 +37,63 @@ def threshold_source(settings, threshold: float | None) -> str:
     return f"stored: {settings.threshold_rule} rule{where}"
 
 
-class PredictionWriter:
+class PredictionRows:
+    """``predict``'s verdicts without any file (``ssimae predict`` without ``--out``): :meth:`add`
+    for each scored image, :meth:`skip` for each unreadable one; :meth:`final_records` are
+    the rows of predictions.jsonl, :meth:`summary` its summary line."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.records: list[dict] = []
+        self.rows: list[dict] = []
+        self.written: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []
+
+    def add(self, source: Path, rel: PurePath, image: np.ndarray, p: Prediction) -> None:
+        """The verdict of one image read from ``source``, named after ``rel`` (its path
+        relative to its input folder, without suffix)."""
+        self._add_record(source, rel, p)
+
+    def _add_record(self, source: Path, rel: PurePath, p: Prediction) -> None:
+        label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
+        self.records.append({**p.record(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
+                             "label": label, "outcome": outcome(label, p.defective)})
+
+    def skip(self, source: Path, problem: str) -> None:
+        """An unreadable input (listed in the report)."""
+        self.skipped.append((Path(source), problem))
+
+    def final_records(self) -> list[dict]:
+        """The rows of predictions.jsonl, in the order the images were added."""
+        self._settle_labels()
+        return self.records
+
+    def _settle_labels(self) -> None:
+        """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
+        ``good`` subfolder; otherwise subfolders are just folders and both are dropped."""
+        if not any(r.get("label") == GOOD for r in self.records):
+            for r in (*self.records, *self.rows):
+                r["label"] = r["outcome"] = None
+
+    def summary(self) -> str:
+        """'3 of 12 images defective at threshold 0.5' (and the image threshold, the false rejects
+        and escapes where known)."""
+        self._settle_labels()
+        image_t = self.records[0].get("image_threshold") if self.records else None
+        at = f"pixel threshold {self.threshold:.6g}, image threshold {image_t:.6g}" if image_t is not None else \
+            f"threshold {self.threshold:.6g}"
+        return f"{summary(self.records)} at {at}"
+
+
+class PredictionWriter(PredictionRows):
     """Writes ``predict``'s outputs into the folder ``out`` (which exists): :meth:`add` for
     each scored image (its PNGs now), :meth:`skip` for each unreadable one, :meth:`finish`
     for the tables and the report. The heat map's colour scale runs from 0 to twice the
     threshold (:func:`ssimae.reporting.plots.heatmap_vmax`)."""
 
     def __init__(self, out: Path, threshold: float, save_raw: bool = False):
-        self.out, self.threshold, self.save_raw = Path(out), threshold, save_raw
-        self.records: list[dict] = []
-        self.rows: list[dict] = []
-        self.written: list[Path] = []
-        self.skipped: list[tuple[Path, str]] = []
+        super().__init__(threshold)
+        self.out, self.save_raw = Path(out), save_raw
 
     def add(self, source: Path, rel: PurePath, image: np.ndarray, p: Prediction) -> None:
         """The outputs of one image read from ``source``, named after ``rel`` (its path
@@ -64,9 +109,7 @@ class PredictionWriter:
             np.save(buf, p.residual.astype(np.float32))
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
-        label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
-        self.records.append({**p.record(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
-                             "label": label, "outcome": outcome(label, p.defective)})
+        self._add_record(source, rel, p)
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
@@ -79,10 +122,6 @@ class PredictionWriter:
         self.rows.append(row)
         self.records.append({k: v for k, v in row.items() if k not in ("type", "thumbs")})
 
-    def skip(self, source: Path, problem: str) -> None:
-        """An unreadable input (listed in the report)."""
-        self.skipped.append((Path(source), problem))
-
     def finish(self, title: str, said: str, about: Sequence[str]) -> None:
         """predictions.csv, predictions.jsonl and report.html (``said``: the summary line,
         ``about``: further lines for the report's summary)."""
@@ -91,13 +130,6 @@ class PredictionWriter:
         write_report(self.out, title=title, images=self.rows, summary=[
             said, *about, f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
             + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped])
-
-    def _settle_labels(self) -> None:
-        """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
-        ``good`` subfolder; otherwise subfolders are just folders and both are dropped."""
-        if not any(r.get("label") == GOOD for r in self.records):
-            for r in (*self.records, *self.rows):
-                r["label"] = r["outcome"] = None
 
     def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, n_files: int,
                        log=print) -> None:
@@ -115,12 +147,3 @@ class PredictionWriter:
             print(f"ssimae: skipped {len(self.skipped)} unreadable image(s): "
                   + ", ".join(str(f) for f, _ in self.skipped), file=sys.stderr)
         log(f"wrote predictions for {n_files} images to {self.out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
-
-    def summary(self) -> str:
-        """'3 of 12 images defective at threshold 0.5' (and the image threshold, the false rejects
-        and escapes where known)."""
-        self._settle_labels()
-        image_t = self.records[0].get("image_threshold") if self.records else None
-        at = f"pixel threshold {self.threshold:.6g}, image threshold {image_t:.6g}" if image_t is not None else \
-            f"threshold {self.threshold:.6g}"
-        return f"{summary(self.records)} at {at}"

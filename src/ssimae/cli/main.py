@@ -108,8 +108,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "at a CPU budget), inpaint / draem (the defaults of the models beyond the paper); "
                         "explicit options win over the recipe")
     g.add_argument("--budget-minutes", type=float, default=None,
-                   help="train for this long on this machine: converted once into --epochs from the measured "
-                        "throughput (both recorded, so the run repeats exactly)")
+                   help="train for this long on this machine: converted once into epochs and patches per epoch "
+                        "(fewer patches per epoch when the budget is short) from the measured throughput (all "
+                        "recorded, so the run repeats exactly); the log states the estimated end")
     g.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                    help="learning rate: constant (paper) or cosine (warm-up, then decay to 0 at the end)")
     g.add_argument("--warmup", type=float, default=None, help="share of steps of linear warm-up (cosine schedule)")
@@ -554,8 +555,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ssimae: error: {NO_TORCH}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ssimae: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # a command may say what was kept and how to go on (train: --resume)
+        print(f"ssimae: interrupted{'; ' + printable(str(e)) if str(e) else ''}", file=sys.stderr)
         return 130
     return status or 0
 

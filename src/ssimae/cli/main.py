@@ -100,7 +100,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=float, default=None,
                    help=f"share of training images held back to choose the threshold (default {T.val_fraction})")
     g.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default 0)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    g.add_argument("--device", default="auto", help="auto (cuda if available, the default), cpu, cuda, cuda:1 ...")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("recipes and budgets (beyond the paper; see ssimae.runs.recipes)")
     g.add_argument("--recipe", choices=list(RECIPES), default=None,
@@ -517,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the whole job on built-in synthetic data (no download)",
-                       description="Make the demo dataset, train the SSIM-AE and the l2-AE, evaluate, report.")
+                       description="Make the demo dataset, train the SSIM-AE, the l2-AE (the paper's pair) and the "
+                                   "inpainting U-Net (beyond the paper) on fixed patch budgets, evaluate, report.")
     p.add_argument("--out", default="demo-out", metavar="DIR", help="report folder (default demo-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes-per-model", type=float, default=None, help="training budget per model")

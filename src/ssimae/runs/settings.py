@@ -177,9 +177,19 @@ class RunSettings:
             raise SsimaeError(f"{where}: settings version {got!r} is not supported (expected {SETTINGS_VERSION})")
         unknown = set(d) - {"version", "train", "inference"}
         if unknown:
-            raise SsimaeError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+            raise SsimaeError(f"{where}: unknown keys {', '.join(sorted(unknown))}{_section_hint(unknown)}")
         return cls(from_dict(TrainSettings, d.get("train", {}), f"{where}: train"),
                    from_dict(InferenceSettings, d.get("inference", {}), f"{where}: inference"))
+
+
+def _section_hint(keys) -> str:
+    """'' or where top-level ``keys`` of a config belong: '; epochs, model belong under train:'."""
+    parts = []
+    for section, cls in (("train", TrainSettings), ("inference", InferenceSettings)):
+        names = sorted(set(keys) & {f.name for f in dataclasses.fields(cls)})
+        if names:
+            parts.append(f"{', '.join(names)} belong under {section}:")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def settings_from_v1(config: dict, threshold: float | None) -> RunSettings:

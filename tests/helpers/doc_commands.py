@@ -14,8 +14,10 @@ substituted, and why (the rule, stated once):
   ``demo`` trains one epoch of 16 patches per model on 160 px images.
 - ``torchrun ... -m ssimae train ARGS`` runs ``ssimae train ARGS`` in one process (the
   launcher's own path is tested by tests/integration/test_cluster_ddp.py).
-- ``--ray ADDRESS`` (a cluster) becomes ``--ray auto`` with one actor; absolute paths are
-  taken inside the sandbox.
+- ``--ray ADDRESS`` (a cluster) becomes ``--ray auto`` with one actor, on a local Ray instance
+  of 2 CPUs that this process starts for the page (as tests/integration/test_cluster_ray.py
+  does; ``auto`` would join any cluster running on the machine); absolute paths are taken
+  inside the sandbox.
 - ``python -m ssimae.runtime`` (also from ``runtime-venv/bin/python``) runs its ``main`` here;
   ``ssimae serve`` and ``python -m ssimae.serve`` start a server process on a free port
   (``--host 0.0.0.0`` becomes 127.0.0.1) that the ``curl`` lines after it, up to the next
@@ -214,11 +216,13 @@ def run_page(page: Path, sandbox: Path, main, runtime_main, written: dict[Path, 
     ``written``: the training output folders each page made (kept across pages)."""
     server: Server | None = None
     exported = set(os.environ)
+    ray_started = False
     try:
         for shown in shown_commands(page):
             where = f"{shown.page}:{shown.line}: {shown.text}"
             try:
                 _clear_other_pages_output(shown, sandbox, written)
+                ray_started = ray_started or ("--ray" in shown.words and _start_local_ray())
                 server = _run_one(shown, sandbox, main, runtime_main, server)
             except AssertionError as e:
                 raise AssertionError(f"{where}: {e}") from None
@@ -227,6 +231,21 @@ def run_page(page: Path, sandbox: Path, main, runtime_main, written: dict[Path, 
             server.stop()
         for name in set(os.environ) - exported:
             del os.environ[name]
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+
+
+def _start_local_ray() -> bool:
+    """A local Ray instance for this process (``--ray auto`` reuses it); True if started here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False,
+             logging_level="warning")
+    return True
 
 
 def _clear_other_pages_output(shown: Shown, sandbox: Path, written: dict[Path, str]) -> None:

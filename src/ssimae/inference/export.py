@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from ssimae.runs.checkpoint import resolve_checkpoint
+from ssimae.runs.checkpoint import Run, load_run
 from ssimae.inference.detector import Detector
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
 from ssimae.inference.onnx_detector import FORMAT, INFO_FILE, METADATA_KEY, MODEL_FILE, NOISE_GENERATOR, VERSION, require
@@ -55,10 +55,11 @@ def export_info(det: Detector, noise_shape: tuple[int, ...] | None, source: str)
     }
 
 
-def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET) -> Path:
-    """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint;
-    returns the ONNX file's path. The graph is checked with ``onnx.checker``."""
+def export_onnx(run: str | os.PathLike | Run, out: str | os.PathLike, opset: int = OPSET) -> Path:
+    """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint (or a
+    :class:`Run` already read); returns the ONNX file's path. The graph is checked with ``onnx.checker``."""
     onnx = require("onnx", "the ONNX export")
+    run = load_run(run)
     det = Detector.load(run, "cpu")
     module, noise_shape = det.model.export_module(det.network, det.params)
     module = module.eval()
@@ -74,7 +75,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPS
         torch.onnx.export(module, args, buf, input_names=names, output_names=["outputs"], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
     graph = onnx.load_from_string(buf.getvalue())
-    info = export_info(det, noise_shape, os.fspath(resolve_checkpoint(run)))
+    info = export_info(det, noise_shape, os.fspath(run.path))
     info["opset"] = opset
     text = json.dumps(info, indent=2, sort_keys=True)
     graph.metadata_props.add(key=METADATA_KEY, value=text)

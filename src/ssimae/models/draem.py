@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ssimae.models import Model, register_model
+from ssimae.models import Model, check_number, register_model
 from ssimae.models.inpaint import TRAIN_CROP_FLAG, check_train_crop
 
 WIDTH = 16
@@ -32,9 +32,18 @@ class ReconParams:
     p_anomaly: float = 0.5  # share of training patches that get a synthetic anomaly
     beta_max: float = 0.8  # DRAEM: opacity of the pasted texture drawn from [0, beta_max]
     train_crop: int = field(default=64, metadata=TRAIN_CROP_FLAG)
+    anomalies: str = field(default="perlin", metadata={
+        "flag": "--anomalies", "help": "draem, draem-recon: synthetic anomalies to train on: perlin (DRAEM's foreign "
+                                       "textures, the default), cutpaste (pieces of other good patches, NSA), removal "
+                                       "(texture blurred or flattened away), mixed (each patch one of the three), "
+                                       "perlin-removal (each patch perlin or removal)"})
 
     def __post_init__(self):
+        from ssimae.data.synthetic import ANOMALY_KINDS
         from ssimae.errors import SsimaeError
+
+        if self.anomalies not in ANOMALY_KINDS:
+            raise SsimaeError(f"--anomalies: unknown value {self.anomalies!r}; choose from {', '.join(ANOMALY_KINDS)}")
 
         if not 1 <= self.width <= 256:
             raise SsimaeError(f"--draem-width must be between 1 and 256, got {self.width}")
@@ -46,6 +55,10 @@ class ReconParams:
 @dataclass(frozen=True)
 class DraemParams(ReconParams):
     seg_weight: float = 1.0  # weight of the segmentation head's focal loss (0: train the reconstruction only)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("draem seg_weight", self.seg_weight)
 
 
 @register_model

@@ -38,13 +38,25 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_
 
 def synthetic_batch(x: torch.Tensor, params: ReconParams, sources) -> tuple[torch.Tensor, torch.Tensor]:
     """(anomalous batch (B, C, h, w), mask (B, 1, h, w) in {0, 1}) from a clean batch, one
-    :func:`ssimae.data.synthetic.add_anomaly` per patch and channel (the mask: their union),
-    drawn from a generator seeded from the global torch RNG (so a run is reproducible)."""
-    from ssimae.data.synthetic import add_anomaly
+    :func:`ssimae.data.synthetic.make_anomaly` of kind ``params.anomalies`` per patch (the
+    donor of a cut-and-paste: the next patch of the batch), drawn from a generator seeded
+    from the global torch RNG (so a run is reproducible). "perlin" draws each channel on its
+    own (the mask: their union), as DRAEM's runs always did; the other kinds draw once per
+    patch and apply the same region to every channel."""
+    from ssimae.data.synthetic import make_anomaly
 
     rng = np.random.default_rng(int(torch.randint(2**31, (1,))))
     clean = x.detach().float().cpu().numpy()
-    pairs = [[add_anomaly(ch, rng, sources, params.p_anomaly, params.beta_max) for ch in img] for img in clean]
+    donors = np.roll(clean, 1, axis=0)
+    kind = params.anomalies
+    pairs = []
+    for img, donor in zip(clean, donors):
+        if kind == "perlin":
+            pairs.append([make_anomaly(ch, ch, rng, sources, kind, params.p_anomaly, params.beta_max) for ch in img])
+        else:
+            seed = int(rng.integers(2**63))
+            pairs.append([make_anomaly(ch, dch, np.random.default_rng(seed), sources, kind, params.p_anomaly,
+                                       params.beta_max) for ch, dch in zip(img, donor)])
     xa = torch.from_numpy(np.stack([[p[0] for p in img] for img in pairs])).to(x)
     mask = torch.from_numpy(np.stack([np.any([p[1] for p in img], 0) for img in pairs])[:, None]).to(x)
     return xa, mask

@@ -18,12 +18,16 @@ from typing import Sequence
 import numpy as np
 
 from ssimae.core.verdict import GOOD, Prediction
+from ssimae.data.datasets import folder_label
 from ssimae.errors import printable
 from ssimae.io.files import atomic_write_bytes
 from ssimae.errors import SsimaeError
-from ssimae.reporting.html import REPORT_NAME, save_thumbnails, write_report
+from ssimae.reporting.html import REPORT_NAME, THUMB_DIR, save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, outcome, summary, write_verdicts
+
+
+OWN_FOLDERS = (THUMB_DIR,)  # subfolders of the output folder that are predict's own: no input's output name
 
 
 def threshold_source(settings, threshold: float | None) -> str:
@@ -55,7 +59,9 @@ class PredictionRows:
         self._add_record(source, rel, p)
 
     def _add_record(self, source: Path, rel: PurePath, p: Prediction) -> None:
-        label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
+        """The verdict row of one image; its label is the first folder under the input folder
+        ("good" or a defect type)."""
+        label = folder_label(rel)
         self.records.append({**p.record(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
                              "label": label, "outcome": outcome(label, p.defective)})
 
@@ -84,6 +90,13 @@ class PredictionRows:
             f"threshold {self.threshold:.6g}"
         return f"{summary(self.records)} at {at}"
 
+    def said(self, inputs, detector, threshold: float | None) -> str:
+        """The summary line ``predict`` logs, with where the threshold comes from (``threshold``:
+        the one given, None for the stored one); SsimaeError when every input was skipped."""
+        if not self.records:
+            raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
+        return f"{self.summary()} ({threshold_source(detector.settings, threshold)})"
+
 
 class PredictionWriter(PredictionRows):
     """Writes ``predict``'s outputs into the folder ``out`` (which exists): :meth:`add` for
@@ -110,11 +123,11 @@ class PredictionWriter(PredictionRows):
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
         self._add_record(source, rel, p)
+        label = self.records[-1]["label"]
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
-        folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
-        self.rows.append({**self.records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
+        self.rows.append({**self.records[-1], "type": label, "thumbs": thumbs})  # shown as defect types
 
     def add_row(self, row: dict) -> None:
         """The report row of an image whose outputs were written earlier, by :meth:`add` of
@@ -131,19 +144,17 @@ class PredictionWriter(PredictionRows):
             said, *about, f"verdicts: {CSV_NAME}, {JSONL_NAME}"]
             + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped])
 
-    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, n_files: int,
-                       log=print) -> None:
+    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, log=print) -> None:
         """:meth:`finish` as ``ssimae predict`` sums it up (``threshold``: the one given, None
         for the stored one), then the summary logged and the skipped inputs on stderr;
         SsimaeError when every input was skipped."""
-        if not self.records:
-            raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
-        said = f"{self.summary()} ({threshold_source(detector.settings, threshold)})"
+        said = self.said(inputs, detector, threshold)
         self.finish(f"ssimae predict: {Path(run).name}", said, [
             f"run: {run}; model: {detector.title}, {residual} residual; inputs: "
             + ", ".join(os.fspath(i) for i in inputs)])
         log(said)
         if self.skipped:
             print(f"ssimae: skipped {len(self.skipped)} unreadable image(s): "
-                  + ", ".join(str(f) for f, _ in self.skipped), file=sys.stderr)
-        log(f"wrote predictions for {n_files} images to {self.out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+                  + ", ".join(printable(os.fsdecode(f)) for f, _ in self.skipped), file=sys.stderr)
+        log(f"wrote predictions for {len(self.records)} images to {printable(str(self.out))} ({CSV_NAME}, "
+            f"{JSONL_NAME}, {REPORT_NAME})")

@@ -152,7 +152,7 @@ def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, 
             items = [patches[(0, (i * t.batch_size + j) % len(patches))] for j in range(t.batch_size)]
             batch = _to_device(torch.stack(items), device, t)
             opt.zero_grad(set_to_none=True)
-            loss_fn(batch).backward()
+            accumulate(loss_fn, batch, t.micro_batches)  # the step as the run takes it (--micro-batches)
             opt.step()
         sync()
         return steps * t.batch_size / (time.perf_counter() - t0)

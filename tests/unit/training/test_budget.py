@@ -110,3 +110,29 @@ def test_without_saves_in_the_epoch_the_interrupted_run_would_restart_it(demo_ro
                  "--patches-per-epoch", "24", "--batch-size", "8", "--latent-dim", "8", "--quiet"]) == 130
     err = capsys.readouterr().err
     assert "nothing saved yet" in err and not (tmp_path / "r" / "model.pt").exists()
+
+
+def test_the_measured_step_is_the_runs_step_with_micro_batches():
+    """A budget is planned from the step the run takes: with --micro-batches 4 each timed step
+    computes the loss on four slices of the batch (not on the whole batch at once)."""
+    from types import SimpleNamespace
+
+    from ssimae.runs.settings import TrainSettings
+
+    sizes = []
+
+    class Model:
+        def build(self, latent_dim, params, norm, channels=1):
+            return torch.nn.Conv2d(channels, channels, 1)
+
+        def loss(self, net, params, device):
+            def loss_fn(x):
+                sizes.append(x.shape[0])
+                return net(x).square().mean()
+            return loss_fn
+
+    t = TrainSettings(batch_size=8, micro_batches=4)
+    patches = type("Patches", (), {"preprocess": SimpleNamespace(channels=1), "__len__": lambda self: 16,
+                                   "__getitem__": lambda self, key: torch.zeros(1, 4, 4)})()
+    loop.measure_throughput(Model(), t, patches, torch.device("cpu"), steps=2)
+    assert sizes == [2] * 4 * 3  # 3 steps (one untimed) of 4 slices of 2 patches

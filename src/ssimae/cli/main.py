@@ -334,8 +334,11 @@ def cmd_predict(args) -> None:
 def cmd_export(args) -> None:
     from ssimae.commands.export import export
 
-    path = export(args.run, args.out)
-    print(f"exported {args.run} to {path} (settings also in {path.parent / 'ssimae.json'})")
+    if args.good and not args.int8:
+        raise SsimaeError("--good calibrates an int8 export: give --int8 too")
+    path = export(args.run, args.out, int8=args.int8, good=args.good)
+    print(f"exported {args.run} to {path}{' (int8)' if args.int8 else ''} "
+          f"(settings also in {path.parent / 'ssimae.json'})")
 
 
 def cmd_calibrate(args) -> None:
@@ -453,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize to int8 for the CPU (static QDQ, calibrated on the run's validation images or "
+                        "--good): DIR/model.onnx is the int8 graph, DIR/model-fp32.onnx the float32 one")
+    p.add_argument("--good", action="append", metavar="DIR", default=None,
+                   help="with --int8: folder or file of defect-free images to calibrate on (repeat for more; "
+                        "default: the run's validation images)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="serve a run or an export over HTTP (batched; needs ssimae[serve])",

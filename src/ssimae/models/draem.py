@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ssimae.models import Model, register_model
-from ssimae.models.inpaint import TRAIN_CROP_FLAG, UNet, check_train_crop, random_crop
+from ssimae.models.inpaint import TRAIN_CROP_FLAG, UNet, check_train_crop, random_crop, unet_geometry
 
 WIDTH = 16
 FOCAL_GAMMA = 2.0  # DRAEM's focal loss
@@ -125,6 +125,9 @@ class DraemModel(Model):
     def loss(self, net: Draem, params: DraemParams, device):
         return _recon_loss(net.recon, params, net.seg if params.seg_weight else None)
 
+    def geometry(self, params: DraemParams):
+        return unet_geometry(networks=2)  # the segmentation net reads the reconstruction
+
 
 @register_model
 class DraemRecon(Model):
@@ -143,3 +146,6 @@ class DraemRecon(Model):
 
     def loss(self, net: UNet, params: ReconParams, device):
         return _recon_loss(net, params)
+
+    def geometry(self, params: ReconParams):
+        return unet_geometry()

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssimae.core.msgms_torch import msgms_map
+from ssimae.core.window import Geometry
 from ssimae.models import Model, register_model
 
 CELL_SIZES = (2, 8)  # RIAD uses 2, 4, 8, 16; 2 and 8 measured better and half the test passes (docs/results/models)
@@ -99,11 +100,17 @@ def set_masks(assign: torch.Tensor, sets: int) -> torch.Tensor:
     return (assign[None] == torch.arange(sets, device=assign.device)[:, None, None]).float()
 
 
-def inference_masks(size: int, cell_sizes, sets: int, seed: int) -> torch.Tensor:
-    """The fixed masks of inference: (len(cell_sizes) * sets, 1, size, size), one cell size's
-    ``sets`` masks after the other, drawn from a generator seeded with ``seed``."""
+def inference_assignments(size: int, cell_sizes, sets: int, seed: int) -> list[torch.Tensor]:
+    """The set maps of sliding-window inference: one (size, size) :func:`cell_assignment` per
+    cell size, drawn in turn from a generator seeded with ``seed``."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.cat([set_masks(cell_assignment(size, size, k, sets, gen), sets) for k in cell_sizes])[:, None]
+    return [cell_assignment(size, size, k, sets, gen) for k in cell_sizes]
+
+
+def inference_masks(size: int, cell_sizes, sets: int, seed: int) -> torch.Tensor:
+    """The fixed masks of sliding-window inference: (len(cell_sizes) * sets, 1, size, size),
+    one cell size's ``sets`` masks after the other (:func:`inference_assignments`)."""
+    return torch.cat([set_masks(a, sets) for a in inference_assignments(size, cell_sizes, sets, seed)])[:, None]
 
 
 # --- network --------------------------------------------------------------------------------
@@ -158,6 +165,22 @@ def unet_flops(size: int = 128, in_channels: int = 1, width: int = WIDTH, levels
     return flops + 2 * size * size * widths[0]
 
 
+def unet_reach(levels: int = LEVELS) -> int:
+    """The largest distance (px, along an axis) between an output pixel of :class:`UNet` and
+    an input pixel it depends on: 1 px at its level's scale for each 3x3 convolution (two per
+    level on the way down and two on the way up), plus up to the total stride minus one for
+    where a pixel lies in the 2x2 pooling cells (a 2x2 transposed convolution of stride 2
+    reads one input pixel); 51 for 4 levels. The skip paths see less."""
+    convolutions = 2 * sum(2**i for i in range(levels)) + 2 * sum(2**i for i in range(levels - 1))
+    return convolutions + 2 ** (levels - 1) - 1
+
+
+def unet_geometry(networks: int = 1) -> Geometry:
+    """The :class:`ssimae.core.window.Geometry` of ``networks`` U-Nets applied one after the
+    other (DRAEM's segmentation net reads its reconstruction net's output)."""
+    return Geometry(2 ** (LEVELS - 1), networks * unet_reach())
+
+
 def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, size, size): one crop at a position drawn from the global torch
     RNG, the same for the whole batch (each patch is a random crop of its image already)."""
@@ -188,9 +211,11 @@ class Inpainter(nn.Module):
         self.net, self.sets, self.mask_channel = net, sets, mask_channel
         self.register_buffer("masks", masks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, h, w); masks: (P, 1, h, w) to use instead of the fixed ones (a whole
+        image's or a tile's, :func:`ssimae.core.masks.grid_masks`)."""
         b, c, h, w = x.shape
-        m = self.masks.to(x.dtype)  # (P, 1, h, w)
+        m = (self.masks if masks is None else masks).to(x.dtype)  # (P, 1, h, w)
         p = m.shape[0]
         hidden = (x[None] * (1 - m[:, None])).reshape(p * b, c, h, w)  # pass-major
         if self.mask_channel:
@@ -208,6 +233,7 @@ class InpaintAE(Model):
     Params = InpaintParams
     default_residual = "ssim"  # measured better than RIAD's MSGMS on the demo (docs/results/models)
     compare_residuals = ("ssim", "msgms", "l2")
+    test_params = ("cell_sizes", "mask_sets")  # fewer passes at test time (InferenceSettings.model_params)
 
     def build(self, latent_dim, params: InpaintParams, norm="none", channels=1):
         return UNet(channels + int(params.mask_channel), channels, params.width)
@@ -248,3 +274,21 @@ class InpaintAE(Model):
         device = next(net.parameters()).device
         masks = inference_masks(PATCH_SIZE, params.cell_sizes, params.mask_sets, params.mask_seed).to(device)
         return Inpainter(net, masks, params.mask_sets, params.mask_channel).eval(), None
+
+    def geometry(self, params: InpaintParams) -> Geometry:
+        return unet_geometry()
+
+    def pass_masks(self, params: InpaintParams) -> dict:
+        """Grid masks over the whole image in whole-image inference; "window": the 128 x 128
+        masks of the sliding window (drawn by torch) as text (:func:`ssimae.core.masks.grids_to_text`)."""
+        from ssimae.core.masks import grids_to_text
+        from ssimae.core.window import PATCH_SIZE
+
+        window = inference_assignments(PATCH_SIZE, params.cell_sizes, params.mask_sets, params.mask_seed)
+        return {"cell_sizes": list(params.cell_sizes), "sets": params.mask_sets, "seed": params.mask_seed,
+                "window": grids_to_text([a.numpy() for a in window], params.cell_sizes)}
+
+    def image_fn(self, net: UNet, params: InpaintParams, seed: int):
+        """fn(batch, masks): :class:`Inpainter` with the image's (or tile's) grid masks."""
+        module = self.export_module(net, params)[0]
+        return lambda batch, masks: module(batch, torch.as_tensor(masks, device=batch.device))

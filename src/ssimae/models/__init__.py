@@ -120,9 +120,21 @@ class Model:
             raise SsimaeError(f"the {self.name} model has no test-time setting {', '.join(unknown)} "
                               f"(it has: {allowed})")
         try:
-            return replace(params, **changes)
+            return replace(params, **{k: self._parse_param(k, v) for k, v in changes.items()})
         except (TypeError, ValueError) as e:
             raise SsimaeError(f"the {self.name} model's test-time settings: {e}") from None
+
+    def _parse_param(self, name: str, value):
+        """A test-time value given as text (``--model-param name=value``) in its field's type:
+        the field's ``"parse"`` metadata, else int/float; other values as they are."""
+        if not isinstance(value, str):
+            return value
+        import dataclasses
+        import typing
+
+        f = {f.name: f for f in dataclasses.fields(self.Params)}[name]
+        parse = f.metadata.get("parse") or {int: int, float: float}.get(typing.get_type_hints(self.Params)[name])
+        return parse(value) if parse is not None else value
 
     def residuals(self) -> tuple[str, ...]:
         """Residuals ``compare`` reports: the model's own first."""

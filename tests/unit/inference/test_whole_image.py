@@ -236,3 +236,33 @@ def test_test_time_cell_sizes_equal_a_model_built_with_them(tiling):
         Detector(net, model, InferenceSettings(model_params={"width": 8}), params, "cpu")
     with pytest.raises(SsimaeError, match="mask-sets"):
         Detector(net, model, InferenceSettings(model_params={"mask_sets": 1}), params, "cpu")
+
+
+def test_tiling_is_a_run_setting_and_a_test_time_option(demo_root, tmp_path, capsys):
+    """train --tiling/--tile-size are stored in the run; evaluate --tiling/--model-param change
+    them for one evaluation (recorded in metrics.json); a paper model refuses whole images in
+    one line."""
+    import json
+
+    from ssimae.cli.main import main
+    from tests.helpers.clicheck import TINY, one_error_line
+
+    run = tmp_path / "inpaint"
+    assert main(["train", "--data", str(demo_root), "--model", "inpaint", "--unet-width", "4", "--out", str(run),
+                 "--tiling", "whole", "--tile-size", "256", *TINY]) == 0
+    stored = json.loads((run / "config.json").read_text())["inference"]
+    assert (stored["tiling"], stored["tile_size"], stored["model_params"]) == ("whole", 256, {})
+    assert Detector.load(run, "cpu").settings.tiling == "whole"
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev"), "--tiling", "window",
+                 "--model-param", "cell_sizes=8", "--model-param", "mask-sets=2", "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["tiling"] == "window" and metrics["model_params"] == {"cell_sizes": "8", "mask_sets": "2"}
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "ev2"), "--model-param", "width=8", "--quiet"]) == 2
+    one_error_line(capsys, "no test-time setting width")
+    paper = tmp_path / "l2"
+    assert main(["train", "--data", str(demo_root), "--model", "l2", "--out", str(paper), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(paper), "--out", str(tmp_path / "ev3"), "--tiling", "whole", "--quiet"]) == 2
+    one_error_line(capsys, "not fully convolutional")
+    assert not (tmp_path / "ev3").exists()

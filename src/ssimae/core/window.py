@@ -20,6 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ssimae.errors import SsimaeError
+
 PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
 STRIDE = 30  # Sec. 4.2
 
@@ -137,6 +139,14 @@ class Geometry:
         """The largest tile side <= ``size`` that is a multiple of ``multiple`` and keeps
         at least ``multiple`` pixels between its two margins."""
         return max(size // self.multiple * self.multiple, 2 * self.margin + self.multiple)
+
+
+def check_whole(tiling: str, geometry: Geometry | None, title: str) -> None:
+    """SsimaeError unless a model of ``geometry`` (None: not fully convolutional) can be scored
+    with ``tiling`` ("window" or "whole")."""
+    if tiling == "whole" and geometry is None:
+        raise SsimaeError(f"{title} is not fully convolutional: it scores 128x128 patches with the sliding "
+                          f"window (--tiling window), not whole images")
 
 
 def round_up(n: int, multiple: int) -> int:

@@ -111,21 +111,29 @@ class Detector(scoring.Scorer):
         return batch.contiguous(memory_format=torch.channels_last) if self.options.channels_last else batch
 
     @torch.no_grad()
+    def reconstruct(self, padded: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The model's pooled outputs ((len(outputs) * C, H, W) each) of preprocessed, padded
+        images ((H, W) or (C, H, W) tensors on the device), as ``settings.tiling`` says
+        (:func:`ssimae.inference.scorer.reconstruct`)."""
+        s = self.settings
+        params = self.model.with_test_params(self.params, s.model_params)
+        layout, whole = self._layout, s.tiling == "whole"
+        fn = (self.model.image_fn if whole else self.model.patch_fn)(self._run_net, params, s.seed)
+        masks = self.model.pass_masks(params) if whole else None
+        return scoring.reconstruct(padded, s, self.model.geometry(params), lambda b: fn(layout(b)),
+                                   lambda b, m: fn(layout(b), m), masks, self.title)
+
+    @torch.no_grad()
     def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
         """``analyze_many`` (one reconstruction, (H, W) or (H, W, 3) for color, and several
         (H, W) residual maps, at the input's resolution) of several images, their patches sent through the network
         together (batches of ``settings.batch_size`` patches). For deterministic models the
         maps equal those of one image at a time; the VAE's samples depend on the batching."""
         s = self.settings
-        params = self.model.with_test_params(self.params, s.model_params)
         prepared = [scoring.prepare(im, s) for im in images]
         ts = [torch.from_numpy(padded).to(self.device) for _, padded, _ in prepared]
-        layout, whole = self._layout, s.tiling == "whole"
-        fn = (self.model.image_fn if whole else self.model.patch_fn)(self._run_net, params, s.seed)
-        masks = self.model.pass_masks(params) if whole else None
-        pooled = scoring.reconstruct(ts, s, self.model.geometry(params), lambda b: fn(layout(b)),
-                                     lambda b, m: fn(layout(b), m), masks, self.title)
-        ctx = ResidualContext(s, params)
+        pooled = self.reconstruct(ts)
+        ctx = ResidualContext(s, self.model.with_test_params(self.params, s.model_params))
         channels = s.preprocess.channels
         return [scoring.finish(image.shape, size, t, scoring.named_outputs(p, self.model.outputs, channels),
                                residuals, ctx)

@@ -29,7 +29,7 @@ from ssimae.core.preprocess import pad_to_patch
 from ssimae.core.residual import ResidualContext, residual_map
 from ssimae.core.verdict import Prediction
 from ssimae.core.masks import grid_masks
-from ssimae.core.window import PATCH_SIZE, Geometry, is_torch_tensor, sliding_window_many, whole_image
+from ssimae.core.window import PATCH_SIZE, Geometry, check_whole, is_torch_tensor, sliding_window_many, whole_image
 
 IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict``) batch together
 
@@ -65,9 +65,7 @@ def reconstruct(images: Sequence, settings, geometry: Geometry | None, patch_fn,
 
 def check_tiling(settings, geometry: Geometry | None, title: str) -> None:
     """SsimaeError unless the model can be scored with ``settings.tiling``."""
-    if settings.tiling == "whole" and geometry is None:
-        raise SsimaeError(f"{title} is not fully convolutional: it scores 128x128 patches with the sliding "
-                          f"window (--tiling window), not whole images")
+    check_whole(settings.tiling, geometry, title)
 
 
 def _last_size_cache(make):

@@ -261,6 +261,11 @@ def test_tiling_is_a_run_setting_and_a_test_time_option(demo_root, tmp_path, cap
     assert main(["evaluate", str(run), "--out", str(tmp_path / "ev2"), "--model-param", "width=8", "--quiet"]) == 2
     one_error_line(capsys, "no test-time setting width")
     paper = tmp_path / "l2"
+    capsys.readouterr()
+    assert main(["train", "--data", str(demo_root), "--model", "l2", "--out", str(paper), "--tiling", "whole",
+                 *TINY]) == 2  # refused before training
+    one_error_line(capsys, "not fully convolutional")
+    assert not (paper / "model.pt").exists()
     assert main(["train", "--data", str(demo_root), "--model", "l2", "--out", str(paper), *TINY]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(paper), "--out", str(tmp_path / "ev3"), "--tiling", "whole", "--quiet"]) == 2

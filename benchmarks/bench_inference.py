@@ -232,7 +232,7 @@ def measure(configs: list[Config], onnx_files: dict, args) -> list[dict]:
                 key = (c.run, c.tiling, c.passes, size)
                 if key not in costs:
                     costs[key] = cost(c, size)
-                row["passes"], row["gflop_per_image"] = costs[key]
+                row["passes_per_image"], row["gflop_per_image"] = costs[key]
                 torch.set_num_threads(c.threads)
                 det.predict_many([_color(images[size][0], det)], threshold=_threshold(det))  # warm-up, compilation
             plan.append((det, [_color(im, det) for im in images[size]] if det is not None else None, row))
@@ -269,14 +269,14 @@ def summarise(rows: list[dict], peaks: dict[int, float]) -> None:
         if not row["seconds"]:
             continue
         ms = 1000 * statistics.median(row["seconds"]) / row["n"]
-        row.update(ms_per_image=ms, images_per_s=1000 / ms, ms_per_pass=ms / row["passes"],
+        row.update(ms_per_image=ms, images_per_s=1000 / ms, ms_per_pass=ms / row["passes_per_image"],
                    share_of_peak=row["gflop_per_image"] / (ms / 1000) / peaks[row["threads"]])
 
 
 def table(rows: list[dict], peaks: dict[int, float], command: str, machine: dict) -> str:
     """The markdown report."""
     auc_cols = any("pixel_roc_auc" in r for r in rows)
-    head = ["model", "engine", "precision", "threads", "tiling", "passes", "torch options", "image (W x H)",
+    head = ["model", "engine", "precision", "threads", "tiling", "test-time passes", "torch options", "image (W x H)",
             "ms / image", "images / s", "passes / image", "ms / pass", "GFLOP / image", "share of matmul peak"]
     head += ["pixel AUC", "image AUC"] if auc_cols else []
     lines = [f"Command: `{command}`", "",
@@ -290,7 +290,8 @@ def table(rows: list[dict], peaks: dict[int, float], command: str, machine: dict
         if not r["seconds"]:
             cells += [f"not measured: {r['skipped']}"] + [""] * (len(head) - len(cells) - 1)
         else:
-            cells += [f"{r['ms_per_image']:.1f}", f"{r['images_per_s']:.2f}", str(r["passes"]), f"{r['ms_per_pass']:.2f}",
+            cells += [f"{r['ms_per_image']:.1f}", f"{r['images_per_s']:.2f}", str(r["passes_per_image"]),
+                      f"{r['ms_per_pass']:.2f}",
                       f"{r['gflop_per_image']:.2f}", f"{r['share_of_peak']:.0%}"]
             if auc_cols:
                 cells += [f"{r.get('pixel_roc_auc', float('nan')):.4f}", f"{r.get('image_roc_auc', float('nan')):.4f}"]
@@ -345,10 +346,10 @@ def main() -> None:
     machine = machine_info()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = table(rows, peaks, command, machine)
-    (out / "bench_inference.md").write_text(report)
     (out / "bench_inference.json").write_text(json.dumps({"command": command, "machine": machine, "peaks": peaks,
                                                           "rows": rows}, indent=2) + "\n")
+    report = table(rows, peaks, command, machine)
+    (out / "bench_inference.md").write_text(report)
     print(report)
 
 

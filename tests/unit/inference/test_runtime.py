@@ -383,3 +383,25 @@ def test_int8_without_calibration_images_is_one_clear_line(exports, tmp_path, ca
     assert main(["export", str(run), "--out", str(tmp_path / "e"), "--int8", "--good", str(tmp_path / "none")]) == 2
     one_error_line(capsys)
     assert not (tmp_path / "e" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda info: info["masks"].update(window=["012"] * len(info["masks"]["cell_sizes"])), "mask grid"),
+    (lambda info: info["masks"].update(sets=40), "2..16 sets"),
+    (lambda info: info.update(masks=None), "inputs"),
+    (lambda info: info.update(geometry={"multiple": 8}), "geometry"),
+])
+def test_damaged_masks_or_geometry_are_one_clear_line(exports, tmp_path, change, needle):
+    import onnx
+
+    from ssimae.runtime import OnnxDetector
+
+    graph = onnx.load(str(exports["inpaint"][1] / "model.onnx"))
+    entry = next(p for p in graph.metadata_props if p.key == "ssimae")
+    info = json.loads(entry.value)
+    change(info)
+    entry.value = json.dumps(info)
+    onnx.save(graph, str(tmp_path / "tampered.onnx"))
+    with pytest.raises(SsimaeError, match="damaged export") as err:
+        OnnxDetector.load(tmp_path / "tampered.onnx")
+    assert needle in str(err.value) and "\n" not in str(err.value)

@@ -259,13 +259,16 @@ def test_full_disk_during_evaluate_keeps_the_earlier_report(tmp_path, trained_ru
 def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, capsys):
     import subprocess
 
+    from ssimae.io.files import TMP_PREFIX
     from ssimae.io.folders import LOCK_NAME
+    from ssimae.io.processes import process_tag
 
     out = tmp_path / "run"
     out.mkdir()
     other = subprocess.Popen(["sleep", "60"])  # a live process holding the folder
+    tag = process_tag(other.pid)
     try:
-        (out / LOCK_NAME).write_text(f"{other.pid}\n")
+        (out / LOCK_NAME).write_text(f"{tag}\n")
         assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 2
         one_error_line(capsys, out, f"pid {other.pid}")
         assert {p.name for p in out.iterdir()} == {LOCK_NAME}  # nothing of the second run written
@@ -273,7 +276,7 @@ def test_second_training_into_a_busy_folder_is_refused(tmp_path, demo_root, caps
         other.kill()
         other.wait()
     # the holder is gone (killed): its lock and its half-written checkpoint are cleaned up
-    (out / f".model.pt.tmp{other.pid}").write_bytes(b"half a checkpoint")
+    (out / f"{TMP_PREFIX}{tag}-model.pt").write_bytes(b"half a checkpoint")
     assert main(["train", "--data", str(demo_root), "--out", str(out), *TINY]) == 0
     assert {p.name for p in out.iterdir()} == {"model.pt", "config.json", "train_log.csv", "run_info.json"}
 
@@ -362,3 +365,29 @@ def test_hand_edited_checkpoint_with_wrong_types(tmp_path, trained_run, demo_roo
     assert main(["predict", str(run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "p"), "--quiet"]) == 2
     one_error_line(capsys, "model.pt", key)
     assert snapshot(run) == before
+
+
+# --- adversarial pass 3 -----------------------------------------------------------------------------
+
+def test_options_of_another_model_are_refused(tmp_path, demo_root, capsys):
+    """Cause 22: ``--model ssim --unet-width 4 --cell-sizes 2 --draem-width 4`` trained an
+    SSIM-AE and ignored the three; now one line names them, before any folder is made.
+    ``compare`` takes an option that one of its models has."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(demo_root), "--out", str(out), "--model", "ssim", "--unet-width", "4",
+                 "--cell-sizes", "2", "--draem-width", "4", *TINY]) == 2
+    err = one_error_line(capsys, "--cell-sizes", "--unet-width", "--draem-width", "ssim model")
+    assert "--vae-samples" not in err and not out.exists()
+    assert main(["compare", "--data", str(demo_root), "--out", str(out), "--models", "ssim,l2",
+                 "--vae-samples", "2", *TINY]) == 2
+    one_error_line(capsys, "--vae-samples", "the ssim model and the l2 model")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["a,b", "2,,8", "2;8"])
+def test_a_malformed_cell_sizes_is_one_line(tmp_path, demo_root, capsys, value):
+    """Cause 24: argparse printed the whole usage and "invalid _cell_sizes value"."""
+    assert main(["train", "--data", str(demo_root), "--out", str(tmp_path / "r"), "--model", "inpaint",
+                 "--cell-sizes", value, *TINY]) == 2
+    err = one_error_line(capsys, "--cell-sizes must be whole numbers separated by commas, e.g. 2,8", repr(value))
+    assert "usage" not in err and not (tmp_path / "r").exists()

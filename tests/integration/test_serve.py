@@ -3,12 +3,17 @@ thread) called over HTTP, against ``ssimae predict`` on the same images.
 
 Reference: the predictions.jsonl rows, masks and overlays that ``ssimae predict`` writes for
 the demo test images at a threshold between their scores (so both verdicts occur); the
-server must return identical rows (scores equal to the last bit) and identical PNGs, with
-the torch engine and with the ONNX engine in a process where importing torch fails.
+server must return the same rows and PNGs, with the torch engine and with the ONNX engine in
+a process where importing torch fails. The server batches other images together than predict
+does, so scores are compared within :data:`tests.helpers.floats.RESIDUAL_RTOL` (float32 sums in
+another order; argued there) and masks, overlays, regions and verdicts exactly, except at the
+pixels (or the images) whose opened residual (or score) lies within that tolerance of its
+threshold (:func:`margins`).
 """
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -20,18 +25,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage as ndi
 
 httpx = pytest.importorskip("httpx", reason="the server tests need httpx (in the [test] extra)")
 pytest.importorskip("fastapi", reason="ssimae serve needs fastapi (pip install 'ssimae[serve]')")
 uvicorn = pytest.importorskip("uvicorn", reason="ssimae serve needs uvicorn (pip install 'ssimae[serve]')")
 
 from tests.helpers.clicheck import one_error_line  # noqa: E402
+from tests.helpers.floats import close, flippable, near  # noqa: E402
 from tests.helpers.paths import SRC  # noqa: E402
 from ssimae._version import __version__  # noqa: E402
 from ssimae.cli.main import main  # noqa: E402
+from ssimae.core.morphology import gray_opening  # noqa: E402
 from ssimae.inference.detector import Detector  # noqa: E402
 from ssimae.serve.app import create_app  # noqa: E402
 from ssimae.serve.options import ServeOptions  # noqa: E402
+from ssimae.serve.server import MAX_HEADER_BYTES, make_server  # noqa: E402
+
+pytestmark = pytest.mark.kernels  # float comparisons across kernels: tests/helpers/floats.py
 
 NO_TORCH = "import sys; sys.modules['torch'] = None; from ssimae.serve.command import main; sys.exit(main(sys.argv[1:]))"
 
@@ -53,6 +64,22 @@ def threshold(trained_run, demo_root):
     t = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
     assert scores[0] < t < scores[-1]
     return t
+
+
+@pytest.fixture(scope="module")
+def margins(trained_run, demo_root, images, threshold):
+    """{relative path: (pixels whose mask may flip, whether the verdict may flip)} under the
+    rounding tolerance, from the torch engine's opened residual maps (the ONNX engine agrees
+    with it far inside the tolerance: tests/unit/inference/test_runtime.py)."""
+    det = Detector.load(trained_run, "cpu")
+    out = {}
+    for rel in images:
+        p = det.predict(demo_root / "test" / rel, threshold=threshold)
+        opened = gray_opening(p.residual, det.opening_diameter)
+        verdict_flips = p.image_threshold is not None and near(p.score, p.image_threshold)
+        out[rel] = (flippable(opened, threshold), verdict_flips)
+    assert not all(f.any() for f, _ in out.values())  # the comparison stays exact for most images
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +122,15 @@ def wait_until(condition, timeout=60.0, what="condition"):
 
 
 class ThreadServer:
-    """``with ThreadServer(app) as url:`` uvicorn serving ``app`` on a free 127.0.0.1 port, in a thread."""
+    """``with ThreadServer(app) as url:`` uvicorn serving ``app`` on a free 127.0.0.1 port, in a
+    thread; given the app's ``options``, set up as ``ssimae serve`` sets it up (make_server)."""
 
-    def __init__(self, app):
+    def __init__(self, app, options=None):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")) if options is None \
+            else make_server(app, options, quiet=True)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> str:
@@ -152,11 +181,28 @@ def post(url, data, name=None, query="", **kw):
     return httpx.post(f"{url}/v1/predict{query}", files=files, content=None if name else data, timeout=120, **kw)
 
 
-def same_row(got: dict, ref: dict, name: str) -> None:
+MASK_KEYS = ("defect_area", "n_regions", "regions")  # what the mask decides
+
+
+def same_row(got: dict, ref: dict, name: str, margin) -> None:
     """The server's JSON is predict's row (path aside: the client's file name), plus model and residual;
-    minus the label, outcome and source, which come from predict's input files (a request has none)."""
-    ref = {k: v for k, v in ref.items() if k not in ("label", "outcome", "source")}  # source: a server file
-    assert got == {**ref, "path": name, "model": "ssim", "residual": "ssim"}
+    minus the label, outcome and source, which come from predict's input files (a request has none).
+    ``margin``: the image's entry of :func:`margins`; the mask's fields and the verdict are
+    compared only where they cannot flip by rounding."""
+    mask_flips, verdict_flips = margin
+    skip = {"label", "outcome", "source"} | (set(MASK_KEYS) if mask_flips.any() else set())
+    skip |= {"defective"} if verdict_flips else set()
+    ref = {k: v for k, v in ref.items() if k not in skip}  # source: a server file
+    close({k: v for k, v in got.items() if k not in skip}, {**ref, "path": name, "model": "ssim", "residual": "ssim"})
+
+
+def same_png(got: np.ndarray, ref: np.ndarray, flips: np.ndarray, reach: int = 0) -> None:
+    """Equal PNG pixels, except within ``reach`` pixels of a pixel whose mask value may flip
+    (an overlay's outline reaches 1 pixel beyond the mask)."""
+    assert got.shape == ref.shape
+    if reach:
+        flips = ndi.binary_dilation(flips, np.ones((2 * reach + 1,) * 2, bool))
+    assert np.array_equal(got[~flips], ref[~flips])
 
 
 def pixels(data_or_path) -> np.ndarray:
@@ -167,7 +213,8 @@ def pixels(data_or_path) -> np.ndarray:
 # --- the server against ssimae predict ----------------------------------------------------------
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
-def test_server_matches_predict(engine, trained_run, demo_root, images, threshold, reference, tmp_path, request):
+def test_server_matches_predict(engine, trained_run, demo_root, images, threshold, reference, margins, tmp_path,
+                                request):
     """Rows, masks and overlays equal predict's, for requests sent one by one and all at once;
     the onnx server runs in a process where importing torch fails."""
     if engine == "torch":
@@ -184,16 +231,16 @@ def test_server_matches_predict(engine, trained_run, demo_root, images, threshol
         assert model["settings"]["stride"] == 30 and model["limits"] == ServeOptions().limits()
         for rel, data in images.items():
             row, mask, overlay = ref[rel]
-            same_row(post(url, data, name=Path(rel).name).json(), row, Path(rel).name)
+            same_row(post(url, data, name=Path(rel).name).json(), row, Path(rel).name, margins[rel])
             r = post(url, data, query="?mask=png")
             assert r.status_code == 200 and r.headers["content-type"] == "image/png"
-            assert np.array_equal(pixels(r.content), pixels(mask))
-            assert np.array_equal(pixels(post(url, data, query="?overlay=png").content), pixels(overlay))
+            same_png(pixels(r.content), pixels(mask), margins[rel][0])
+            same_png(pixels(post(url, data, query="?overlay=png").content), pixels(overlay), margins[rel][0], 1)
         with ThreadPoolExecutor(len(images)) as pool:  # all at once: batched, same answers
             answers = list(pool.map(lambda item: post(url, item[1]), images.items()))
         for rel, r in zip(images, answers):
             assert r.status_code == 200
-            same_row(r.json(), ref[rel][0], "")
+            same_row(r.json(), ref[rel][0], "", margins[rel])
         health = httpx.get(url + "/healthz").json()
         assert health["status"] == "ok" and health["images"] == 4 * len(images) and health["pending"] == 0
     finally:
@@ -222,7 +269,7 @@ class Gate:
         detector.predict_many = predict_many
 
 
-def test_concurrent_requests_are_batched(detector, images, reference, threshold):
+def test_concurrent_requests_are_batched(detector, images, reference, margins, threshold):
     """While one image is in the network, four more arrive; they go through in one
     predict_many call of four images, and each answer is still predict's row."""
     gate = Gate(detector)
@@ -239,10 +286,10 @@ def test_concurrent_requests_are_batched(detector, images, reference, threshold)
     assert (app.state.batcher.batches, app.state.batcher.images) == (2, 5)
     for name, r in zip(names, answers):
         assert r.status_code == 200
-        same_row(r.json(), reference[name][0], "")
+        same_row(r.json(), reference[name][0], "", margins[name])
 
 
-def test_full_queue_gets_503_with_retry_after(detector, images, reference, threshold):
+def test_full_queue_gets_503_with_retry_after(detector, images, reference, margins, threshold):
     """Queue of 1, batches of 1: one request in the network, one waiting, the third is
     refused at once with 503 and Retry-After; the first two are answered."""
     gate = Gate(detector)
@@ -260,7 +307,7 @@ def test_full_queue_gets_503_with_retry_after(detector, images, reference, thres
         assert a.result().status_code == b.result().status_code == 200
         r = post(url, data)  # served again once the backlog is gone
         assert r.status_code == 200
-        same_row(r.json(), reference[name][0], "")
+        same_row(r.json(), reference[name][0], "", margins[name])
     assert gate.calls == [1, 1, 1]
 
 
@@ -430,3 +477,263 @@ def test_every_answer_says_nosniff(limited_server, images):
     for r in (httpx.get(limited_server + "/"), httpx.get(limited_server + "/nothing"), post(limited_server, b"x"),
               post(limited_server, images[GOOD])):
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+# --- adversarial pass 3 -----------------------------------------------------------------------------
+
+def one_json_line(r, status, words):
+    """The answer is ``status`` with one line of JSON {"error": ...} holding ``words``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json" and r.text.count("\n") == 0, r.text
+    assert list(r.json()) == ["error"] and words in r.json()["error"], r.text
+
+
+def test_a_multipart_boundary_over_256_characters_is_400_json(limited_server, images):
+    """Cause 16: python-multipart refuses a boundary over 256 characters with its own
+    FormParserError, which came back as 500."""
+    boundary = "b" * 300
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n').encode() \
+        + images[GOOD] + f"\r\n--{boundary}--\r\n".encode()
+    r = httpx.post(limited_server + "/v1/predict", timeout=60, **multipart(boundary, body))
+    one_json_line(r, 400, "boundary")
+    assert post(limited_server, images[GOOD]).status_code == 200
+
+
+def test_a_multipage_tiff_whose_pages_differ_in_size_is_400(limited_server):
+    """Cause 20: scored on its first page only."""
+    import tifffile
+
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf) as tif:
+        tif.write(np.zeros((40, 40), np.uint8))
+        tif.write(np.zeros((60, 50), np.uint8))
+    one_json_line(httpx.post(limited_server + "/v1/predict", content=buf.getvalue(), timeout=60), 400, "multi-page TIFF")
+
+
+def test_an_empty_api_key_is_refused(trained_run, capsys, monkeypatch):
+    """Cause 12: ``--host 0.0.0.0 --api-key ""`` turned authentication off, said "API key not
+    required" and suppressed the warning about 0.0.0.0. An empty or blank key (option or
+    environment variable) is refused with one line before anything is loaded or bound (a
+    taken port here: the old code got as far as binding)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for argv, env in ((["--api-key", ""], None), (["--api-key", "  "], "set"), ([], "")):
+            if env is None:
+                monkeypatch.delenv("SSIMAE_API_KEY", raising=False)
+            else:
+                monkeypatch.setenv("SSIMAE_API_KEY", env)
+            assert main(["serve", str(trained_run), "--port", port, *argv]) == 2
+            one_error_line(capsys, "--api-key is empty" if argv else "SSIMAE_API_KEY is empty")
+    with pytest.raises(ValueError, match="empty"):
+        ServeOptions(api_key="")
+
+
+def raw_exchange(url, data: bytes, timeout=20.0) -> bytes:
+    """What the server sends back on one connection to ``data`` until it closes it (an
+    AssertionError when it keeps it open longer than ``timeout`` seconds)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(data)
+        return read_until_closed(s, timeout)
+
+
+def read_until_closed(sock, timeout) -> bytes:
+    chunks, deadline = [], time.monotonic() + timeout
+    while True:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            raise AssertionError(f"the connection was still open after {timeout} s: {b''.join(chunks)[:200]!r}")
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parsed(answer: bytes) -> tuple[int, dict, bytes]:
+    """(status, headers in lower case, body) of a raw HTTP/1.1 answer without chunked coding."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def one_json_error(answer: bytes, status: int, words: str = "") -> None:
+    code, headers, body = parsed(answer)
+    assert code == status and headers["content-type"] == "application/json", answer[:300]
+    assert body.count(b"\n") == 0 and list(json.loads(body)) == ["error"] and words in json.loads(body)["error"], body
+
+
+SLOW_BODY = b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 27227\r\n\r\nx"
+
+
+def test_slow_body_clients_do_not_starve_others(detector, images, threshold):
+    """Cause 10: the server took an admission place before reading the body and had no
+    body-read timeout: sockets that send ``Content-Length: 27227`` and one byte made every
+    other client get 503 for as long as they lasted, and none was closed. Capacity 2 here,
+    5 such sockets: another client is served at once; each slow socket gets 408 JSON and is
+    closed after the request timeout; a socket that never finishes its headers is closed too."""
+    options = ServeOptions(threshold=threshold, max_batch_images=1, queue_size=1, request_timeout_s=2.0)
+    app = create_app(detector, options)
+    server = ThreadServer(app, options)
+    with server as url:
+        host, port = url.removeprefix("http://").split(":")
+        slow = [socket.create_connection((host, int(port)), timeout=30) for _ in range(5)]
+        headers_only = socket.create_connection((host, int(port)), timeout=30)
+        try:
+            for s in slow:
+                s.sendall(SLOW_BODY)
+            headers_only.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len")
+            wait_until(lambda: len(server.server.server_state.tasks) == 5, what="the five slow requests started")
+            started = time.monotonic()
+            r = post(url, images[GOOD])
+            assert r.status_code == 200, r.text
+            assert time.monotonic() - started < 2.0  # served while the slow ones still wait
+            for s in slow:
+                one_json_error(read_until_closed(s, 20.0), 408, "did not arrive within 2 s")
+            assert read_until_closed(headers_only, 20.0) == b""
+        finally:
+            for s in (*slow, headers_only):
+                s.close()
+        assert app.state.batcher.pending == 0
+
+
+@pytest.fixture(scope="module")
+def served(trained_run, threshold):
+    """(url, options) of a server set up as ``ssimae serve`` sets it up (make_server), in a thread."""
+    options = ServeOptions(threshold=threshold, request_timeout_s=5.0)
+    with ThreadServer(create_app(Detector.load(trained_run, "cpu"), options), options) as url:
+        yield url
+
+
+REQUEST = b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+PROTOCOL_ERRORS = {
+    "bad-content-length": REQUEST + b"Content-Length: abc\r\n\r\n",
+    "duplicate-content-length": REQUEST + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+    "garbage-request-line": b"GARBAGE GARBAGE GARBAGE GARBAGE\r\n\r\n",
+    "0xff-bytes": b"\xff" * 64 + b"\r\n\r\n",
+    "bad-chunk-size": REQUEST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "unknown-transfer-coding": REQUEST + b"Transfer-Encoding: gzip\r\n\r\nabc",
+}
+
+
+@pytest.mark.parametrize("case", list(PROTOCOL_ERRORS))
+def test_http_protocol_errors_are_one_line_of_json(served, images, case):
+    """Cause 23: requests that uvicorn cannot parse came back as its text/plain "Invalid HTTP
+    request received."; now 400 with one line of JSON, the connection closed, and the server
+    goes on serving."""
+    one_json_error(raw_exchange(served, PROTOCOL_ERRORS[case]), 400, "malformed HTTP request")
+    assert post(served, images[GOOD]).status_code == 200
+
+
+def test_head_requests_are_answered(served):
+    """Cause 23: ``HEAD /`` gave 405 (load balancers and link checkers send it)."""
+    for path in ("/", "/healthz"):
+        r = httpx.head(served + path)
+        assert r.status_code == 200 and r.content == b"", (path, r.status_code)
+    assert httpx.head(served + "/").headers["content-type"].startswith("text/html")
+
+
+def header_block(size: int) -> bytes:
+    """``GET /healthz`` whose request line and headers (the empty line included) are ``size`` bytes."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Pad: "
+    return head + b"a" * (size - len(head) - 4) + b"\r\n\r\n"
+
+
+def test_request_headers_are_bounded(served):
+    """uvicorn accepted 70 KB of headers arriving at once as a valid request. The documented
+    bound (docs/deploy.md: 16 KiB for the request line and headers) holds to the byte, whether
+    the block arrives at once or in pieces that never finish it; 431 with one line of JSON, the
+    connection closed, and the server goes on serving."""
+    assert MAX_HEADER_BYTES == 16 * 1024
+    assert [len(header_block(n)) for n in (16_384, 16_385, 70_000)] == [16_384, 16_385, 70_000]
+    code, _, body = parsed(raw_exchange(served, header_block(16_384)))
+    assert code == 200 and json.loads(body)["status"] == "ok", body
+    for size in (16_385, 70_000):
+        one_json_error(raw_exchange(served, header_block(size)), 431, "over the limit of 16384 bytes")
+    host, port = served.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as s:
+        s.sendall(header_block(70_000)[:1000])
+        for _ in range(16):  # 17,000 bytes of headers that never end, the last piece over the bound
+            time.sleep(0.01)  # (none after it: unread bytes would make the close a reset)
+            s.sendall(b"a" * 1000)
+        one_json_error(read_until_closed(s, 20.0), 431, "over the limit of 16384 bytes")
+    assert httpx.get(served + "/healthz").status_code == 200
+
+
+def test_what_an_admitted_image_may_cost_is_bounded(detector, images, threshold):
+    """Cause 11: a 16 KB PNG of 4096 x 4096 (inside the old default --max-pixels) took 161 s
+    and 2.4 GB, and 8 such images were batched. By default it is refused from its header
+    (413); an image within the pixels but over --max-patches is refused before the network;
+    and a batch never costs more than one image may: with a budget of two images' patches,
+    four images that arrive together go through in two calls of two."""
+    r = post_app(detector, ServeOptions(threshold=threshold), blank_png("L", (4096, 4096)))
+    assert r.status_code == 413 and "4000000" in r.json()["error"], r.text
+    r = post_app(detector, ServeOptions(threshold=threshold, max_patches=3), images[GOOD])
+    assert r.status_code == 413 and "patches at stride 30, more than the limit of 3" in r.json()["error"], r.text
+    shape = pixels(images[GOOD]).shape
+    cost = detector.settings.preprocess.cost(shape, detector.settings.stride)
+    gate = Gate(detector)
+    app = create_app(detector, ServeOptions(threshold=threshold, max_batch_images=8, queue_size=16,
+                                            max_pixels=2 * cost[0], max_patches=2 * cost[1]))
+    with ThreadServer(app) as url, ThreadPoolExecutor(5) as pool:
+        first = pool.submit(post, url, images[GOOD])
+        assert gate.entered.wait(60)
+        rest = [pool.submit(post, url, images[GOOD]) for _ in range(4)]
+        wait_until(lambda: app.state.batcher.queued == 4, what="four requests queued")
+        gate.release.set()
+        assert all(f.result().status_code == 200 for f in [first, *rest])
+    assert gate.calls == [1, 2, 2]
+
+
+def post_app(detector, options, data):
+    """One POST of ``data`` to a server of ``detector`` with ``options``."""
+    with ThreadServer(create_app(detector, options)) as url:
+        return post(url, data)
+
+
+SLOW_SCORING = """
+import sys, time
+from ssimae.inference.detector import Detector
+inner = Detector.predict_many
+def slow(self, images, *args, **kw):  # a batch that takes longer than the shutdown's grace
+    print(f"scoring {len(images)} image(s)", file=sys.stderr, flush=True)
+    time.sleep(60)
+    return inner(self, images, *args, **kw)
+Detector.predict_many = slow
+from ssimae.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_refuses_in_flight_work_with_json_and_exits_quickly(trained_run, images):
+    """Cause 13: SIGTERM during requests longer than 10 s gave text/plain 500s, CancelledError
+    tracebacks, a worker that went on scoring the cancelled batch, and an exit after 42 s.
+    One request in the network, one queued, a grace of 1 s: both are answered 503 with one
+    line of JSON, the queued one is never scored, nothing is cancelled midway (no traceback),
+    and the process is gone within seconds."""
+    proc, url = cli_server(["-c", SLOW_SCORING, "serve", str(trained_run), "--max-batch-images", "1",
+                            "--shutdown-grace", "1"])
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            answers = [pool.submit(post, url, images[GOOD]) for _ in range(2)]
+            wait_until(lambda: httpx.get(url + "/healthz").json()["pending"] == 2, what="two requests admitted")
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            for answer in answers:
+                r = answer.result()
+                assert r.status_code == 503 and r.headers["content-type"] == "application/json", r.text
+                assert r.text.count("\n") == 0 and "shutting down" in r.json()["error"]
+            proc.wait(30)
+            elapsed = time.monotonic() - started
+    finally:
+        stop(proc)
+    err = proc.stderr.read()
+    assert elapsed < 6, elapsed
+    assert "Traceback" not in err and "CancelledError" not in err and "Exception in ASGI" not in err, err[-3000:]
+    assert err.count("scoring 1 image(s)") == 1, err[-3000:]

@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from ssimae.cli.main import main
+from ssimae.io.files import TMP_PREFIX
 from ssimae.io.folders import LOCK_NAME
+from ssimae.io.processes import process_tag
 from tests.helpers.clicheck import TINY, one_error_line
 from tests.helpers.htmlpage import Page
 
@@ -47,7 +49,7 @@ def files_under(folder):
 # --- 1, 2, 16: one writer per folder; stale temporaries of killed writers are removed -----------
 
 def test_calibrate_is_refused_while_another_process_writes_the_run(run_copy, demo_root, holder, capsys):
-    (run_copy / LOCK_NAME).write_text(f"{holder.pid} ssimae train\n")
+    (run_copy / LOCK_NAME).write_text(f"{process_tag(holder.pid)} ssimae train\n")
     before = (run_copy / "model.pt").read_bytes(), (run_copy / "config.json").read_bytes()
     assert main(["calibrate", str(run_copy), "--good", str(demo_root / "train" / "good"), "--quiet"]) == 2
     one_error_line(capsys, f"pid {holder.pid}", "ssimae train")
@@ -57,16 +59,16 @@ def test_calibrate_is_refused_while_another_process_writes_the_run(run_copy, dem
 def test_a_second_predict_into_the_same_out_is_refused(trained_run, demo_root, tmp_path, holder, capsys):
     out = tmp_path / "S"
     out.mkdir()
-    (out / LOCK_NAME).write_text(f"{holder.pid} ssimae predict\n")
+    (out / LOCK_NAME).write_text(f"{process_tag(holder.pid)} ssimae predict\n")
     assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(out), "--quiet"]) == 2
     one_error_line(capsys, f"pid {holder.pid}", "ssimae predict")
     assert files_under(out) == [LOCK_NAME]
 
 
 def test_calibrate_removes_the_temporary_files_of_a_killed_writer(run_copy, demo_root):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
-    stale = run_copy / f".model.pt.tmp{dead}"
+    dead = subprocess.run([sys.executable, "-c", "from ssimae.io.processes import process_tag; print(process_tag())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = run_copy / f"{TMP_PREFIX}{dead}-model.pt"
     stale.write_bytes(b"half a checkpoint")
     assert main(["calibrate", str(run_copy), "--good", str(demo_root / "train" / "good"), "--quiet"]) == 0
     assert not stale.exists() and not (run_copy / LOCK_NAME).exists()
@@ -388,3 +390,136 @@ def test_a_lock_that_is_a_folder_is_one_line(trained_run, demo_root, tmp_path, c
     assert main(["predict", str(trained_run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "out"),
                  "--quiet"]) == 2
     one_error_line(capsys, LOCK_NAME)
+
+
+# --- labels, repeated inputs --------------------------------------------------------------------
+
+def _labels(out):
+    import csv
+
+    return {r["path"]: r["label"] for r in csv.DictReader(open(out / "predictions.csv"))}
+
+
+def test_labels_from_the_first_folder_under_the_input_root(trained_run, tmp_path):
+    """Cause 7: the label was the image's immediate folder: ``t/good/nested/a.png`` was
+    labelled "nested" (an escape), ``cut/good/x.png`` (given the folder above ``cut``) "good".
+    Now the first folder under the input root; only exactly "good" is defect-free."""
+    t, root = tmp_path / "t", tmp_path / "root"
+    for f in (t / "good" / "nested" / "a.png", t / "good" / "b.png", t / "crack" / "c.png", t / "Good" / "d.png",
+              root / "cut" / "good" / "x.png", root / "good" / "y.png"):
+        png(f, 40)
+    assert main(["predict", str(trained_run), str(t), "--out", str(tmp_path / "o1"), "--quiet"]) == 0
+    assert _labels(tmp_path / "o1") == {"good/nested/a.png": "good", "good/b.png": "good", "crack/c.png": "crack",
+                                        "Good/d.png": "Good"}
+    assert main(["predict", str(trained_run), str(root), "--out", str(tmp_path / "o2"), "--quiet"]) == 0
+    assert _labels(tmp_path / "o2") == {"cut/good/x.png": "cut", "good/y.png": "good"}
+
+
+def test_list_naming_one_file_several_times_gives_one_row(trained_run, tmp_path):
+    """Cause 21: a list naming one file 3 times gave 3 rows (a, a-<hash>, ...). Now each real
+    file is one input, where it is first named (also across inputs and symbolic links)."""
+    src = tmp_path / "in"
+    png(src / "a.png", 10)
+    png(src / "b.png", 20)
+    (src / "link.png").symlink_to(src / "a.png")
+    listing = src / "list.txt"
+    listing.write_text("a.png\nb.png\na.png\n./a.png\nlink.png\n")
+    out = tmp_path / "o"
+    assert main(["predict", str(trained_run), str(listing), str(src / "b.png"), "--out", str(out), "--quiet"]) == 0
+    assert list(_labels(out)) == ["a.png", "b.png"]
+    assert sorted(p.name for p in out.glob("*_mask.png")) == ["a_mask.png", "b_mask.png"]
+
+
+# --- adversarial pass 3: what an image may cost, and what is not an image -------------------------
+
+@pytest.mark.parametrize("given", [b"\x89PNG\r\n\x1a\n", None, 3.0])
+def test_detector_predict_of_bytes_none_or_a_number_names_the_type(detectors, given):
+    """Cause 25: ``predict(bytes | None | 3.0)`` said "the image is empty (shape ())"."""
+    from ssimae.errors import BadArray
+
+    for det in detectors:
+        with pytest.raises(BadArray) as e:
+            det.predict(given)
+        message = str(e.value)
+        assert type(given).__name__ in message and "\n" not in message and "empty" not in message, message
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """The sliding window of both engines fails the test if it is ever reached."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the image reached the network")
+
+    for module in ("ssimae.inference.detector", "ssimae.inference.onnx_detector"):
+        monkeypatch.setattr(f"{module}.sliding_window_many", refuse)
+
+
+def test_size_ceilings_admit_only_work_that_finishes(detectors, no_network, tmp_path, capsys):
+    """Cause 11: an array of 20000 x 20000 ran for minutes (a file that size is refused);
+    an image of 4100 x 4100 costs more than the documented pixel ceiling. Arrays and files
+    are refused alike, before the network sees a patch; the file's error names it."""
+    from ssimae.core.window import MAX_PIXELS
+    from ssimae.errors import BadArray, SsimaeError
+
+    big = tmp_path / "big.png"
+    Image.new("L", (4100, 4100)).save(big)
+    for det in detectors:
+        for shape in ((20000, 20000), (4100, 4100)):
+            with pytest.raises(BadArray, match=f"limit of {MAX_PIXELS}"):
+                det.predict(np.broadcast_to(np.float32(0.5), shape))  # no memory behind it
+        with pytest.raises(SsimaeError, match=f"limit of {MAX_PIXELS}") as e:
+            det.predict(big)
+        assert str(big) in str(e.value)
+    fine = np.full((300, 200), 0.5, np.float32)  # the ceiling is no obstacle to a normal image:
+    with pytest.raises(AssertionError, match="reached the network"):
+        detectors[0].predict(fine)
+
+
+def test_an_export_whose_resize_costs_more_than_the_ceiling_is_refused_at_load(export_dir, tmp_path):
+    """Cause 11: an export with ``preprocess.size`` [16384, 16384] (the documented side
+    ceiling) gave nothing for one 256 x 256 image in 90 s; a size at stride 1 whose patches
+    exceed the patch ceiling is refused too."""
+    from ssimae.core.window import MAX_PATCHES
+    from ssimae.errors import SsimaeError
+    from ssimae.runtime import OnnxDetector
+
+    for edit, needle in ((lambda i: i["inference"]["preprocess"].update(size=[16384, 16384], scale=None), "pixels"),
+                         (lambda i: (i["inference"]["preprocess"].update(size=[1024, 1024], scale=None),
+                                     i["inference"].update(stride=1)), f"limit of {MAX_PATCHES}")):
+        path = tampered(export_dir, tmp_path, edit)
+        with pytest.raises(SsimaeError) as e:
+            OnnxDetector.load(path)
+        assert needle in str(e.value) and "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("name, model, params, needle", [
+    ("mask-seed", "inpaint", {"mask_seed": 2**70}, "inpaint mask_seed"),
+    ("ssim-weight-inf", "inpaint", {"ssim_weight": 1e400}, "inpaint ssim_weight"),
+    ("msgms-weight-negative", "inpaint", {"msgms_weight": -1.0}, "inpaint msgms_weight"),
+    ("seg-weight-inf", "draem", {"seg_weight": 1e400}, "draem seg_weight"),
+])
+def test_model_parameters_are_checked_before_any_work(demo_root, trained_run, tmp_path, capsys, name, model, params,
+                                                      needle):
+    """Cause 14: inpaint ``params.mask_seed`` 2**70 in ``--config`` trained the whole run,
+    then a ValueError traceback (predict and export of that run too); ``ssim_weight: inf``
+    trained, then said the last good checkpoint is kept when there was none. Refused with
+    one line before any folder, from a --config file and from a checkpoint alike."""
+    import torch
+
+    cfg = write_config(tmp_path / f"{name}.json", lambda d: d["train"].update(model=model, params=params))
+    out = tmp_path / "never"
+    assert main(["train", "--config", str(cfg), "--data", str(demo_root), "--out", str(out), *TINY]) == 2
+    one_error_line(capsys, needle)
+    assert not out.exists()
+    run = tmp_path / "run"  # the same parameters in a checkpoint: predict and export refuse it in one line
+    shutil.copytree(trained_run, run)
+    ckpt = torch.load(run / "model.pt", weights_only=True)
+    settings = json.loads(ckpt["settings"])
+    settings["train"].update(model=model, params=params)
+    ckpt["settings"] = json.dumps(settings)
+    torch.save(ckpt, run / "model.pt")
+    for argv in (["predict", str(run), str(demo_root / "test" / "good"), "--out", str(tmp_path / "p"), "--quiet"],
+                 ["export", str(run), "--out", str(tmp_path / "e")]):
+        assert main(argv) == 2
+        one_error_line(capsys, "model.pt", needle)
+        assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()

@@ -5,6 +5,7 @@ Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit statu
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 import typing
@@ -119,6 +120,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--norm", choices=list(NORMS), default=None,
                    help="batch: BatchNorm after each hidden convolution (not in Table 1; default none)")
     g.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format (speed only)")
+    g.add_argument("--micro-batches", type=int, default=None,
+                   help="cut each step's batch into N parts whose gradients are summed: the same step in less "
+                        "memory (N = torchrun's process count does in one process what they do; default 1)")
     g = p.add_argument_group("inference (paper defaults, stored in the run)")
     g.add_argument("--residual", choices=list(RESIDUALS), default=None,
                    help="residual map of the run (default: the model's own)")
@@ -159,7 +163,7 @@ def _model_param(text: str) -> tuple[str, str]:
 
 def add_rule_args(g) -> None:
     """--threshold-rule and the options of the rules (not --min-defect-area, which train has)."""
-    from ssimae.core.thresholds import THRESHOLD_RULES
+    from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
     from ssimae.core.verdict import IMAGE_SCORES
     from ssimae.runs.inference_settings import InferenceSettings as I
 
@@ -173,18 +177,33 @@ def add_rule_args(g) -> None:
     g.add_argument("--image-fpr", type=float, default=None,
                    help=f"image verdicts: share of defect-free images the image threshold may reject "
                         f"(default {I.image_fpr:g} / the run's; held to 1/n with n validation images)")
+    g.add_argument("--image-threshold-rule", choices=list(IMAGE_THRESHOLD_RULES), default=None,
+                   help="image verdicts: how the image threshold is set on the defect-free images' scores: order (the "
+                        "score that rejects a share --image-fpr of them; the default / the run's) or gaussian (a "
+                        "fitted normal tail, never below their largest score)")
     g.add_argument("--image-score", choices=list(IMAGE_SCORES), default=None,
                    help="image verdicts: the image's score, the maximum of its opened residual map or the mean of "
                         "its largest 1 %% (default: max, top1%% for the inpaint recipe / the run's)")
+
+
+def check_model_options(args: argparse.Namespace, models) -> None:
+    """SsimaeError naming the model-specific options given (``--unet-width``, ...) that none of
+    ``models`` takes: another model's options would be accepted and ignored."""
+    own = {f.metadata["flag"] for m in models for f in dataclasses.fields(get_model(m).Params) if "flag" in f.metadata}
+    foreign = [flag for flag in _model_options() if flag not in own and getattr(args, _dest(flag), None) is not None]
+    if foreign:
+        names = " and ".join(f"the {m} model" for m in models)
+        raise SsimaeError(f"{', '.join(foreign)}: not an option of {names} (each is another model's option)")
 
 
 def _given(args: argparse.Namespace, names) -> dict:
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def run_settings(args: argparse.Namespace, model: str):
+def run_settings(args: argparse.Namespace, model: str, check: bool = True):
     """RunSettings from parsed options: explicit options > preset > recipe > defaults (which
-    live in :mod:`ssimae.runs.settings` and the models' Params)."""
+    live in :mod:`ssimae.runs.settings` and the models' Params). ``check``: refuse the options
+    of other models (:func:`check_model_options`; ``compare`` checks them for all its models)."""
     from ssimae.core.preprocess import Preprocess
     from ssimae.runs.recipes import apply_preset
     from ssimae.runs.settings import InferenceSettings, RunSettings, TrainSettings
@@ -192,6 +211,8 @@ def run_settings(args: argparse.Namespace, model: str):
 
     model = model or TrainSettings.model  # --model not given
     spec = get_model(model)
+    if check:
+        check_model_options(args, [model])
     opts = apply_preset(args.preset, {"latent_dim": args.latent_dim, "resize": args.resize})
     if opts.get("resize") is not None and args.scale is not None:
         raise SsimaeError("give --resize or --scale, not both")
@@ -213,7 +234,7 @@ def run_settings(args: argparse.Namespace, model: str):
                                   ssim=ssim, seed=args.seed, **inference_chosen,
                                   **_given(args, ["residual", "min_defect_area", "opening_diameter",
                                                   "threshold_rule", "target_fpr", "quantile", "image_fpr",
-                                                  "tile_size"]))
+                                                  "image_threshold_rule", "tile_size"]))
     return RunSettings(train, inference)
 
 
@@ -260,9 +281,38 @@ def check_resume_options(args: argparse.Namespace, saved) -> None:
             _refuse_on_resume(dest, getattr(args, dest), getattr(t.params, f.name), args.out)
 
 
+def cmd_train_auto(args) -> None:
+    """``train --model auto``: each candidate's settings as the command line builds them (the
+    candidate's options filling in those not given), then :func:`ssimae.commands.select.train_auto`."""
+    from ssimae.runs.candidates import CANDIDATES, SCREEN_SHARE, check_share, parse_candidates
+
+    if args.resume or args.config is not None:
+        raise SsimaeError("--model auto starts a new run (without --resume or --config); a rerun into the same "
+                          "--out reuses the finished screening runs")
+    if args.data is None and args.train_dir is None:
+        raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
+    share = check_share(SCREEN_SHARE if args.screen_share is None else args.screen_share)
+    candidates = {}
+    for name in parse_candidates(args.candidates):
+        a = copy.copy(args)
+        for key, value in CANDIDATES[name].items():
+            if key != "model" and getattr(args, key, None) is None:
+                setattr(a, key, value)
+        candidates[name] = run_settings(a, CANDIDATES[name]["model"])
+    from ssimae.commands.select import train_auto
+
+    path = train_auto(candidates, args.data, args.out, share=share, dataset_kwargs=data_kwargs(args),
+                      progress=not args.quiet, argv=getattr(args, "argv", None))
+    print(f"checkpoint: {path}")
+
+
 def cmd_train(args) -> None:
     from ssimae.commands.train import train
 
+    if args.model == "auto":
+        return cmd_train_auto(args)
+    if args.candidates is not None or args.screen_share is not None:
+        raise SsimaeError("--candidates and --screen-share go with --model auto")
     settings, root, data = train_inputs(args)
     if root is None and data.get("train_dir") is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
@@ -310,7 +360,9 @@ def train_inputs(args):
     """(RunSettings, data root, dataset options) of `train`: from the options, or from the
     ``--config`` file with the options given explicitly overriding it (:mod:`ssimae.runs.config`)."""
     if args.config is None:
-        return run_settings(args, args.model), args.data, data_kwargs(args)
+        # --resume without --model: the run's own model, whose options check_resume_options checks
+        return run_settings(args, args.model, check=not (args.resume and args.model is None)), args.data, \
+            data_kwargs(args)
     from ssimae.runs.config import for_rerun, override, read_config
 
     file_run = for_rerun(read_config(args.config))
@@ -371,7 +423,7 @@ def cmd_calibrate(args) -> None:
 
     recalibrate(args.run, args.good, device=args.device, progress=not args.quiet, threshold_rule=args.threshold_rule,
                 target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area,
-                image_fpr=args.image_fpr, image_score=args.image_score)
+                image_fpr=args.image_fpr, image_score=args.image_score, image_threshold_rule=args.image_threshold_rule)
 
 
 def cmd_make_demo_data(args) -> None:
@@ -396,7 +448,8 @@ def cmd_compare(args) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise SsimaeError(f"--models: name at least one model ({', '.join(MODELS)})")
-    compare([run_settings(args, m) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
+    check_model_options(args, models)
+    compare([run_settings(args, m, check=False) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,7 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an autoencoder on defect-free images",
                        description="Train one autoencoder of the paper on the defect-free images of a dataset.")
-    p.add_argument("--model", choices=list(MODELS), default=None, help="which model (default ssim)")
+    p.add_argument("--model", choices=[*MODELS, "auto"], default=None,
+                   help="which model (default ssim); auto: screen the --candidates on a share of the budget, "
+                        "rank them on held-back good images with pasted stains and scratches, train the best on")
+    p.add_argument("--candidates", default=None, metavar="A,B",
+                   help="--model auto: the configurations to screen (default ssim-fast,draem,draem-mixed; "
+                        "see ssimae.runs.candidates)")
+    p.add_argument("--screen-share", type=float, default=None,
+                   help="--model auto: share of the epochs each candidate is screened with (default 0.25)")
     p.add_argument("--out", required=True, metavar="RUN", help="run folder to write (model.pt, config.json, log)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--config", metavar="FILE", default=None,
@@ -532,9 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
     try:
+        args = parser.parse_args(argv)  # an option's own reader may raise SsimaeError (--cell-sizes)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
         args.func(args)
     except SsimaeError as e:
         print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)

@@ -156,6 +156,9 @@ class DdpTraining:
             raise SsimaeError("--budget-minutes is not supported with torchrun (a budget measured in one process "
                               "does not say what several do); give --epochs")
         check_batches(t.batch_size, t.patches_per_epoch, self.world)
+        if t.micro_batches > 1 and t.micro_batches % self.world:
+            raise SsimaeError(f"--micro-batches {t.micro_batches} (slices of the global batch) does not split evenly "
+                              f"over {self.world} processes; choose a multiple of {self.world}")
 
     def close(self) -> None:
         if dist.is_initialized():

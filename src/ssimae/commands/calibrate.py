@@ -17,7 +17,7 @@ from ssimae.runs.checkpoint import load_run, resolve_checkpoint, save_run
 from ssimae.runs.settings import RunSettings
 
 RULE_OPTIONS = ("threshold_rule", "target_fpr", "quantile", "min_defect_area", "image_fpr",
-                "image_score")  # what a rule reads
+                "image_score", "image_threshold_rule")  # what a rule reads
 
 
 def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, device: str | None = None,
@@ -57,6 +57,7 @@ def _recalibrate(path: Path, good, device, progress, log, rule) -> float:
              "good": ", ".join(os.fspath(g) for g in good), "n_images": len(files)}
     settings = RunSettings(run.settings.train, replace(new, threshold=threshold, residual_stats=found.residual_stats,
                                                        image_threshold=found.image_threshold,
+                                                       image_threshold_images=found.images,
                                                        threshold_history=(*old.threshold_history, entry)))
     save_run(path, settings, run.state)
     log(f"threshold {old.threshold:.6g} -> {threshold:.6g} ({new.threshold_rule} rule on {len(files)} defect-free "

@@ -12,20 +12,22 @@ from ssimae.errors import SsimaeError
 from ssimae.inference.export import export_onnx
 from ssimae.inference.test_set import validation_images
 from ssimae.io.folders import RunLock
-from ssimae.runs.checkpoint import load_run
+from ssimae.runs.checkpoint import Run, load_run
 
 
 def export(run: str | os.PathLike, out: str | os.PathLike, *, int8: bool = False,
            good: Sequence[str | os.PathLike] | None = None) -> Path:
     """Write ``out``/model.onnx and ``out``/ssimae.json (:func:`ssimae.inference.export.export_onnx`)
-    while holding ``out``; returns the ONNX file's path. ``int8``: quantize the graph,
-    calibrated on defect-free images (:func:`int8_calibration_images`), found before any work."""
+    while holding ``out``; returns the ONNX file's path. The run is read and checked before
+    ``out`` is made; ``int8``: quantize the graph, calibrated on defect-free images
+    (:func:`int8_calibration_images`), also found before any work."""
+    run = load_run(run)
     images = int8_calibration_images(run, good) if int8 else None
     with RunLock(out, "ssimae export"):
         return export_onnx(run, out, int8_images=images)
 
 
-def int8_calibration_images(run: str | os.PathLike, good: Sequence[str | os.PathLike] | None = None) -> list:
+def int8_calibration_images(run: str | os.PathLike | Run, good: Sequence[str | os.PathLike] | None = None) -> list:
     """The defect-free images that calibrate an int8 export: the files of ``good`` (folders or
     files), else the run's own validation images (the seeded split of its training images,
     as calibration chose its threshold on). SsimaeError when there are none."""

@@ -10,12 +10,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ssimae.data.inputs import collect_inputs
-from ssimae.errors import SsimaeError, printable
+from ssimae.errors import printable
 from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
-from ssimae.reporting.html import REPORT_NAME, THUMB_DIR
-from ssimae.reporting.predictions import PredictionWriter, threshold_source
-from ssimae.reporting.tables import CSV_NAME, JSONL_NAME
+from ssimae.reporting.predictions import OWN_FOLDERS, PredictionWriter
 
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
@@ -32,7 +30,7 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
     or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
     detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
                                       engine=engine)
-    files = collect_inputs(inputs, exclude=out, reserved=(THUMB_DIR,))
+    files = collect_inputs(inputs, exclude=out, reserved=OWN_FOLDERS)
     with RunLock(out, "ssimae predict"):
         return _predict(detector, files, Path(out), t, threshold, name, save_raw, skip_bad, progress, log, run, inputs)
 
@@ -50,15 +48,5 @@ def _predict(detector, files, out: Path, t: float, threshold, name: str, save_ra
             else:
                 writer.add(scored.path, rels[scored.path], scored.image, scored.prediction)
             bar.update()
-    if not writer.records:
-        raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
-    said = f"{writer.summary()} ({threshold_source(detector.settings, threshold)})"
-    writer.finish(f"ssimae predict: {Path(run).name}", said, [
-        f"run: {run}; model: {detector.title}, {name} residual; inputs: " + ", ".join(os.fspath(i) for i in inputs)])
-    log(said)
-    if writer.skipped:
-        print(f"ssimae: skipped {len(writer.skipped)} unreadable image(s): "
-              + ", ".join(printable(os.fsdecode(f)) for f, _ in writer.skipped), file=sys.stderr)
-    log(f"wrote predictions for {len(writer.records)} images to {printable(str(out))} "
-        f"({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+    writer.finish_predict(run, inputs, detector, name, threshold, log)
     return writer.written

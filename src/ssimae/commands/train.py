@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ssimae.core.residual import check_residual
+from ssimae.core.thresholds import supportable_rate
 from ssimae.errors import SsimaeError
 from ssimae.inference.calibration import calibrate
 from ssimae.inference.detector import Detector
@@ -30,6 +31,8 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
     ``out`` is locked while training (:class:`ssimae.io.folders.RunLock`): a second writer
     into the same folder is refused."""
     check_before_work(run, data_root, dataset_kwargs or {})
+    if par is not None and not resume:  # a resumed run is checked by fit, with its own settings
+        par.check(run.train)  # under torchrun: batches that split evenly, no time budget
     if par is not None and not par.is_main:
         fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, argv=argv, par=par)
         return Path(out) / CHECKPOINT_NAME
@@ -44,12 +47,13 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
             log("no validation images: no default threshold stored (predict will need --threshold)")
         else:
             inference = replace(inference, threshold=found.threshold, residual_stats=found.residual_stats,
-                                image_threshold=found.image_threshold)
+                                image_threshold=found.image_threshold, image_threshold_images=found.images)
             log(f"default threshold {found.threshold:.6g} ({inference.threshold_rule} rule on "
                 f"{len(trained.val_paths)} validation images" +
                 (f", regions up to {inference.min_defect_area} px allowed)" if inference.min_defect_area else ")")
-                + f"; image threshold {found.image_threshold:.6g} ({inference.image_score} score, at most "
-                  f"{inference.image_fpr:g} of the validation images rejected)")
+                + f"; image threshold {found.image_threshold:.6g} ({inference.image_score} score, "
+                  f"{inference.image_threshold_rule} rule, at most {inference.image_fpr:g} of good images rejected; "
+                  f"{found.images} images can show a rate down to {supportable_rate(found.images):.2g})")
         path = Path(out) / CHECKPOINT_NAME
         save_run(path, RunSettings(s.train, inference), trained.state)
     return path

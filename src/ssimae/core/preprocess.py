@@ -20,7 +20,7 @@ from skimage.transform import resize
 
 from ssimae.errors import BadArray, SsimaeError
 from ssimae.io.images import read_image
-from ssimae.core.window import PATCH_SIZE
+from ssimae.core.window import MAX_PATCHES, MAX_PIXELS, PATCH_SIZE, STRIDE, patch_count
 
 
 MAX_SIDE = 16_384  # largest resize side (px), a documented ceiling (docs/commands.md, "Limits")
@@ -53,6 +53,9 @@ class Preprocess:
                 raise SsimaeError(f"resize size must be two positive integers (H, W), got {self.size}")
             if max(size) > MAX_SIDE:
                 raise SsimaeError(f"resize size must be at most {MAX_SIDE} px a side (a documented ceiling), "
+                                  f"got {self.size}")
+            if size[0] * size[1] > MAX_PIXELS:
+                raise SsimaeError(f"resize size must be at most {MAX_PIXELS} pixels (a documented ceiling), "
                                   f"got {self.size}")
             object.__setattr__(self, "size", size)
         if self.scale is not None:
@@ -112,6 +115,29 @@ class Preprocess:
         res = resize(img, out, order=1, mode="reflect", anti_aliasing=down, preserve_range=True)
         return np.clip(res, 0.0, 1.0).astype(np.float32)
 
+    def cost(self, shape: tuple[int, ...], stride: int = STRIDE) -> tuple[int, int]:
+        """(pixels, patches) that scoring an image of ``shape`` (H, W[, C]) costs: the larger
+        of its pixels as given and after :meth:`apply` (the maps are held at both
+        resolutions), and the patches through the network at ``stride`` (after the padding
+        to a patch: :func:`ssimae.core.window.patch_count`)."""
+        h, w = self.output_shape(shape)
+        return max(int(shape[0]) * int(shape[1]), h * w), patch_count(h, w, PATCH_SIZE, stride)
+
+    def check_cost(self, shape: tuple[int, ...], stride: int = STRIDE, path: str | os.PathLike | None = None,
+                   error: type[SsimaeError] = SsimaeError, limits: tuple[int, int] = (MAX_PIXELS, MAX_PATCHES)) -> None:
+        """``error`` (naming ``path``) when an image of ``shape`` costs more than ``limits``
+        (pixels, patches; default the ceilings :data:`ssimae.core.window.MAX_PIXELS` and
+        :data:`ssimae.core.window.MAX_PATCHES`) by :meth:`cost`, before any work on it; the
+        same for files and arrays."""
+        (pixels, patches), where = self.cost(shape, stride), [path] if path is not None else []
+        size = f"{shape[1]}x{shape[0]}"
+        if pixels > limits[0]:
+            raise error(f"image of {size} px too large to score ({pixels} pixels as given or resized, more than "
+                        f"the limit of {limits[0]})", *where)
+        if patches > limits[1]:
+            raise error(f"image of {size} px too large to score ({patches} patches at stride {stride}, more than "
+                        f"the limit of {limits[1]})", *where)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form for checkpoints: {"size": [H, W] or None, "scale": float or None,
         "color": bool}."""
@@ -133,6 +159,10 @@ def _as_unit_float(img, what: str) -> np.ndarray:
     """float32 copy of an image array in [0, 1]: uint8 divided by 255, floats checked (finite,
     in [0, 1]); BadArray otherwise."""
     a = np.asarray(img)
+    if a.ndim == 0 or a.dtype == object:
+        hint = " (decode a file's contents with ssimae.io.images.decode_image)" if isinstance(img, (bytes, bytearray)) else ""
+        raise BadArray(f"the {what} must be an array (H, W) or (H, W, 3), or an image file's path, "
+                       f"got {type(img).__name__}{hint}")
     if a.size == 0 or min(a.shape, default=0) == 0:
         raise BadArray(f"the {what} is empty (shape {a.shape})")
     if a.dtype == np.uint8:

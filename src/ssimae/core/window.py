@@ -24,6 +24,12 @@ from ssimae.errors import SsimaeError
 
 PATCH_SIZE = 128  # Table 1 input size; Conv9 (8x8 kernel, no padding) fixes it
 STRIDE = 30  # Sec. 4.2
+# What scoring one image may cost (documented ceilings: docs/commands.md, "Limits"), checked
+# before any work (ssimae.core.preprocess.Preprocess.check_cost): its pixels, as given and
+# after the resize (its maps are held at both resolutions, about 150 bytes a pixel at the
+# peak), and its patches through the network (a 4096 x 4096 image at the paper's stride: 17,956).
+MAX_PIXELS = 4_096 * 4_096
+MAX_PATCHES = 32_768
 
 
 def patch_starts(length: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> list[int]:
@@ -37,6 +43,17 @@ def patch_starts(length: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> 
     if starts[-1] != length - patch:
         starts.append(length - patch)
     return starts
+
+
+def patch_count(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> int:
+    """How many patches :func:`sliding_window` sends through the network for an image of
+    ``height`` x ``width`` pixels (padded to at least a patch first), without listing them:
+    ``len(patch_starts(H)) * len(patch_starts(W))``."""
+    def along(length: int) -> int:
+        span = max(length, patch) - patch
+        return span // stride + 1 + (1 if span % stride else 0)
+
+    return along(height) * along(width)
 
 
 def coverage(height: int, width: int, patch: int = PATCH_SIZE, stride: int = STRIDE) -> np.ndarray:

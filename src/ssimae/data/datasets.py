@@ -177,6 +177,15 @@ def walk_images(folder: Path, log: Callable[[str], object] | None = None) -> lis
     return found
 
 
+def folder_label(rel: PurePath) -> str | None:
+    """The label of an image from its path ``rel`` relative to the folder it was found in:
+    the first folder under it (``good/a.png`` and ``good/nested/a.png`` -> "good",
+    ``crack/a.png`` -> "crack"), None for an image directly in it. Only exactly "good" (lower
+    case, as every layout spells it) means defect-free; ``Good`` is a defect type, as in the
+    generic layout."""
+    return rel.parts[0] if len(rel.parts) > 1 else None
+
+
 def _list_files(folder: Path, issues: _Issues, *, recursive: bool = False,
                 walk: FolderWalk | None = None) -> list[Path]:
     """Image files in ``folder`` (sorted), ignoring hidden entries and non-image files.
@@ -424,7 +433,7 @@ def _generic_samples(test_dir: Path, images: list[Path], mask_dir: Path | None, 
         rel = PurePath(img.relative_to(test_dir))
         key = img.stem + mask_suffix
         mask = index.get((rel.parent, key)) or index.get((PurePath("."), key))
-        folder = rel.parts[0] if len(rel.parts) > 1 else None
+        folder = folder_label(rel)
         if mask is not None and mask in used:
             issues.bad(img, f"ambiguous: mask {mask} also matches {used[mask]}")
             continue

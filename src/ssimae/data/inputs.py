@@ -47,7 +47,9 @@ def collect_inputs(inputs: list[str | os.PathLike], exclude: str | os.PathLike |
     :func:`output_names`, mirroring its path under the input folder where that is safe).
 
     Files under ``exclude`` (the output folder, when it lies inside an input folder) are not
-    inputs: a second run does not predict the first one's heat maps."""
+    inputs: a second run does not predict the first one's heat maps. A file named more than
+    once (by a list, two inputs, or a symbolic link) is one input, where it was first named:
+    one row, one set of outputs."""
     found: list[tuple[Path, PurePath]] = []
     skip = None if exclude is None else os.path.realpath(exclude)
     for item in inputs:
@@ -65,7 +67,19 @@ def collect_inputs(inputs: list[str | os.PathLike], exclude: str | os.PathLike |
             found.append((p, _without_suffix(PurePath(p.name))))
         else:
             raise SsimaeError("no such file or folder", p)
-    return output_names(found, reserved)
+    return output_names(_first_of_each(found), reserved)
+
+
+def _first_of_each(found: list[tuple[Path, PurePath]]) -> list[tuple[Path, PurePath]]:
+    """``found`` with each real file (:func:`os.path.realpath`) kept where it first occurs."""
+    seen: set[str] = set()
+    kept = []
+    for f, rel in found:
+        real = os.path.realpath(f)
+        if real not in seen:
+            seen.add(real)
+            kept.append((f, rel))
+    return kept
 
 
 NAME_BYTES = 100  # longest output name part (UTF-8 bytes) before "_overlay.png" and the like

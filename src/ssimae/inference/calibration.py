@@ -30,6 +30,7 @@ class Calibration:
     threshold: float | None
     residual_stats: dict = field(default_factory=dict)
     image_threshold: float | None = None  # at the run's image_fpr, on the image scores of the same maps
+    images: int = 0  # how many defect-free images the thresholds rest on
 
 
 def calibrate(detector: Scorer, images: Sequence[str | os.PathLike], progress: bool = True) -> Calibration:
@@ -47,9 +48,10 @@ def calibrate(detector: Scorer, images: Sequence[str | os.PathLike], progress: b
         # no resize: smoothing the unsmoothed maps is what the detector does, without a second pass
         own_maps = [smooth_map(m, s.smooth) for m in collected[own]]
     else:
-        own_maps = [detector.residual_map(s.preprocess.read(p)) for p in images]
+        own_maps = [detector.residual_map(detector.read(p)) for p in images]
     scores = image_scores([gray_opening(m, s.opening_diameter) for m in own_maps], s.image_score)
-    return Calibration(threshold_from_maps(own_maps, s), stats, image_threshold(scores, s.image_fpr))
+    return Calibration(threshold_from_maps(own_maps, s), stats,
+                       image_threshold(scores, s.image_fpr, s.image_threshold_rule), len(scores))
 
 
 def residual_statistics(detector: Scorer, images: Sequence[str | os.PathLike], extra: tuple[str, ...] = (),
@@ -58,7 +60,7 @@ def residual_statistics(detector: Scorer, images: Sequence[str | os.PathLike], e
     ``images``, those maps and the ``extra`` ones by name)."""
     names = tuple(dict.fromkeys(STATS_RESIDUALS + tuple(extra)))
     raw = detector.with_settings(smooth=0.0)
-    read = detector.settings.preprocess.read
+    read = detector.read
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for p in tqdm(images, desc="calibrating on validation images", disable=None if progress else True, leave=False):
         _, maps = raw.analyze_many(read(p), names)

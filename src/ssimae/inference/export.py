@@ -36,7 +36,7 @@ from typing import Sequence
 
 import torch
 
-from ssimae.runs.checkpoint import resolve_checkpoint
+from ssimae.runs.checkpoint import Run, load_run
 from ssimae.inference.detector import Detector
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
 from ssimae.errors import SsimaeError, one_line
@@ -87,15 +87,16 @@ def graph_inputs(det: Detector, params, noise_shape) -> tuple[tuple, list[str], 
     return args, names, axes
 
 
-def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET,
+def export_onnx(run: str | os.PathLike | Run, out: str | os.PathLike, opset: int = OPSET,
                 int8_images: Sequence[str | os.PathLike] | None = None) -> Path:
-    """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint;
-    returns the ONNX file's path. The graph is checked with ``onnx.checker``.
+    """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint (or a
+    :class:`Run` already read); returns the ONNX file's path. The graph is checked with ``onnx.checker``.
     ``int8_images``: defect-free image files; the graph is then quantized to int8
     (:func:`quantize_int8`, calibrated on their patches) into ``model.onnx``, the float32
     graph kept beside it as ``model-fp32.onnx``; SsimaeError when the model's operators do
     not quantize."""
     onnx = require("onnx", "the ONNX export")
+    run = load_run(run)
     det = Detector.load(run, "cpu")
     params = det.model.with_test_params(det.params, det.settings.model_params)
     module, noise_shape = det.model.export_module(det.network, params)
@@ -107,7 +108,7 @@ def export_onnx(run: str | os.PathLike, out: str | os.PathLike, opset: int = OPS
         torch.onnx.export(module, args, buf, input_names=names, output_names=["outputs"], dynamic_axes=axes,
                           opset_version=opset, dynamo=False)
     graph = onnx.load_from_string(buf.getvalue())
-    info = export_info(det, params, noise_shape, os.fspath(resolve_checkpoint(run)))
+    info = export_info(det, params, noise_shape, os.fspath(run.path))
     info["opset"] = opset
     graph = with_metadata(graph, info)
     onnx.checker.check_model(graph)

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize as sk_resize
 
-from ssimae.errors import SsimaeError
+from ssimae.errors import BadArray, SsimaeError
 from ssimae.core.morphology import gray_opening
 from ssimae.core.morphology import segment as segment_map
 from ssimae.core import verdict as verdicts
@@ -37,7 +37,10 @@ IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict`
 def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Check an image ((H, W) gray, or (H, W, 3) RGB for a color run: :meth:`Preprocess.check`)
     and apply the run's preprocessing (``settings.preprocess``) and the padding to a patch:
-    (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w))."""
+    (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w)).
+    An image over the ceilings of :meth:`Preprocess.check_cost` is refused (BadArray) before any work."""
+    if np.ndim(image) >= 2:
+        settings.preprocess.check_cost(np.shape(image), settings.stride, error=BadArray)
     image = settings.preprocess.check(image)
     x = settings.preprocess.apply(image)
     padded = pad_to_patch(x, PATCH_SIZE)
@@ -218,8 +221,7 @@ class Scorer:
         name = residual or self.default_residual
         out = []
         for i in range(0, len(images), chunk):
-            arrays = [self.settings.preprocess.read(im) if isinstance(im, (str, os.PathLike)) else im
-                      for im in images[i:i + chunk]]
+            arrays = [self.read(im) if isinstance(im, (str, os.PathLike)) else im for im in images[i:i + chunk]]
             for recon, maps in self.analyze_batch(arrays, (name,)):
                 out.append(self.verdict(maps[name], t, recon))
         return out
@@ -232,7 +234,7 @@ class Scorer:
         file yields its error instead of raising it."""
         t = self._threshold(threshold)
         name = residual or self.default_residual
-        read = self.settings.preprocess.read
+        read = self.read
         for i in range(0, len(files), chunk):
             part = files[i:i + chunk]
             loaded = [_read(read, f, skip_bad) for f in part]
@@ -244,6 +246,14 @@ class Scorer:
                 else:
                     recon, maps = next(results)
                     yield Scored(f, im, self.verdict(maps[name], t, recon))
+
+    def read(self, path: str | os.PathLike) -> np.ndarray:
+        """An image file as this run reads it (:meth:`Preprocess.read`), refused (SsimaeError
+        naming the file) when scoring it would cost more than the ceilings of
+        :meth:`Preprocess.check_cost`."""
+        image = self.settings.preprocess.read(path)
+        self.settings.preprocess.check_cost(image.shape, self.settings.stride, path)
+        return image
 
     def verdict(self, residual: np.ndarray, threshold: float, reconstruction: np.ndarray | None = None) -> Prediction:
         """The Prediction for an (H, W) residual map at ``threshold``."""

@@ -31,7 +31,7 @@ def score_images(detector: Scorer, dataset: Dataset, residuals=None, progress: b
     names = tuple(residuals or (detector.default_residual,))
     for i, s in enumerate(tqdm(dataset.test, desc="scoring test images", disable=None if progress else True,
                                leave=False)):
-        img = detector.settings.preprocess.read(s.image)
+        img = detector.read(s.image)
         recon, maps = detector.analyze_many(img, names)
         mask = np.zeros(img.shape[:2], bool) if s.mask is None else read_mask(s.mask, img.shape[:2])
         yield TestImage(i, s, img, recon, maps, mask)

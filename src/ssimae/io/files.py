@@ -7,13 +7,31 @@ import os
 from pathlib import Path
 
 from ssimae.errors import SsimaeError
+from ssimae.io.processes import process_tag, tag_alive
+
+TMP_PREFIX = ".ssimae-tmp-"  # temporary files: .ssimae-tmp-PID:START-NAME (only these are ever cleaned up)
+
+
+def temporary_path(path: Path) -> Path:
+    """The temporary file :func:`atomic_write_bytes` writes before renaming it to ``path``:
+    in the same folder, named after this process (:func:`ssimae.io.processes.process_tag`)."""
+    return path.with_name(f"{TMP_PREFIX}{process_tag()}-{path.name}")
+
+
+def stale_temporary(name: str) -> bool:
+    """True if ``name`` is a temporary file of :func:`atomic_write_bytes` whose writer is gone
+    (its pid no longer runs, or now belongs to another process)."""
+    if not name.startswith(TMP_PREFIX):
+        return False
+    tag, sep, rest = name[len(TMP_PREFIX):].partition("-")
+    return bool(sep and rest) and ":" in tag and not tag_alive(tag)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename, so a
     crash leaves either the old file or the new one, never half of one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:

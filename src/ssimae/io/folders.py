@@ -5,19 +5,21 @@ written) before training or scoring begins, so a bad ``--out`` costs nothing.
 :class:`RunLock` holds ``<out>/.ssimae.lock`` (the writer's process id and command) while a
 folder is written (train, calibrate, predict, evaluate, export, compare, demo): a second
 writer is refused instead of mixing its files with the first's. A lock left by a killed
-process (its pid is gone) is taken over, and the temporary files such a process left behind
-(``.NAME.tmpPID``, see :func:`ssimae.io.files.atomic_write_bytes`) are removed.
+process (its pid is gone, or now belongs to another process:
+:func:`ssimae.io.processes.tag_alive`) is taken over, and the temporary files dead writers
+left behind (``.ssimae-tmp-PID:START-NAME``, see :func:`ssimae.io.files.atomic_write_bytes`)
+are removed; no other file is ever removed.
 """
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ssimae.errors import SsimaeError, printable
+from ssimae.io.files import TMP_PREFIX, stale_temporary
+from ssimae.io.processes import process_tag, tag_alive
 
 LOCK_NAME = ".ssimae.lock"
-_TMP = re.compile(r"^\..+\.tmp(\d+)$")  # the temporary files of the atomic writer
 
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:
@@ -34,24 +36,12 @@ def prepare_out_dir(path: str | os.PathLike) -> Path:
     return p
 
 
-def _alive(pid: int) -> bool:
-    """True if process ``pid`` exists (on this machine)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Remove the atomic writer's temporary files in ``folder`` and its subfolders whose
-    process is gone (a writer killed mid-write)."""
+    writer is gone (killed mid-write: :func:`ssimae.io.files.stale_temporary`); nothing else."""
     removed = []
-    for entry in folder.rglob(".*.tmp*"):
-        m = _TMP.match(entry.name)
-        if m and entry.is_file() and not _alive(int(m.group(1))):
+    for entry in folder.rglob(TMP_PREFIX + "*"):
+        if stale_temporary(entry.name) and entry.is_file() and not entry.is_symlink():
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
@@ -60,24 +50,22 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 class RunLock:
     """``with RunLock(out, "ssimae predict"):`` holds the folder ``out`` for this process: every
     writer of a run folder or an output folder (train, calibrate, predict, evaluate, export,
-    compare, demo) takes it. The lock file holds "<pid> <what>", so a second writer is refused
-    with one line naming the holder."""
+    compare, demo) takes it. The lock file holds "<pid>:<start time> <what>"
+    (:func:`ssimae.io.processes.process_tag`), so a second writer is refused with one line
+    naming the holder, and a lock whose process is gone is taken over."""
 
     def __init__(self, folder: str | os.PathLike, what: str = "ssimae"):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.what = " ".join(what.split())
 
-    def _holder(self) -> tuple[int | None, str]:
-        """(pid, what) written in the lock file; (None, "") when unreadable."""
+    def _holder(self) -> tuple[str, str]:
+        """(process tag, what) written in the lock file; ("", "") when unreadable."""
         try:
             first, _, rest = self.path.read_text().strip().partition(" ")
-            return (int(first) or None), rest.strip()
-        except (OSError, ValueError):
-            return None, ""
-
-    def _owner(self) -> int | None:
-        return self._holder()[0]
+            return first, rest.strip()
+        except (OSError, UnicodeDecodeError):
+            return "", ""
 
     def __enter__(self) -> "RunLock":
         prepare_out_dir(self.folder)
@@ -89,9 +77,9 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                pid, what = self._holder()
-                if pid is not None and pid != os.getpid() and _alive(pid):
-                    holder = printable(f"pid {pid}" + (f", {what}" if what else ""))
+                tag, what = self._holder()
+                if tag != process_tag() and tag_alive(tag):
+                    holder = printable(f"pid {tag.partition(':')[0]}" + (f", {what}" if what else ""))
                     raise SsimaeError(f"another ssimae process ({holder}) is writing into this folder; "
                                       f"wait for it or choose another folder (remove {LOCK_NAME} if it is gone)",
                                       self.folder) from None
@@ -104,7 +92,7 @@ class RunLock:
             except OSError as err:
                 raise SsimaeError(f"cannot write the lock file ({err.strerror or err})", self.folder) from None
             with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {self.what}\n")
+                f.write(f"{process_tag()} {self.what}\n")
             _HELD.add(self.key)
             remove_stale_temporaries(self.folder)
             return self
@@ -114,7 +102,7 @@ class RunLock:
         if self.nested:
             return
         _HELD.discard(self.key)
-        if self._owner() == os.getpid():
+        if self._holder()[0] == process_tag():
             self.path.unlink(missing_ok=True)
 
 

@@ -177,6 +177,9 @@ def _decode_tiff(src: Path | io.BytesIO, color: bool = False,
     path = _where(src)
     try:
         with tifffile.TiffFile(src) as tif:
+            if len(tif.series) > 1:  # pages of different sizes: tifffile makes one series of each
+                raise SsimaeError(f"multi-page TIFF of {len(tif.series)} images of different sizes: expected one "
+                                  "2-D gray or RGB image, not a stack", path)
             series = tif.series[0]
             check_image_size(series.shape, series.axes, path, max_pixels)
             photometric = int(tif.pages[0].photometric)

@@ -22,6 +22,7 @@ field of type :class:`ssimae.core.ssim_torch.SsimOptions` receives the run's SSI
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
@@ -143,6 +144,18 @@ class Model:
 
 
 MODELS: Registry[Model] = Registry("model")
+
+
+def check_number(name: str, value, low: float = 0.0, high: float = math.inf) -> None:
+    """SsimaeError naming ``name`` unless ``value`` is a finite number (not a bool) in
+    [``low``, ``high``]: a model's hyperparameters are checked where they are built, so the
+    same check holds for the command line, a ``--config`` file and a checkpoint."""
+    from ssimae.errors import SsimaeError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        bounds = f"between {low:g} and {high:g}" if math.isfinite(high) else f"a number >= {low:g}"
+        raise SsimaeError(f"{name} must be {bounds}, got {value!r}")
 
 
 def register_model(model: type[Model] | Model, *, replace: bool = False):

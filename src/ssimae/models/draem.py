@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssimae.models import Model, register_model
+from ssimae.models import Model, check_number, register_model
 from ssimae.models.inpaint import TRAIN_CROP_FLAG, UNet, check_train_crop, random_crop, unet_geometry
 
 WIDTH = 16
@@ -35,9 +35,18 @@ class ReconParams:
     p_anomaly: float = 0.5  # share of training patches that get a synthetic anomaly
     beta_max: float = 0.8  # DRAEM: opacity of the pasted texture drawn from [0, beta_max]
     train_crop: int = field(default=64, metadata=TRAIN_CROP_FLAG)
+    anomalies: str = field(default="perlin", metadata={
+        "flag": "--anomalies", "help": "draem, draem-recon: synthetic anomalies to train on: perlin (DRAEM's foreign "
+                                       "textures, the default), cutpaste (pieces of other good patches, NSA), removal "
+                                       "(texture blurred or flattened away), mixed (each patch one of the three), "
+                                       "perlin-removal (each patch perlin or removal)"})
 
     def __post_init__(self):
+        from ssimae.data.synthetic import ANOMALY_KINDS
         from ssimae.errors import SsimaeError
+
+        if self.anomalies not in ANOMALY_KINDS:
+            raise SsimaeError(f"--anomalies: unknown value {self.anomalies!r}; choose from {', '.join(ANOMALY_KINDS)}")
 
         if not 1 <= self.width <= 256:
             raise SsimaeError(f"--draem-width must be between 1 and 256, got {self.width}")
@@ -49,6 +58,10 @@ class ReconParams:
 @dataclass(frozen=True)
 class DraemParams(ReconParams):
     seg_weight: float = 1.0  # weight of the segmentation head's focal loss (0: train the reconstruction only)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("draem seg_weight", self.seg_weight)
 
 
 class Draem(nn.Module):
@@ -78,13 +91,25 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_
 
 def synthetic_batch(x: torch.Tensor, params: ReconParams, sources) -> tuple[torch.Tensor, torch.Tensor]:
     """(anomalous batch (B, C, h, w), mask (B, 1, h, w) in {0, 1}) from a clean batch, one
-    :func:`ssimae.data.synthetic.add_anomaly` per patch and channel (the mask: their union),
-    drawn from a generator seeded from the global torch RNG (so a run is reproducible)."""
-    from ssimae.data.synthetic import add_anomaly
+    :func:`ssimae.data.synthetic.make_anomaly` of kind ``params.anomalies`` per patch (the
+    donor of a cut-and-paste: the next patch of the batch), drawn from a generator seeded
+    from the global torch RNG (so a run is reproducible). "perlin" draws each channel on its
+    own (the mask: their union), as DRAEM's runs always did; the other kinds draw once per
+    patch and apply the same region to every channel."""
+    from ssimae.data.synthetic import make_anomaly
 
     rng = np.random.default_rng(int(torch.randint(2**31, (1,))))
     clean = x.detach().float().cpu().numpy()
-    pairs = [[add_anomaly(ch, rng, sources, params.p_anomaly, params.beta_max) for ch in img] for img in clean]
+    donors = np.roll(clean, 1, axis=0)
+    kind = params.anomalies
+    pairs = []
+    for img, donor in zip(clean, donors):
+        if kind == "perlin":
+            pairs.append([make_anomaly(ch, ch, rng, sources, kind, params.p_anomaly, params.beta_max) for ch in img])
+        else:
+            seed = int(rng.integers(2**63))
+            pairs.append([make_anomaly(ch, dch, np.random.default_rng(seed), sources, kind, params.p_anomaly,
+                                       params.beta_max) for ch, dch in zip(img, donor)])
     xa = torch.from_numpy(np.stack([[p[0] for p in img] for img in pairs])).to(x)
     mask = torch.from_numpy(np.stack([np.any([p[1] for p in img], 0) for img in pairs])[:, None]).to(x)
     return xa, mask

@@ -18,12 +18,16 @@ from typing import Sequence
 import numpy as np
 
 from ssimae.core.verdict import GOOD, Prediction
+from ssimae.data.datasets import folder_label
 from ssimae.errors import printable
 from ssimae.io.files import atomic_write_bytes
 from ssimae.errors import SsimaeError
-from ssimae.reporting.html import REPORT_NAME, save_thumbnails, write_report
+from ssimae.reporting.html import REPORT_NAME, THUMB_DIR, save_thumbnails, write_report
 from ssimae.reporting.plots import heatmap_rgb, heatmap_vmax, overlay_rgb, save_heatmap, save_mask, save_overlay
 from ssimae.reporting.tables import CSV_NAME, JSONL_NAME, outcome, summary, write_verdicts
+
+
+OWN_FOLDERS = (THUMB_DIR,)  # subfolders of the output folder that are predict's own: no input's output name
 
 
 def threshold_source(settings, threshold: float | None) -> str:
@@ -64,14 +68,13 @@ class PredictionWriter:
             np.save(buf, p.residual.astype(np.float32))
             atomic_write_bytes(f"{base}.npy", buf.getvalue())
         self.written.append(base)
-        label = rel.parent.name if rel.parent.name else None  # an input subfolder: "good" or a defect type
+        label = folder_label(rel)  # the first folder under the input folder: "good" or a defect type
         self.records.append({**p.record(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
                              "label": label, "outcome": outcome(label, p.defective)})
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
-        folder = rel.parent.as_posix()  # subfolders of an input folder are shown as defect types
-        self.rows.append({**self.records[-1], "type": folder if folder != "." else None, "thumbs": thumbs})
+        self.rows.append({**self.records[-1], "type": label, "thumbs": thumbs})  # shown as defect types
 
     def add_row(self, row: dict) -> None:
         """The report row of an image whose outputs were written earlier, by :meth:`add` of
@@ -99,8 +102,7 @@ class PredictionWriter:
             for r in (*self.records, *self.rows):
                 r["label"] = r["outcome"] = None
 
-    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, n_files: int,
-                       log=print) -> None:
+    def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, log=print) -> None:
         """:meth:`finish` as ``ssimae predict`` sums it up (``threshold``: the one given, None
         for the stored one), then the summary logged and the skipped inputs on stderr;
         SsimaeError when every input was skipped."""
@@ -113,8 +115,9 @@ class PredictionWriter:
         log(said)
         if self.skipped:
             print(f"ssimae: skipped {len(self.skipped)} unreadable image(s): "
-                  + ", ".join(str(f) for f, _ in self.skipped), file=sys.stderr)
-        log(f"wrote predictions for {n_files} images to {self.out} ({CSV_NAME}, {JSONL_NAME}, {REPORT_NAME})")
+                  + ", ".join(printable(os.fsdecode(f)) for f, _ in self.skipped), file=sys.stderr)
+        log(f"wrote predictions for {len(self.records)} images to {printable(str(self.out))} ({CSV_NAME}, "
+            f"{JSONL_NAME}, {REPORT_NAME})")
 
     def summary(self) -> str:
         """'3 of 12 images defective at threshold 0.5' (and the image threshold, the false rejects

@@ -169,7 +169,21 @@ def record_invocation(out: str | os.PathLike, argv: list[str] | None) -> Path:
         "platform": platform.platform(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": package_versions(),
     })
-    atomic_write_text(path, json.dumps({"invocations": runs}, indent=2) + "\n")
+    other = {k: v for k, v in info.items() if k != "invocations"} if isinstance(info, dict) else {}
+    atomic_write_text(path, json.dumps({"invocations": runs, **other}, indent=2) + "\n")
+    return path
+
+
+def record_entry(out: str | os.PathLike, key: str, value) -> Path:
+    """Set ``key`` of ``out``/run_info.json to ``value`` (JSON), keeping what it holds."""
+    path = Path(out) / RUN_INFO
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        info = {}
+    info = info if isinstance(info, dict) else {}
+    info[key] = value
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     return path
 
 

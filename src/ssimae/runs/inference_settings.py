@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
+from ssimae.core.seeds import MAX_SEED
 from ssimae.core.ssim import SsimOptions
-from ssimae.core.thresholds import THRESHOLD_RULES
+from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
 from ssimae.core.residual import RESIDUALS
 from ssimae.core.verdict import IMAGE_SCORES
-from ssimae.core.window import MIN_TILE, PATCH_SIZE, STRIDE
+from ssimae.core.window import MAX_PATCHES, MIN_TILE, PATCH_SIZE, STRIDE, patch_count
 from ssimae.errors import SsimaeError
 from ssimae.runs.fields import at_most
 
@@ -27,7 +28,6 @@ MAX_OPENING_DIAMETER = 255
 MAX_INFERENCE_BATCH = 65_536
 MAX_SMOOTH = 256.0
 MAX_MIN_DEFECT_AREA = 2**31 - 1
-MAX_SEED = 2**63 - 1
 MAX_TILE = 16_384  # largest tile side of whole-image inference (the largest resize side)
 TILINGS = ("window", "whole")
 MAX_HISTORY = 1000  # entries of threshold_history
@@ -71,6 +71,8 @@ class InferenceSettings:
     image_score: str = "max"
     image_fpr: float = 0.01
     image_threshold: float | None = None
+    image_threshold_rule: str = "order"  # or "gaussian": a fitted tail (ssimae.core.thresholds)
+    image_threshold_images: int | None = None  # how many defect-free images the image threshold rests on
     # How the network covers an image (beyond the paper): "window", the paper's sliding window
     # of 128 x 128 patches at ``stride``, overlaps averaged; or "whole", for fully convolutional
     # models only (ssimae.models.Model.geometry), one pass per mask over the whole image,
@@ -107,6 +109,9 @@ class InferenceSettings:
             raise SsimaeError(f"unknown image score {self.image_score!r}; choose from {', '.join(IMAGE_SCORES)}")
         if not (math.isfinite(self.image_fpr) and 0 <= self.image_fpr < 1):
             raise SsimaeError(f"--image-fpr must be in [0, 1), got {self.image_fpr}")
+        if self.image_threshold_rule not in IMAGE_THRESHOLD_RULES:
+            raise SsimaeError(f"--image-threshold-rule: unknown rule {self.image_threshold_rule!r}; "
+                              f"choose from {', '.join(IMAGE_THRESHOLD_RULES)}")
         if self.image_threshold is not None and math.isnan(self.image_threshold):
             raise SsimaeError("the image threshold must be a number, got nan")
         if self.threshold is not None and not (math.isfinite(self.threshold) or self.threshold == -math.inf):
@@ -130,6 +135,11 @@ class InferenceSettings:
                                      ("--min-defect-area", self.min_defect_area, MAX_MIN_DEFECT_AREA)):
             at_most(flag, value, ceiling)
         check_history(self.threshold_history)
+        size = self.preprocess.size
+        if size is not None and patch_count(*size, PATCH_SIZE, self.stride) > MAX_PATCHES:
+            raise SsimaeError(f"resize size {size[1]}x{size[0]} at stride {self.stride} costs "
+                              f"{patch_count(*size, PATCH_SIZE, self.stride)} patches an image, more than the "
+                              f"limit of {MAX_PATCHES} (a documented ceiling)")
 
 
 def check_history(history) -> None:

@@ -53,6 +53,7 @@ OPTIONS: dict[str, Option] = {
     "l2_warmup": _same("train.l2_warmup", recipe=True),
     "norm": _same("train.norm", recipe=True),
     "channels_last": Option(("train.channels_last",), None, True),
+    "micro_batches": Option(("train.micro_batches",)),
     "residual": _same("inference.residual"),
     "min_defect_area": _same("inference.min_defect_area"),
     "threshold_rule": Option((), "inference.threshold_rule"),
@@ -65,6 +66,7 @@ OPTIONS: dict[str, Option] = {
     "smooth": _same("inference.smooth", recipe=True),
     "image_score": Option(("inference.image_score",), None, True),
     "image_fpr": Option(("inference.image_fpr",)),
+    "image_threshold_rule": Option(("inference.image_threshold_rule",)),
     "tiling": Option(("inference.tiling",), None, True),
     "tile_size": Option(("inference.tile_size",)),
 }

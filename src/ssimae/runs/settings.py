@@ -27,6 +27,7 @@ from typing import Any
 
 from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
+from ssimae.core.seeds import MAX_SEED
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.window import STRIDE, check_whole
 from ssimae.errors import SsimaeError
@@ -51,7 +52,6 @@ MAX_EPOCHS = 1_000_000
 MAX_PATCHES_PER_EPOCH = 100_000_000
 MAX_BATCH_SIZE = 65_536
 MAX_WORKERS = 256
-MAX_SEED = 2**63 - 1  # torch's and numpy's seeds
 AUGMENTATIONS = ("none", "flips", "dihedral")  # random patch augmentations (ssimae.training.patches; the paper: none)
 
 
@@ -88,6 +88,7 @@ class TrainSettings:
     budget_minutes: float | None = None  # a time budget, converted once into ``epochs``
     measured_patches_per_s: float | None = None  # the throughput that conversion measured
     processes: int = 1  # processes that trained it together (torchrun); batch_size is their joint batch
+    micro_batches: int = 1  # each step's batch cut into this many parts whose gradients are summed (less memory)
 
     def __post_init__(self) -> None:
         from ssimae.models import get_model
@@ -128,6 +129,8 @@ class TrainSettings:
             raise SsimaeError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
         if self.seed < 0:
             raise SsimaeError(f"--seed must be 0 or more, got {self.seed}")
+        if not 1 <= self.micro_batches <= self.batch_size:
+            raise SsimaeError(f"--micro-batches must be in [1, --batch-size {self.batch_size}], got {self.micro_batches}")
         if self.num_workers < 0:
             raise SsimaeError(f"--workers must be 0 or more, got {self.num_workers}")
         at_most("--seed", self.seed, MAX_SEED)

@@ -13,7 +13,9 @@ Built on FastAPI and uvicorn (``pip install 'ssimae[serve]'``). Modules:
 * :mod:`ssimae.serve.decode`: request body -> image, with the size limits (413) and the
   decoder of ``ssimae predict`` applied to bytes;
 * :mod:`ssimae.serve.options`: the limits and their defaults; :mod:`ssimae.serve.page`:
-  the page; :mod:`ssimae.serve.command`: the command line.
+  the page; :mod:`ssimae.serve.server`: uvicorn set up for the app (JSON for the errors it
+  answers itself, the request-header timeout, the graceful SIGTERM);
+  :mod:`ssimae.serve.command`: the command line.
 
 Importing this package imports neither torch nor FastAPI; the names below load on first use.
 """

@@ -15,10 +15,14 @@ Endpoints (JSON unless said otherwise; every error is one line ``{"error": "..."
 * ``GET /healthz``: ``{"status": "ok", ...}`` with the batcher's counters (open, no key).
 * ``GET /``: a page to drop an image and see its verdict and overlay (:mod:`ssimae.serve.page`).
 
-Status codes: 400 bad input (broken image, bad body or query, wrong channels), 401 missing
-or wrong API key (header ``X-API-Key``; compared in constant time), 404/405 no such route,
-413 too many bytes or pixels, 415 not an image, 503 busy (with ``Retry-After``), 500 an
-unexpected failure (logged on the server; the server keeps serving).
+Status codes: 400 bad input (broken image, bad body or query, wrong channels, a request
+uvicorn cannot parse), 401 missing or wrong API key (header ``X-API-Key``; compared in
+constant time), 404/405 no such route, 408 the body did not arrive in time, 413 too many
+bytes, pixels or patches, 415 not an image, 503 busy (with ``Retry-After``) or shutting
+down, 500 an unexpected failure (logged on the server; the server keeps serving).
+
+A request is admitted (counted against the batcher's capacity) only once its whole body
+has arrived, within ``request_timeout_s``: a slow client holds no place another needs.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import dataclasses
 import hmac
 import io
 import logging
+import asyncio
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -38,7 +43,8 @@ from starlette.requests import ClientDisconnect
 
 from ssimae._version import __version__
 from ssimae.reporting.plots import overlay_rgb
-from ssimae.serve.batcher import Batcher, Busy
+from ssimae.errors import SsimaeError
+from ssimae.serve.batcher import Batcher, Busy, ShuttingDown
 from ssimae.serve.decode import RequestError, decode_upload, upload_bytes
 from ssimae.serve.options import ServeOptions
 from ssimae.serve.page import CONTENT_SECURITY_POLICY, render_page
@@ -101,15 +107,33 @@ def wanted_picture(query) -> str | None:
     return asked[0] if asked else None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: Request, max_bytes: int, timeout_s: float, stopping: asyncio.Event | None = None) -> bytes:
     """The request body, refused with 413 once it exceeds ``max_bytes`` (from its
-    Content-Length before reading, else while it streams in)."""
+    Content-Length before reading, else while it streams in), with 408 (and the connection
+    closed) when it has not all arrived within ``timeout_s`` seconds, and with
+    :class:`ShuttingDown` when ``stopping`` is set first."""
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise ApiError(400, "bad Content-Length header")
         if int(length) > max_bytes:
             raise ApiError(413, f"request body of {int(length)} bytes is larger than the limit of {max_bytes} bytes")
+    reading = asyncio.ensure_future(_collect(request, max_bytes))
+    waits = {reading} | ({asyncio.ensure_future(stopping.wait())} if stopping is not None else set())
+    try:
+        done, _ = await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+    if reading in done:
+        return reading.result()
+    if stopping is not None and stopping.is_set():
+        raise ShuttingDown()
+    raise ApiError(408, f"the request body did not arrive within {timeout_s:g} s", {"Connection": "close"})
+
+
+async def _collect(request: Request, max_bytes: int) -> bytes:
+    """The body's chunks joined; 413 past ``max_bytes``, 400 when the client goes away."""
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -142,8 +166,6 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
     """The FastAPI app serving ``detector`` (a :class:`ssimae.inference.detector.Detector` or an
     :class:`ssimae.inference.onnx_detector.OnnxDetector`; only its worker thread calls ``predict_many``).
     The batcher (``app.state.batcher``) runs while the app's lifespan does."""
-    from ssimae.errors import SsimaeError
-
     options = options or ServeOptions()
     threshold = detector.threshold if options.threshold is None else options.threshold
     if threshold is None:
@@ -153,7 +175,7 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
     preprocess = detector.settings.preprocess
     batcher = Batcher(lambda images: detector.predict_many(images, threshold, chunk=len(images)),
                       options.max_batch_images, options.max_wait_ms / 1000.0,
-                      options.queue_size + options.max_batch_images)
+                      options.queue_size + options.max_batch_images, (options.max_pixels, options.max_patches))
     page = render_page(detector.title, model["engine"], threshold, options.api_key is not None)
     key = None if options.api_key is None else options.api_key.encode("utf-8")
 
@@ -162,8 +184,9 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
         batcher.start()
         try:
             yield
-        finally:
-            batcher.stop()
+        finally:  # every connection is done: nobody waits for a batch still in the network
+            batcher.refuse_waiting()
+            batcher.stop(timeout=1.0)
 
     app = FastAPI(title="ssimae serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
@@ -188,7 +211,7 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
         if key is not None and not hmac.compare_digest(request.headers.get(API_KEY_HEADER, "").encode("utf-8"), key):
             raise ApiError(401, f"missing or wrong API key (header {API_KEY_HEADER})")
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz():
         return {"status": "ok", "pending": batcher.pending, "queued": batcher.queued, "batches": batcher.batches,
                 "images": batcher.images}
@@ -198,27 +221,38 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
         check_key(request)
         return model
 
+    def check_cost(image) -> tuple[int, int]:
+        """(pixels, patches) of an image, 413 over the server's limits (after the run's resize)."""
+        try:
+            preprocess.check_cost(image.shape, detector.settings.stride, limits=(options.max_pixels,
+                                                                                 options.max_patches))
+        except SsimaeError as err:
+            raise ApiError(413, err.problem) from None
+        return preprocess.cost(image.shape, detector.settings.stride)
+
     @app.post("/v1/predict")
     async def predict(request: Request):
         check_key(request)
         kind = wanted_picture(request.query_params)
         try:
-            with batcher.admit():
-                body = await read_body(request, options.max_bytes)
-                data, name = upload_bytes(body, request.headers.get("content-type"))
-                del body
+            body = await read_body(request, options.max_bytes, options.request_timeout_s, batcher.stopping)
+            data, name = upload_bytes(body, request.headers.get("content-type"))
+            del body
+            with batcher.admit():  # only once the body is here: a slow client holds no place
                 image = await run_in_threadpool(decode_upload, data, preprocess, options.max_pixels)
-                prediction = await batcher.submit(image)
+                prediction = await batcher.submit(image, check_cost(image))
                 if kind is not None:
                     return Response(await run_in_threadpool(picture, kind, image, prediction),
                                     media_type="image/png")
         except Busy as err:
             raise ApiError(503, str(err), {"Retry-After": str(RETRY_AFTER_S)}) from None
+        except ShuttingDown as err:
+            raise ApiError(503, str(err), {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"}) from None
         except RequestError as err:
             raise ApiError(err.status, err.message) from None
         return JSONResponse({**prediction.record(name), "model": model["model"], "residual": model["residual"]})
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index():
         return HTMLResponse(page, headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY,
                                            "Cache-Control": "no-store"})

@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import importlib.util
 import ipaddress
-import math
 import os
 import socket
 import sys
@@ -34,19 +33,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _wait_ms(text: str) -> float:
+def _whole_number(text: str) -> int:
+    """A whole number; its range is :class:`ssimae.serve.options.ServeOptions`'s to check."""
     try:
-        value = float(text)
+        return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of milliseconds, got {text!r}") from None
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1000 ms, got {text}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    """A number; its range is :class:`ssimae.serve.options.ServeOptions`'s to check."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``ssimae serve`` (defaults from :mod:`ssimae.serve.app`'s constants)."""
-    from ssimae.serve.options import ServeOptions
+    """The options of ``ssimae serve`` (defaults from :mod:`ssimae.serve.options`'s constants)."""
+    from ssimae.serve.options import LIBRARY_MAX_PATCHES, LIBRARY_MAX_PIXELS, ServeOptions
 
     d = dataclasses.asdict(ServeOptions())
     p.add_argument("source", metavar="RUN_OR_EXPORT",
@@ -56,19 +61,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free one)")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="torch, onnx (no torch needed), or auto (default): onnx for an export, torch for a run")
-    p.add_argument("--threshold", type=float, default=None, help="verdict threshold (default: the stored one)")
-    p.add_argument("--max-bytes", type=_positive_int, default=d["max_bytes"],
+    p.add_argument("--threshold", type=_number, default=None, help="verdict threshold (default: the stored one)")
+    p.add_argument("--max-bytes", type=_whole_number, default=d["max_bytes"],
                    help=f"largest request body in bytes; larger gets 413 (default {d['max_bytes']}, 32 MiB)")
-    p.add_argument("--max-pixels", type=_positive_int, default=d["max_pixels"],
-                   help=f"largest image in pixels (H x W), checked from its header; larger gets 413 "
-                        f"(default {d['max_pixels']}, 4096 x 4096)")
-    p.add_argument("--max-batch-images", type=_positive_int, default=d["max_batch_images"],
+    p.add_argument("--max-pixels", type=_whole_number, default=d["max_pixels"],
+                   help=f"largest image in pixels (H x W), checked from its header and after the run's resize; "
+                        f"larger gets 413 (default {d['max_pixels']}, 2000 x 2000; at most {LIBRARY_MAX_PIXELS})")
+    p.add_argument("--max-patches", type=_whole_number, default=d["max_patches"],
+                   help=f"most 128x128 patches one image may send through the network at the run's stride, and a "
+                        f"batch together; more gets 413 (default {d['max_patches']}: a 2000 x 2000 image at stride "
+                        f"30; at most {LIBRARY_MAX_PATCHES})")
+    p.add_argument("--max-batch-images", type=_whole_number, default=d["max_batch_images"],
                    help=f"most images scored together in one batch (default {d['max_batch_images']})")
-    p.add_argument("--max-wait-ms", type=_wait_ms, default=d["max_wait_ms"],
+    p.add_argument("--max-wait-ms", type=_number, default=d["max_wait_ms"],
                    help=f"longest wait for more images to join a batch (default {d['max_wait_ms']:g} ms)")
-    p.add_argument("--queue-size", type=_positive_int, default=d["queue_size"],
+    p.add_argument("--queue-size", type=_whole_number, default=d["queue_size"],
                    help=f"requests held beyond the batch in the network; more get 503 with Retry-After "
                         f"(default {d['queue_size']})")
+    p.add_argument("--request-timeout", type=_number, default=d["request_timeout_s"], metavar="SECONDS",
+                   help=f"time a client has to send a request's headers, and then its body; later gets 408 and the "
+                        f"connection closed (default {d['request_timeout_s']:g})")
+    p.add_argument("--shutdown-grace", type=_number, default=d["shutdown_grace_s"], metavar="SECONDS",
+                   help=f"on SIGTERM, time the requests in progress get to finish before they are answered 503 "
+                        f"(default {d['shutdown_grace_s']:g}); the process exits about a second later")
     p.add_argument("--api-key", default=None,
                    help=f"require this key in the X-API-Key header of /v1/ requests (default: the environment "
                         f"variable {API_KEY_ENV}, else none; prefer the variable: options show in ps)")
@@ -145,23 +160,39 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def api_key_of(option: str | None) -> str | None:
+    """The API key: ``--api-key``, else the environment variable :data:`API_KEY_ENV`, else
+    None (no key). An empty or blank key is refused: it would turn authentication off."""
+    key, where = (option, "--api-key") if option is not None else (os.environ.get(API_KEY_ENV), API_KEY_ENV)
+    if key is not None and not key.strip():
+        raise SsimaeError(f"{where} is empty: give a key, or leave it unset to serve without one")
+    return key
+
+
+def serve_options(args: argparse.Namespace, api_key: str | None):
+    """The :class:`ssimae.serve.options.ServeOptions` of the parsed options (each field read
+    from the option its metadata names); SsimaeError naming the flag of a value out of range."""
+    from ssimae.serve.options import ServeOptions
+
+    values = {f.name: getattr(args, f.metadata["flag"].lstrip("-").replace("-", "_"))
+              for f in dataclasses.fields(ServeOptions)}
+    try:
+        return ServeOptions(**dict(values, api_key=api_key))
+    except ValueError as err:
+        raise SsimaeError(str(err)) from None
+
+
 def serve(args: argparse.Namespace, log=print) -> None:
     """Load ``args.source`` and serve it until interrupted (the options of :func:`add_arguments`)."""
     require_serve_extra()
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise SsimaeError(f"--threshold must be a finite number, got {args.threshold}")
     if not 0 <= args.port <= 65535:
         raise SsimaeError(f"--port must be between 0 and 65535, got {args.port}")
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
-    import uvicorn
-
+    options = serve_options(args, api_key_of(args.api_key))
+    api_key = options.api_key
     from ssimae.serve.app import create_app
-    from ssimae.serve.options import ServeOptions
+    from ssimae.serve.server import make_server
 
     detector, engine = load_detector(args.source, args.engine, args.device, args.threads)
-    options = ServeOptions(max_bytes=args.max_bytes, max_pixels=args.max_pixels,
-                           max_batch_images=args.max_batch_images, max_wait_ms=args.max_wait_ms,
-                           queue_size=args.queue_size, api_key=api_key, threshold=args.threshold)
     app = create_app(detector, options)
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
@@ -173,9 +204,7 @@ def serve(args: argparse.Namespace, log=print) -> None:
     if not _is_loopback(args.host) and api_key is None:
         print(f"ssimae serve: warning: listening on {args.host} without an API key; anyone who can reach this "
               f"port can use the model (set {API_KEY_ENV})", file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet,
-                            lifespan="on", timeout_graceful_shutdown=10, server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    make_server(app, options, args.quiet).run(sockets=[sock])
 
 
 def main(argv: list[str] | None = None) -> int:

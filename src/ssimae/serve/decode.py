@@ -25,6 +25,7 @@ from ssimae.io.images import ImageTooLargeError, NotAnImageError, decode_image
 
 NPY_MAGIC = b"\x93NUMPY"
 FILE_FIELD = "file"  # the multipart form field of the image
+MAX_BOUNDARY = 256  # characters of a multipart boundary (python-multipart's own ceiling; RFC 2046: 70)
 MAX_NAME = 200  # characters of the client's file name kept (echoed as the row's "path")
 
 
@@ -48,12 +49,15 @@ def upload_bytes(body: bytes, content_type: str | None) -> tuple[bytes, str]:
 
 def _multipart_file(body: bytes, content_type: str) -> tuple[bytes, str]:
     """The image part of a multipart/form-data body, parsed in memory by python-multipart."""
-    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.exceptions import FormParserError
     from python_multipart.multipart import MultipartParser, parse_options_header
 
     boundary = parse_options_header(content_type)[1].get(b"boundary")
     if not boundary:
         raise RequestError(400, "multipart/form-data body without a boundary")
+    if len(boundary) > MAX_BOUNDARY:
+        raise RequestError(400, f"multipart/form-data boundary of {len(boundary)} characters, more than "
+                                f"{MAX_BOUNDARY} (RFC 2046 allows 70)")
     parts: list[dict] = []
     header: list[list[bytes]] = [[], []]
     ended = []
@@ -75,7 +79,7 @@ def _multipart_file(body: bytes, content_type: str) -> tuple[bytes, str]:
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as err:
+    except FormParserError as err:  # MultipartParseError and the parser's other refusals
         raise RequestError(400, f"malformed multipart/form-data body ({err})") from None
     if not ended:
         raise RequestError(400, "incomplete multipart/form-data body (no closing boundary)")

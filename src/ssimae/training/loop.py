@@ -156,6 +156,29 @@ def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, 
         torch.set_rng_state(rng)
 
 
+def accumulate(loss_fn, x: torch.Tensor, parts: int = 1) -> torch.Tensor:
+    """Backward of the loss of batch ``x`` (N, C, H, W) cut into ``parts`` consecutive slices
+    (``torch.chunk``): each slice's loss (a mean over its n_i patches) scaled by n_i / N, its
+    gradients summed into ``.grad``; returns the batch's mean loss (detached). This is the
+    gradient of the whole batch's mean loss, in less memory.
+
+    With equal slices and ``parts`` a power of two it is also, to the last bit, what ``parts``
+    DDP processes compute from the same slices: DDP averages their gradients by a division
+    by the process count and a sum; scaling by a power of two is exact in floating point and
+    commutes with every operation of backward, and a sum of two values is commutative."""
+    if parts == 1:
+        loss = loss_fn(x)
+        loss.backward()
+        return loss.detach()
+    total = x.new_zeros(())
+    for part in torch.chunk(x, parts):
+        loss = loss_fn(part)
+        weight = part.shape[0] / x.shape[0]
+        (loss * weight).backward()
+        total += loss.detach() * weight
+    return total
+
+
 def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, out: Path, save, progress, log,
           warm_loss=None, par: SingleProcess = SingleProcess()) -> bool:
     """Run the epochs from ``state`` ({"epoch", "step", "rows"}); returns True when the
@@ -164,6 +187,7 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
     n_steps = math.ceil(t.patches_per_epoch / t.batch_size)
     total_steps = n_steps * t.epochs
     warm_steps = int(round(t.l2_warmup * total_steps))
+    parts = max(1, t.micro_batches // par.world)  # --micro-batches slices the global batch: each process does its share
     start = time.monotonic()
     budget = None if t.max_minutes is None else t.max_minutes * 60
     stopped = False
@@ -178,15 +202,16 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
             for group in opt.param_groups:
                 group["lr"] = learning_rate(global_step, total_steps, t)
             par.step_seed(t.seed, state["epoch"], state["step"])
-            loss = (warm_loss if global_step < warm_steps else loss_fn)(x)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = accumulate((warm_loss if global_step < warm_steps else loss_fn), x, parts)
             # one exchange per step besides the gradients', right after them (the processes are in
             # step there, so none waits): the mean loss, and whether any process ran out of time
             value, stop = par.agree(loss, budget is not None and time.monotonic() - start >= budget)
             if not math.isfinite(value):
-                raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {value}); "
-                                  f"the last good checkpoint is kept", out / CHECKPOINT_NAME)
+                kept = "the last good checkpoint is kept" if (out / CHECKPOINT_NAME).exists() else \
+                    "no checkpoint was written before"
+                raise SsimaeError(f"training diverged at epoch {state['epoch'] + 1} (loss {value}); {kept}",
+                                  out / CHECKPOINT_NAME)
             opt.step()
             state["step"] += 1
             seen += x.shape[0] * par.world

@@ -63,3 +63,47 @@ def test_outcomes_and_summary_count_false_rejects_and_escapes():
     assert summary(recs) == ("3 of 5 images defective; false rejects: 1 of 2 good images, "
                              "escapes: 1 of 2 defective images")
     assert summary(recs[-1:]) == "1 of 1 image defective"
+
+
+def test_gaussian_image_threshold_against_its_definition():
+    """mean + z * sample std (statistics module's NormalDist and stdev: an independent
+    reference), never below the largest score."""
+    import statistics
+
+    from ssimae.core.thresholds import gaussian_image_threshold
+
+    scores = [0.31, 0.35, 0.29, 0.4, 0.33, 0.36]
+    ref = statistics.mean(scores) + statistics.NormalDist().inv_cdf(0.99) * statistics.stdev(scores)
+    assert image_threshold(scores, 0.01, "gaussian") == pytest.approx(ref, rel=1e-12)
+    assert gaussian_image_threshold(scores, 0.3) == max(scores)  # the fit lies below the largest score
+    assert gaussian_image_threshold([0.5], 0.01) == 0.5
+
+
+def test_the_rules_false_reject_rates_on_normal_scores():
+    """On n = 20 defect-free scores drawn from N(0, 1) (2,000 draws), the rate at which new
+    defect-free images are rejected (exactly: the normal tail above the threshold): the order
+    rule at 1 % rejects 1 / (n + 1) on average (the max of n exchangeable scores; its Monte
+    Carlo error here is 0.001), the fitted tail stays near the asked 1 % (above it by the
+    uncertainty of the fitted mean and std, Student's predictive inflation: about 1.5 %)."""
+    from scipy.stats import norm
+
+    from ssimae.core.thresholds import supportable_rate
+
+    rng = np.random.default_rng(0)
+    n = 20
+    order, fitted = [], []
+    for _ in range(2000):
+        s = rng.standard_normal(n)
+        order.append(norm.sf(image_threshold(s, 0.01, "order")))
+        fitted.append(norm.sf(image_threshold(s, 0.01, "gaussian")))
+    assert np.mean(order) == pytest.approx(supportable_rate(n), abs=0.005)
+    assert 0.008 < np.mean(fitted) < 0.02
+    assert supportable_rate(n) == 1 / 21
+
+
+def test_unknown_image_threshold_rule_is_one_line():
+    from ssimae.errors import SsimaeError
+    from ssimae.runs.inference_settings import InferenceSettings
+
+    with pytest.raises(SsimaeError, match="--image-threshold-rule"):
+        InferenceSettings(image_threshold_rule="best")

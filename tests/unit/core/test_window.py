@@ -72,3 +72,12 @@ def test_numpy_and_torch_windows_are_the_same_code():
                          batch_size=5)
     assert isinstance(ours, np.ndarray) and ours.dtype == np.float32
     assert np.array_equal(ours, ref.numpy())
+
+
+def test_patch_count_is_the_number_of_patches_the_window_visits():
+    """Reference: the patches listed by patch_starts (an image smaller than a patch is padded to one)."""
+    from ssimae.core.window import patch_count
+
+    for h, w, stride in [(1, 1, 30), (128, 128, 30), (129, 300, 30), (4096, 4096, 30), (1000, 257, 1), (500, 700, 128)]:
+        expected = len(patch_starts(max(h, 128), 128, stride)) * len(patch_starts(max(w, 128), 128, stride))
+        assert patch_count(h, w, 128, stride) == expected

@@ -218,3 +218,25 @@ def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_ro
     for p in sorted(good.iterdir())[:3]:
         pred = det.predict(read_image(p))
         assert pred.image_threshold == t and pred.defective == (pred.score > t)
+
+
+def test_the_image_threshold_states_its_images_and_follows_its_rule(run_copy, demo_root, trained_run):
+    """A new run records how many defect-free images its image threshold rests on; calibrate
+    with --image-threshold-rule gaussian sets the fitted tail of those images' scores
+    (recomputed here from their maps, :func:`image_threshold` being checked against its
+    definition in tests/unit/core/test_image_verdicts.py)."""
+    from ssimae.core.thresholds import image_threshold
+    from ssimae.core.verdict import image_scores
+    from tests.helpers.floats import RESIDUAL_RTOL
+
+    files = [str(p) for p in own_validation_files(trained_run, demo_root)]
+    inf = load_checkpoint(trained_run)["settings"].inference
+    assert inf.image_threshold_images == len(files) >= 1 and inf.image_threshold_rule == "order"
+    good_args = [a for f in files for a in ("--good", f)]
+    assert main(["calibrate", str(run_copy), *good_args, "--image-threshold-rule", "gaussian", "--quiet"]) == 0
+    inf = load_checkpoint(run_copy)["settings"].inference
+    det = Detector.load(run_copy)
+    scores = image_scores([gray_opening(det.residual_map(read_image(f)), inf.opening_diameter) for f in files],
+                          inf.image_score)
+    assert inf.image_threshold_rule == "gaussian" and inf.image_threshold_images == len(files)
+    assert inf.image_threshold == pytest.approx(image_threshold(scores, inf.image_fpr, "gaussian"), rel=RESIDUAL_RTOL)

@@ -271,3 +271,19 @@ def test_decode_image_errors_name_no_file_and_have_kinds(tmp_path):
         with pytest.raises(ImageTooLargeError, match="1200 pixels, more than the limit of 1199"):
             decode_image(path.read_bytes(), max_pixels=1199)
         assert decode_image(path.read_bytes(), max_pixels=1200).shape == (30, 40)
+
+
+def test_a_multipage_tiff_whose_pages_differ_in_size_is_refused(tmp_path):
+    """Pages of 40x40 and 50x60: it was scored on page 1 only (a same-size stack is refused);
+    now refused alike, from a file and from bytes."""
+    from ssimae.io.images import decode_image
+
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.zeros((40, 40), np.uint8))
+        tif.write(np.full((60, 50), 255, np.uint8))
+    with pytest.raises(SsimaeError, match="multi-page TIFF of 2 images") as err:
+        read_image(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+    with pytest.raises(SsimaeError, match="not a stack"):
+        decode_image(path.read_bytes())

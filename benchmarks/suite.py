@@ -1,0 +1,259 @@
+"""The dev suite: one configuration trained and scored on every dev set, one table.
+
+    python benchmarks/suite.py --configs ssim-fast,draem --out suite [--sets demo,magnetic-tile,visa-fryum]
+        [--seeds 0] [--shared ../shared]
+
+For every configuration, set and seed: ``ssimae train`` at the set's stated patch budget
+(:data:`SETS`: epochs x patches per epoch, the same for every configuration, so the AUCs do not
+depend on the machine), then the test set scored once with the run's own residual, smoothing and
+image score, and recorded: pixel ROC AUC, PRO (to FPR 0.3), image ROC AUC, good parts flagged
+and defective parts found at the run's stored thresholds, training minutes (from its log),
+seconds per test image, and, per configuration, the mean and the worst set. Defaults are chosen
+by the mean and the worst set, never by one set. Writes OUT/results.json (every run, its
+command) and OUT/results.md; runs that exist are reused. The minutes depend on the machine and
+on what else runs on it; the AUCs and counts do not.
+
+Sets (``--shared``: the folder holding ``datasets/``; the demo is made by ``ssimae make-demo-data``):
+- demo: the synthetic texture (gray, 512 px, small defects), 12,000 patches;
+- magnetic-tile: real gray texture photographs (blowholes, cracks, fray), image scale 0.25,
+  20,000 patches;
+- visa-fryum: real colour photographs of an object, read as gray, scale 0.5 (375 x 250), 24,000 patches.
+
+``--budget-scale S`` multiplies every budget (for a quick look: 0.25); the tables state it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SETS = {
+    # name: (dataset under --shared/datasets, or None for the demo; train options; epochs, patches per epoch)
+    "demo": (None, [], 8, 1500),
+    "magnetic-tile": ("magnetic-tile", ["--scale", "0.25"], 10, 2000),
+    "visa-fryum": ("visa-fryum", ["--scale", "0.5"], 12, 2000),
+}
+_INPAINT = ["--model", "inpaint"]  # its recipe: batch 8, lr 1e-3, stride 64, smoothing 4, top-1 % image score
+CONFIGS = {
+    "ssim-fast": ["--model", "ssim", "--recipe", "fast"],  # the paper's SSIM-AE, the CPU recipe
+    "l2-fast": ["--model", "l2", "--recipe", "fast"],
+    "inpaint": _INPAINT,  # cells 2 and 8 (the demo's choice)
+    "inpaint-riad": [*_INPAINT, "--cell-sizes", "2,4,8,16"],  # RIAD's cells
+    "inpaint-c8-32": [*_INPAINT, "--cell-sizes", "8,16,32"],  # cells for large defects
+    "draem": ["--model", "draem"],  # segmentation head, Perlin foreign textures (DRAEM)
+    "draem-mixed": ["--model", "draem", "--anomalies", "mixed"],  # + cut-and-paste (NSA) and texture removal
+    "draem-cutpaste": ["--model", "draem", "--anomalies", "cutpaste"],
+    "draem-perlin-removal": ["--model", "draem", "--anomalies", "perlin-removal"],  # DRAEM's or texture removal
+    "draem-recon": ["--model", "draem-recon"],
+    "draem-recon-mixed": ["--model", "draem-recon", "--anomalies", "mixed"],
+}
+
+
+def demo_data(folder: Path) -> Path:
+    """The demo dataset (``ssimae make-demo-data``), made once under ``folder``."""
+    root = folder / "demo-data"
+    if not (root / "train").exists():
+        subprocess.run([sys.executable, "-m", "ssimae.cli", "make-demo-data", str(root)], check=True,
+                       stdout=subprocess.DEVNULL)
+    return root
+
+
+def train_command(config: str, set_name: str, data: Path, run: Path, seed: int, scale: float) -> list[str]:
+    """The ``ssimae train`` arguments of one suite run."""
+    _, extra, epochs, per_epoch = SETS[set_name]
+    return ["train", "--data", str(data), "--out", str(run), "--seed", str(seed), "--quiet", *CONFIGS[config],
+            *extra, "--epochs", str(max(1, round(epochs * scale))), "--patches-per-epoch", str(per_epoch)]
+
+
+def training_time(run: Path) -> tuple[int, float]:
+    """(patches, minutes) of a run from its train_log.csv."""
+    import csv
+
+    rows = list(csv.DictReader((run / "train_log.csv").open()))
+    patches = sum(int(r["patches"]) for r in rows)
+    return patches, sum(int(r["patches"]) / float(r["patches_per_s"]) for r in rows) / 60
+
+
+def score_run(run: Path) -> dict:
+    """The suite's metrics of a trained run on its test set, at its own residual, smoothing,
+    image score and stored thresholds; the image-threshold rules compared on the run's own
+    validation scores (good parts flagged, defective parts found at each rule's threshold);
+    and the selection proxy on its validation images (:mod:`ssimae.inference.selection`)."""
+    from ssimae.core.metrics import evaluate_maps
+    from ssimae.core.morphology import gray_opening
+    from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, image_threshold
+    from ssimae.core.verdict import image_score
+    from ssimae.data.datasets import load_dataset
+    from ssimae.inference.detector import Detector
+    from ssimae.inference.selection import proxy_scores
+    from ssimae.inference.test_set import score_test_set, validation_images
+    from ssimae.runs.checkpoint import load_run
+
+    loaded = load_run(run)
+    data = dict(loaded.settings.train.data)
+    dataset = load_dataset(data.pop("root"), **data, log=None, progress=False)
+    det = Detector.load(loaded)
+    t0 = time.perf_counter()
+    scores = score_test_set(det, dataset, progress=False)
+    seconds = (time.perf_counter() - t0) / len(scores.masks)
+    maps = scores.maps[det.default_residual]
+    m = evaluate_maps(maps, scores.masks, scores.types, det.opening_diameter, det.settings.image_score)
+    s = det.settings
+
+    def opened_score(x):
+        return image_score(gray_opening(x, det.opening_diameter), s.image_score)
+
+    image_scores = np.array([opened_score(x) for x in maps])
+    good = np.array([t == "good" for t in scores.types])
+
+    def counts(threshold):
+        flagged = image_scores > threshold if threshold is not None else np.ones(len(maps), bool)
+        return {"good_flagged": int(flagged[good].sum()), "defective_found": int(flagged[~good].sum())}
+
+    val = validation_images(dataset, loaded.settings)
+    val_scores = [opened_score(det.residual_map(s.preprocess.read(p))) for p in val]
+    rules = {r: {"threshold": image_threshold(val_scores, s.image_fpr, r),
+                 **counts(image_threshold(val_scores, s.image_fpr, r))} for r in IMAGE_THRESHOLD_RULES}
+    return {"pixel_auc": m["pixel_roc_auc"], "pro": m["pro_auc_fpr30"], "image_auc": m["image_roc_auc"],
+            **counts(s.image_threshold), "good": int(good.sum()), "defective": int((~good).sum()),
+            "per_type": {k: v["pixel_roc_auc"] for k, v in m["per_type"].items()},
+            "image_threshold": s.image_threshold, "pixel_threshold": s.threshold, "seconds_per_image": seconds,
+            "validation_images": len(val), "image_threshold_rules": rules, "proxy": proxy_scores(det, val)}
+
+
+def summary(results: dict, config: str, sets: list[str], seeds: list[int]) -> dict | None:
+    """Mean and worst set of a configuration's seed means (None unless every set is done)."""
+    per_set = {}
+    for name in sets:
+        runs = [results.get(f"{config}/{name}/seed{s}") for s in seeds]
+        if not all(runs):
+            return None
+        per_set[name] = {k: float(np.mean([r["metrics"][k] for r in runs])) for k in ("pixel_auc", "pro", "image_auc")}
+    return {k: {"mean": float(np.mean([v[k] for v in per_set.values()])),
+                "worst": float(min(v[k] for v in per_set.values()))} for k in ("pixel_auc", "pro", "image_auc")}
+
+
+def write_table(results: dict, configs: list[str], sets: list[str], seeds: list[int], path: Path,
+                scale: float) -> None:
+    lines = [f"Budgets: {', '.join(f'{n} {SETS[n][2] * SETS[n][3]:,} patches' for n in sets)}"
+             + (f" (x {scale:g})" if scale != 1 else "") + ".", "",
+             "| configuration | set | seed | pixel ROC AUC | PRO | image ROC AUC | good flagged | defective found "
+             "| train min | s / image |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in configs:
+        for n in sets:
+            for s in seeds:
+                r = results.get(f"{c}/{n}/seed{s}")
+                if r is None:
+                    continue
+                m = r["metrics"]
+                lines.append(f"| {c} | {n} | {s} | {m['pixel_auc']:.3f} | {m['pro']:.3f} | {m['image_auc']:.3f} | "
+                             f"{m['good_flagged']} of {m['good']} | {m['defective_found']} of {m['defective']} | "
+                             f"{r['train_minutes']:.1f} | {m['seconds_per_image']:.2f} |")
+    lines += ["", "| configuration | pixel AUC mean / worst | PRO mean / worst | image AUC mean / worst |",
+              "|---|---|---|---|"]
+    for c in configs:
+        sm = summary(results, c, sets, seeds)
+        if sm:
+            lines.append(f"| {c} | " + " | ".join(f"{sm[k]['mean']:.3f} / {sm[k]['worst']:.3f}"
+                                                  for k in ("pixel_auc", "pro", "image_auc")) + " |")
+    lines += proxy_lines(results, sets) + rule_lines(results, configs, sets, seeds)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def proxy_lines(results: dict, sets: list[str]) -> list[str]:
+    """Per set: the selection proxy of each run beside its true pixel and image AUC, and the
+    Spearman rank correlation of the proxy with each over the runs of that set."""
+    from scipy.stats import spearmanr
+
+    lines = ["", "Selection proxy (stains and scratches pasted into the held-back good images) against the truth:", "",
+             "| set | runs | proxy ranking (best first) | true pixel AUC ranking | true image AUC ranking "
+             "| Spearman proxy ~ pixel | Spearman proxy ~ image |", "|---|---|---|---|---|---|---|"]
+    for name in sets:
+        runs = {k: r["metrics"] for k, r in results.items() if k.split("/")[1] == name and "proxy" in r["metrics"]}
+        if len(runs) < 2:
+            continue
+        keys = list(runs)
+        proxy = [runs[k]["proxy"]["proxy"] for k in keys]
+
+        def order(values):
+            return ", ".join(f"{keys[i].split('/')[0]} {values[i]:.3f}" for i in np.argsort(values)[::-1])
+
+        rho = [spearmanr(proxy, [runs[k][m] for k in keys])[0] for m in ("pixel_auc", "image_auc")]
+        lines.append(f"| {name} | {len(keys)} | {order(proxy)} | {order([runs[k]['pixel_auc'] for k in keys])} | "
+                     f"{order([runs[k]['image_auc'] for k in keys])} | {rho[0]:.2f} | {rho[1]:.2f} |")
+    return lines
+
+
+def rule_lines(results: dict, configs: list[str], sets: list[str], seeds: list[int]) -> list[str]:
+    """Good parts flagged / defective parts found at each image-threshold rule."""
+    lines = ["", "Image-threshold rules on the same validation scores (good parts flagged / defective parts found):",
+             "", "| configuration | set | validation images | order | gaussian |", "|---|---|---|---|---|"]
+    for c in configs:
+        for n in sets:
+            for s in seeds:
+                m = results.get(f"{c}/{n}/seed{s}", {}).get("metrics", {})
+                rules = m.get("image_threshold_rules")
+                if rules:
+                    cells = " | ".join(f"{rules[r]['good_flagged']} of {m['good']} / {rules[r]['defective_found']} of "
+                                       f"{m['defective']}" for r in ("order", "gaussian"))
+                    lines.append(f"| {c} | {n} | {m['validation_images']} | {cells} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", required=True, help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--sets", default=",".join(SETS))
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared"))
+    ap.add_argument("--budget-scale", type=float, default=1.0)
+    ap.add_argument("--rescore", action="store_true", help="score the runs again (after a change of the scoring)")
+    ap.add_argument("--merge", nargs="*", default=[], metavar="DIR",
+                    help="first take the results of these suite folders into OUT (runs made in parallel)")
+    args = ap.parse_args(argv)
+    configs, sets = args.configs.split(","), args.sets.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for name in configs + sets:
+        if name not in CONFIGS and name not in SETS:
+            ap.error(f"unknown configuration or set {name!r}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for other in args.merge:
+        results.update(json.loads((Path(other) / "results.json").read_text()))
+    path.write_text(json.dumps(results, indent=1))
+    for config in configs:
+        for name in sets:
+            folder = SETS[name][0]
+            for seed in seeds:
+                key = f"{config}/{name}/seed{seed}"
+                if key in results and not args.rescore:
+                    continue
+                data = demo_data(out) if folder is None else Path(args.shared) / "datasets" / folder
+                run = out / "runs" / config / name / f"seed{seed}"
+                cmd = train_command(config, name, data, run, seed, args.budget_scale)
+                if not (run / "config.json").exists() or not (run / "model.pt").exists():
+                    print("$ ssimae", shlex.join(cmd), flush=True)
+                    subprocess.run([sys.executable, "-m", "ssimae.cli", *cmd], check=True, stdout=subprocess.DEVNULL)
+                patches, minutes = training_time(run)
+                metrics = score_run(run)
+                results[key] = {"command": "ssimae " + shlex.join(cmd), "patches": patches, "train_minutes": minutes,
+                                "metrics": metrics}
+                path.write_text(json.dumps(results, indent=1))
+                print(f"{key}: pixel {metrics['pixel_auc']:.3f} PRO {metrics['pro']:.3f} image "
+                      f"{metrics['image_auc']:.3f}, good flagged {metrics['good_flagged']}/{metrics['good']}, "
+                      f"found {metrics['defective_found']}/{metrics['defective']} ({minutes:.1f} min)", flush=True)
+    write_table(results, list(dict.fromkeys([k.split("/")[0] for k in results])), sets, seeds, out / "results.md",
+                args.budget_scale)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,11 @@ from ssimae.cluster.ray_scoring import (JOB_NAME, JOURNAL_NAME, STATE_DIR, check
                                         predict_on_ray)
 
 
+# Ray's outputs are compared with predict's byte for byte, and that is exact by design, not a
+# tolerance of 0: an actor scores predict's chunks of IMAGES_PER_BATCH consecutive images (the
+# same patches in the same network batches), with one torch thread as the reference below, in a
+# worker process of this machine that inherits this environment (the same kernels, including
+# under .ci/run's ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY): the same sums in the same order.
 pytestmark = pytest.mark.kernels  # float comparisons across kernels: tests/helpers/floats.py
 
 @pytest.fixture(scope="module")
@@ -152,9 +157,16 @@ def test_ray_rerun_after_interruption_scores_only_the_rest(ray_instance, trained
     one_error_line(capsys, str(out), "threshold")
 
 
-def test_ray_list_file_onnx_equals_predict(ray_instance, trained_run, demo_root, tmp_path):
+def test_ray_list_file_onnx_equals_predict(ray_instance, trained_run, demo_root, tmp_path, monkeypatch):
     """A list file (with a comment and a blank line) scored by the ONNX engine through the
-    command line equals single-process ``predict`` of the same list."""
+    command line equals single-process ``predict`` of the same list, byte for byte: predict's
+    onnxruntime is given one thread, as each actor has (onnxruntime's default is all cores, and
+    MLAS blocks a GEMM's sum over K by the width of each thread's share of the outputs, so
+    another thread count can sum in another order); the chunks are predict's, as above."""
+    from ssimae.inference import onnx_detector
+
+    open_export = onnx_detector.open_export
+    monkeypatch.setattr(onnx_detector, "open_export", lambda path, threads=None: open_export(path, threads or 1))
     copy = tmp_path / "images"
     shutil.copytree(demo_root, copy)
     images = [p.relative_to(copy).as_posix() for p in walk_images(copy)]

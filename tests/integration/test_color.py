@@ -90,9 +90,10 @@ def test_preprocess_color_reads_resizes_and_pads_channels_alike():
     assert padded.shape == (128, 128, 3)
     for c in range(3):
         assert np.array_equal(padded[..., c], pad_to_patch(out[..., c]))
-    assert p.check(img[..., 0]).shape == (90, 100, 3)  # gray array into a colour run: repeated
+    with pytest.raises(ValueError, match="reads colour images"):  # a gray array cannot show colour defects
+        p.check(img[..., 0])
     with pytest.raises(ValueError, match="gray images"):
-        Preprocess().check(img)
+        Preprocess().check(img[..., :2])
     assert Preprocess.from_dict(p.to_dict()) == p
 
 
@@ -228,16 +229,19 @@ def test_color_run_stores_color_and_scores_rgb(color_run, color_root):
     # the residual is the SSIM of the RGB image and its reconstruction, averaged over channels
     ref = ssim_residual(np.moveaxis(img, -1, 0).astype(np.float64), np.moveaxis(a.reconstruction, -1, 0).astype(np.float64))
     assert np.abs(a.residual - ref).max() < 1e-4
-    gray_input = det.analyze(img.mean(axis=2))  # a gray array is read as three equal channels
-    assert gray_input.reconstruction.shape == (160, 160, 3)
+    with pytest.raises(ValueError, match="reads colour images"):  # a gray array cannot show colour defects
+        det.analyze(img.mean(axis=2))
     p = det.predict(color_root / "test" / "hue" / "000.png")
     assert p.residual.shape == (160, 160) and p.reconstruction.shape == (160, 160, 3)
 
 
-def test_gray_run_refuses_a_color_array(trained_run):
-    det = Detector.load(trained_run, "cpu")
-    with pytest.raises(ValueError, match="--color"):
-        det.analyze(np.zeros((130, 130, 3), np.float32))
+def test_gray_run_reads_a_color_array_as_its_luma(trained_run):
+    det = Detector.load(trained_run, "cpu")  # as a gray run reads a colour file (ssimae.io.images)
+    rgb = np.zeros((130, 130, 3), np.float32)
+    rgb[..., 1] = 1.0
+    np.testing.assert_array_equal(det.analyze(rgb).residual, det.analyze(np.full((130, 130), 0.587, np.float32)).residual)
+    with pytest.raises(ValueError, match="gray images"):
+        det.analyze(np.zeros((130, 130, 2), np.float32))
 
 
 def test_color_evaluate_and_predict_write_rgb_reports(color_run, color_root, tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from tests.helpers.clicheck import TINY
+from tests.helpers.floats import maps_close
 
 from ssimae.cli.main import main
 from ssimae.commands.compare import compare
@@ -58,6 +59,7 @@ def toy():
     assert "toy" not in MODELS and "toy-abs" not in RESIDUALS
 
 
+@pytest.mark.kernels  # predict's batches against one image's: tests/helpers/floats.py
 def test_toy_model_trains_evaluates_and_predicts(toy, demo_root, tmp_path):
     run = RunSettings(TrainSettings(model="toy", latent_dim=8, epochs=1, patches_per_epoch=24, batch_size=8,
                                     params=ToyParams(scale=2.0)), InferenceSettings())
@@ -82,7 +84,9 @@ def test_toy_model_trains_evaluates_and_predicts(toy, demo_root, tmp_path):
     written = predict(ckpt, [demo_root / "test" / "cut"], tmp_path / "pred", save_raw=True, progress=False,
                       log=lambda *a: None)
     assert len(written) == len(list((demo_root / "test" / "cut").glob("*.png")))
-    assert np.allclose(np.load(f"{written[0]}.npy"), det.residual_map(read_image(demo_root / "test/cut/000.png")))
+    # predict sends the patches of up to 8 images through the network together, residual_map
+    # those of one image: another batch composition, so the sums round differently (floats.py)
+    maps_close(np.load(f"{written[0]}.npy"), det.residual_map(read_image(demo_root / "test/cut/000.png")))
 
 
 def test_toy_model_on_the_command_line_and_in_compare(toy, demo_root, tmp_path, capsys):

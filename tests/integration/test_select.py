@@ -15,6 +15,7 @@ from ssimae.runs.checkpoint import load_checkpoint, load_run
 TINY_AUTO = ["--latent-dim", "8", "--epochs", "2", "--patches-per-epoch", "32", "--batch-size", "8", "--quiet"]
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 def test_model_auto_picks_the_best_candidate_by_the_proxy(demo_root, tmp_path):
     out = tmp_path / "auto"
     assert main(["train", "--data", str(demo_root), "--out", str(out), "--model", "auto",
@@ -28,6 +29,8 @@ def test_model_auto_picks_the_best_candidate_by_the_proxy(demo_root, tmp_path):
     best = max(proxies, key=lambda n: (proxies[n], n == "ssim-fast"))  # a tie goes to the first candidate
     info = json.loads((out / "run_info.json").read_text())["selection"]
     assert info["chosen"] == best and info["screen_share"] == 0.5
+    # exact by design (abs=1e-12: the AUCs' own float64 arithmetic): train computed each proxy
+    # as here, one image at a time with the saved weights, in this process with its kernels
     assert {n: c["proxy"] for n, c in info["candidates"].items()} == pytest.approx(proxies, abs=1e-12)
     final = load_checkpoint(out / "model.pt")
     assert final["finished"] and final["epoch"] == 2

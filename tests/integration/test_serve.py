@@ -188,10 +188,11 @@ def same_row(got: dict, ref: dict, name: str, margin) -> None:
     """The server's JSON is predict's row (path aside: the client's file name), plus model and residual;
     minus the label, outcome and source, which come from predict's input files (a request has none).
     ``margin``: the image's entry of :func:`margins`; the mask's fields and the verdict are
-    compared only where they cannot flip by rounding."""
+    compared only where they cannot flip by rounding (``regions_are`` follows the verdict;
+    ``score_norm``, the score over the same stored threshold, is compared like the score)."""
     mask_flips, verdict_flips = margin
     skip = {"label", "outcome", "source"} | (set(MASK_KEYS) if mask_flips.any() else set())
-    skip |= {"defective"} if verdict_flips else set()
+    skip |= {"defective", "regions_are"} if verdict_flips else set()
     ref = {k: v for k, v in ref.items() if k not in skip}  # source: a server file
     close({k: v for k, v in got.items() if k not in skip}, {**ref, "path": name, "model": "ssim", "residual": "ssim"})
 
@@ -227,7 +228,8 @@ def test_server_matches_predict(engine, trained_run, demo_root, images, threshol
     try:
         model = httpx.get(url + "/v1/model").json()
         assert model["engine"] == engine and model["model"] == "ssim" and model["title"] == "SSIM-AE"
-        assert model["threshold"] == threshold and model["version"] == __version__ and model["channels"] == 1
+        assert model["pixel_threshold"] == threshold and model["version"] == __version__ and model["channels"] == 1
+        assert model["image_threshold"] == Detector.load(trained_run, "cpu").settings.image_threshold  # decides
         assert model["settings"]["stride"] == 30 and model["limits"] == ServeOptions().limits()
         for rel, data in images.items():
             row, mask, overlay = ref[rel]
@@ -364,7 +366,7 @@ BAD = {
                         "250000 pixels, more than the limit of 200000"),
     "decompression-bomb": (lambda im: {"content": blank_png("L", (3000, 3000))}, 413, "9000000 pixels"),
     "pillow-bomb": (lambda im: {"content": huge_png_header(30000, 30000)}, 413, "decompression bomb"),
-    "wrong-channels": (lambda im: {"content": npy(np.zeros((40, 40, 3), np.float32))}, 400,
+    "wrong-channels": (lambda im: {"content": npy(np.zeros((40, 40, 2), np.float32))}, 400,
                        "this run reads gray images"),
     "npy-out-of-range": (lambda im: {"content": npy(np.full((40, 40), 2.0, np.float32))}, 400, "in [0, 1]"),
     "npy-not-float": (lambda im: {"content": npy(np.zeros((40, 40), np.int64))}, 400, "floats"),
@@ -471,6 +473,47 @@ def test_page_shows_verdict_and_overlay_in_headless_chromium(detector, images, r
     assert red.mean() > 0.6, red.mean()  # its background; the rest is its white text
     crop = shot[img["top"]:img["top"] + overlay.shape[0], img["left"]:img["left"] + overlay.shape[1]]
     assert crop.shape == overlay.shape and np.abs(crop - overlay).max() <= 2
+
+
+def test_page_shows_the_threshold_that_decides_one_request_per_drop_no_alt_text(detector, images, tmp_path):
+    """Before the first image nothing is shown (no broken-image alt text, no empty verdict
+    box); each chosen image costs one request (the batcher's count of images scored); the
+    threshold the page shows is the one that decides: the run's image threshold, with the
+    score compared to it in the verdict's direction, and the same on the page's first line."""
+    from tests.helpers.cdp import Browser
+
+    image_t = detector.settings.image_threshold
+    scores = {rel: detector.predict(decode(data)).score for rel, data in images.items()}
+    passed, found = min(scores, key=scores.get), max(scores, key=scores.get)
+    pixel_t = scores[passed] / 2  # a pixel threshold far below the image one: they would disagree on `passed`
+    assert scores[passed] <= image_t < scores[found] and pixel_t < scores[passed]
+    app = create_app(detector, ServeOptions(threshold=pixel_t))
+    with ThreadServer(app) as url, Browser(tmp_path / "profile", (800, 700)) as b:
+        b.open(url + "/")
+        hidden = "['overlay', 'verdict'].map((id) => getComputedStyle(document.getElementById(id)).display)"
+        assert b.evaluate(f"JSON.stringify({hidden})") == '["none","none"]'
+        assert b.evaluate("document.getElementById('overlay').getBoundingClientRect().height") == 0
+        assert f"image threshold {image_t:.6g}" in b.evaluate("document.getElementById('model').textContent")
+        for n, (rel, verdict) in enumerate(((passed, "no defect"), (found, "defective")), start=1):
+            upload = tmp_path / f"{n}-{Path(rel).name}"  # a new file each time: the input's change event
+            upload.write_bytes(images[rel])
+            b.evaluate("document.body.dataset.state = ''")
+            b.choose_file("#file", upload)
+            b.wait_for("document.body.dataset.state === 'done'")
+            assert app.state.batcher.images == n  # one request per image
+            assert b.evaluate("document.getElementById('verdict').textContent") == verdict
+            details = b.evaluate("document.getElementById('details').textContent")
+            sign = " > " if verdict == "defective" else " <= "
+            assert f"score {scores[rel]:.6g}{sign}image threshold {image_t:.6g}" in details
+            if verdict == "no defect":
+                assert "below the verdict threshold" in details  # its regions at the low pixel threshold
+            assert b.evaluate("getComputedStyle(document.getElementById('overlay')).display") == "block"
+
+
+def decode(data: bytes) -> np.ndarray:
+    from ssimae.io.images import decode_image
+
+    return decode_image(data)
 
 
 def test_every_answer_says_nosniff(limited_server, images):

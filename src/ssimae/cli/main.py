@@ -394,7 +394,9 @@ def cmd_evaluate(args) -> None:
 
 def cmd_predict(args) -> None:
     from ssimae.commands.predict import predict
+    from ssimae.inference.engines import pick_engine
 
+    args.engine = pick_engine(args.run, args.engine)  # auto: onnx for an export
     if args.ray is not None:
         from ssimae.cluster.ray_scoring import predict_on_ray
 
@@ -419,8 +421,12 @@ def cmd_export(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from ssimae.commands.calibrate import recalibrate
+    from ssimae.commands.calibrate import recalibrate, undo_calibration
 
+    if args.undo or not args.good:
+        if bool(args.undo) == bool(args.good):
+            raise SsimaeError("give --good DIR (calibrate anew) or --undo (restore the previous thresholds)")
+        return undo_calibration(args.run)
     recalibrate(args.run, args.good, device=args.device, progress=not args.quiet, threshold_rule=args.threshold_rule,
                 target_fpr=args.target_fpr, quantile=args.quantile, min_defect_area=args.min_defect_area,
                 image_fpr=args.image_fpr, image_score=args.image_score, image_threshold_rule=args.image_threshold_rule)
@@ -504,7 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, or list files (.txt/.lst: one image path a line, relative to the list)")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--threshold", type=float, default=None, help="residual threshold (default: the stored one)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="pixel threshold, which draws the masks (default: the stored one); the stored image threshold "
+                        "decides the verdict (for a run without one, this does)")
     p.add_argument("--save-raw", action="store_true", help="also write the float32 residual map as .npy")
     g = p.add_argument_group("scoring on Ray (archives; needs pip install 'ssimae[ray]')")
     g.add_argument("--ray", nargs="?", const="auto", default=None, metavar="auto|ADDRESS",
@@ -520,9 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
                    help="Gaussian smoothing of the residual map (default: the run's own)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--engine", choices=["torch", "onnx"], default="torch",
-                   help="torch (RUN: a run folder or checkpoint) or onnx (RUN: a folder written by `ssimae export`, "
-                        "run by onnxruntime without torch; needs pip install 'ssimae[onnx]')")
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto",
+                   help="torch (RUN: a run folder or checkpoint), onnx (RUN: a folder written by `ssimae export`, "
+                        "run by onnxruntime without torch; needs pip install 'ssimae[onnx]') or auto (default: onnx "
+                        "for an export, torch for a run)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -530,8 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Recompute the threshold of a trained run from defect-free images (a new camera, "
                                    "new lighting) without retraining; the previous value is kept in the run's history.")
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file (updated in place, atomically)")
-    p.add_argument("--good", required=True, action="append", metavar="DIR",
+    p.add_argument("--good", action="append", metavar="DIR",
                    help="folder (searched recursively) or file of defect-free images; repeat for more")
+    p.add_argument("--undo", action="store_true",
+                   help="restore the thresholds the last calibrate replaced (kept in the run's threshold_history)")
     add_rule_args(p)
     p.add_argument("--min-defect-area", type=int, default=None,
                    help="max-region rule: largest region (px) allowed on the images (default: the run's)")

@@ -1,5 +1,6 @@
-"""``ssimae calibrate``: choose a trained run's threshold anew on new defect-free images
-(a new camera, new lighting), without retraining; the previous one is kept in its history."""
+"""``ssimae calibrate``: choose a trained run's thresholds anew on new defect-free images
+(a new camera, new lighting), without retraining; the previous ones are kept in its history,
+and ``ssimae calibrate RUN --undo`` restores them (:func:`undo_calibration`)."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,8 @@ from ssimae.errors import SsimaeError
 from ssimae.inference.calibration import calibrate
 from ssimae.inference.detector import Detector
 from ssimae.io.folders import RunLock
-from ssimae.runs.checkpoint import load_run, resolve_checkpoint, save_run
+from ssimae.inference.engines import is_export
+from ssimae.runs.checkpoint import load_run, refuse_while_training, resolve_checkpoint, save_run
 from ssimae.runs.settings import RunSettings
 
 RULE_OPTIONS = ("threshold_rule", "target_fpr", "quantile", "min_defect_area", "image_fpr",
@@ -31,6 +33,10 @@ def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, de
     Bad options, no images, unreadable images and a run folder that cannot be written raise
     SsimaeError before anything in the run changes. Returns the new threshold.
     """
+    if is_export(run):
+        raise SsimaeError("an export cannot be recalibrated: calibrate the run it was exported from, then export "
+                          "it again", run)
+    refuse_while_training(run)
     path = resolve_checkpoint(run)
     with RunLock(path.parent, "ssimae calibrate"):
         return _recalibrate(path, good, device, progress, log, rule)
@@ -52,6 +58,8 @@ def _recalibrate(path: Path, good, device, progress, log, rule) -> float:
                       files, progress)
     threshold = found.threshold
     entry = {"previous_threshold": old.threshold, "previous_image_threshold": old.image_threshold,
+             "previous_image_threshold_images": old.image_threshold_images,
+             "previous_residual_stats": dict(old.residual_stats),
              "previous": {k: getattr(old, k) for k in RULE_OPTIONS},
              "recalibrated_on": datetime.now(timezone.utc).isoformat(timespec="seconds"),
              "good": ", ".join(os.fspath(g) for g in good), "n_images": len(files)}
@@ -60,7 +68,39 @@ def _recalibrate(path: Path, good, device, progress, log, rule) -> float:
                                                        image_threshold_images=found.images,
                                                        threshold_history=(*old.threshold_history, entry)))
     save_run(path, settings, run.state)
-    log(f"threshold {old.threshold:.6g} -> {threshold:.6g} ({new.threshold_rule} rule on {len(files)} defect-free "
-        f"images); previous value kept in the run's threshold_history" if old.threshold is not None else
-        f"threshold {threshold:.6g} ({new.threshold_rule} rule on {len(files)} defect-free images)")
+    log(f"{thresholds_moved(old, settings.inference)} ({new.threshold_rule} rule on {len(files)} defect-free images); "
+        f"the previous values are kept in the run's threshold_history: undo with ssimae calibrate {path.parent} --undo")
     return threshold
+
+
+def thresholds_moved(old, new) -> str:
+    """'image threshold 0.8217 -> 0.8256 (decides the verdict), pixel threshold 0.8248 ->
+    0.8266 (draws the masks)' from two InferenceSettings (a missing value: "none")."""
+    def moved(a, b) -> str:
+        return " -> ".join("none" if v is None else f"{v:.6g}" for v in (a, b))
+
+    return (f"image threshold {moved(old.image_threshold, new.image_threshold)} (decides the verdict), "
+            f"pixel threshold {moved(old.threshold, new.threshold)} (draws the masks)")
+
+
+def undo_calibration(run: str | os.PathLike, *, log=print) -> None:
+    """Restore the thresholds, their rules and options, the count of images the image
+    threshold rests on and the residual statistics that the last ``ssimae calibrate`` replaced (the last entry of ``threshold_history``, which is
+    removed), atomically, holding the run folder's lock; SsimaeError when there is none."""
+    refuse_while_training(run)
+    path = resolve_checkpoint(run)
+    with RunLock(path.parent, "ssimae calibrate"):
+        loaded = load_run(path)
+        now = loaded.settings.inference
+        if not now.threshold_history:
+            raise SsimaeError("nothing to undo: the run's threshold_history is empty (it was never recalibrated)",
+                              path.parent)
+        last = now.threshold_history[-1]
+        before = replace(now, **last["previous"], threshold=last["previous_threshold"],
+                         image_threshold=last.get("previous_image_threshold"),
+                         image_threshold_images=last.get("previous_image_threshold_images"),
+                         residual_stats=last.get("previous_residual_stats", now.residual_stats),
+                         threshold_history=now.threshold_history[:-1])
+        save_run(path, RunSettings(loaded.settings.train, before), loaded.state)
+    log(f"{thresholds_moved(now, before)}: restored the values before the calibration of {last['recalibrated_on']} "
+        f"on {last['good']}")

@@ -22,7 +22,7 @@ from ssimae.core.verdict import GOOD
 from ssimae.data.datasets import load_dataset
 from ssimae.inference.detector import Detector
 from ssimae.errors import SsimaeError
-from ssimae.commands.evaluate import report, score_and_show
+from ssimae.commands.evaluate import report, score_and_show, verdict_thresholds
 from ssimae.io.files import atomic_write_text, json_safe
 from ssimae.io.folders import RunLock
 from ssimae.io.images import read_image, read_mask
@@ -133,7 +133,7 @@ def _compare(runs: list[RunSettings], data_root, out: Path, dataset_kwargs: dict
         for residual in residuals:
             m = report(scores, residual, out / "reports" / f"{name}-{residual}", detector,
                        images=image_rows.rows if residual == residuals[0] else None,
-                       extra={"threshold": detector.threshold if residual == residuals[0] else None})
+                       extra=verdict_thresholds(detector, residual == residuals[0]))
             links.append((f"{model.title}, {residual} residual: metrics, curves"
                           + (" and every test image" if residual == residuals[0] else ""),
                           f"reports/{name}-{residual}/{REPORT_NAME}"))

@@ -77,9 +77,16 @@ def _evaluate(run, detector: Detector, root, options: dict, out, residual: str |
     scores, rows = score_and_show(detector, dataset, (residual,), out, own, progress)
     seconds = time.monotonic() - t0
     return report(scores, residual, out, detector, rows.rows,
-                  extra={"seconds_per_image": seconds / len(scores.masks),
-                         "threshold": detector.threshold if own else None, "smooth": detector.settings.smooth,
-                         "tiling": detector.settings.tiling, "model_params": detector.settings.model_params})
+                  extra={"seconds_per_image": seconds / len(scores.masks), **verdict_thresholds(detector, own),
+                         "smooth": detector.settings.smooth, "tiling": detector.settings.tiling,
+                         "model_params": detector.settings.model_params})
+
+
+def verdict_thresholds(detector: Scorer, own: bool) -> dict:
+    """The run's pixel and image thresholds for metrics.json and the report (None each when
+    the residual shown is not the run's own, to which they belong)."""
+    s = detector.settings
+    return {"threshold": s.threshold if own else None, "image_threshold": s.image_threshold if own else None}
 
 
 def score_and_show(detector: Scorer, dataset, residuals: tuple[str, ...], out, verdicts: bool = True,
@@ -95,7 +102,7 @@ def score_and_show(detector: Scorer, dataset, residuals: tuple[str, ...], out, v
         shown = item.maps[residuals[0]]
         p = detector.verdict(shown, float("inf") if threshold is None else threshold)
         rows.add(item.index, item.sample.image.name, item.sample.defect_type, item.image, item.reconstruction, shown,
-                 item.mask, p)
+                 item.mask, p, (item.sample.image, item.sample.mask))
     return scores, rows
 
 
@@ -104,7 +111,7 @@ def report(scores: Scores, residual: str, out, detector: Scorer, images: list[di
     """The metrics of ``scores.maps[residual]`` (:func:`ssimae.core.metrics.evaluate_maps`)
     written to ``out`` (:func:`ssimae.reporting.evaluation.write_evaluation`); returns them,
     with the ROC curve under "roc"."""
-    name = detector.model.name if hasattr(detector, "model") else detector.info["model"]
+    name = detector.model_name
     m = evaluate_maps(scores.maps[residual], scores.masks, scores.types, detector.opening_diameter,
                       detector.settings.image_score)
     curve, pro = m.pop("roc"), m.pop("pro")

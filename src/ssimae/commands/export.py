@@ -9,7 +9,7 @@ from ssimae.commands.evaluate import dataset_options
 from ssimae.data.datasets import load_dataset
 from ssimae.data.inputs import collect_inputs
 from ssimae.errors import SsimaeError
-from ssimae.inference.export import export_onnx
+from ssimae.inference.export import export_onnx, exportable
 from ssimae.inference.test_set import validation_images
 from ssimae.io.folders import RunLock
 from ssimae.runs.checkpoint import Run, load_run
@@ -18,10 +18,10 @@ from ssimae.runs.checkpoint import Run, load_run
 def export(run: str | os.PathLike, out: str | os.PathLike, *, int8: bool = False,
            good: Sequence[str | os.PathLike] | None = None) -> Path:
     """Write ``out``/model.onnx and ``out``/ssimae.json (:func:`ssimae.inference.export.export_onnx`)
-    while holding ``out``; returns the ONNX file's path. The run is read and checked before
-    ``out`` is made; ``int8``: quantize the graph, calibrated on defect-free images
-    (:func:`int8_calibration_images`), also found before any work."""
-    run = load_run(run)
+    while holding ``out``; returns the ONNX file's path. The run is read (and refused while
+    training, or without a threshold) before ``out`` is made; ``int8``: quantize the graph,
+    calibrated on defect-free images (:func:`int8_calibration_images`), also found before any work."""
+    run = exportable(run)
     images = int8_calibration_images(run, good) if int8 else None
     with RunLock(out, "ssimae export"):
         return export_onnx(run, out, int8_images=images)

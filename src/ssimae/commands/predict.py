@@ -7,27 +7,28 @@ import os
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ssimae.data.inputs import collect_inputs
 from ssimae.errors import printable
 from ssimae.inference.engines import open_detector
 from ssimae.io.folders import RunLock
-from ssimae.reporting.predictions import OWN_FOLDERS, PredictionWriter
+from ssimae.io.progress import progress as progress_display
+from ssimae.reporting.predictions import OWN_FOLDERS, PredictionWriter, remove_previous_result
 
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, *,
             threshold: float | None = None, save_raw: bool = False, device: str | None = None,
             residual: str | None = None, smooth: float | None = None, progress: bool = True, log=print,
-            engine: str = "torch", skip_bad: bool = False) -> list[Path]:
+            engine: str = "auto", skip_bad: bool = False) -> list[Path]:
     """Write DIR/<rel>_heatmap.png, <rel>_mask.png, <rel>_overlay.png and, with ``save_raw``,
     DIR/<rel>.npy (the float32 residual map at the image's resolution) for every image, and
     the verdicts of all images in DIR/predictions.csv and DIR/predictions.jsonl; returns the
-    written bases DIR/<rel>.
+    written bases DIR/<rel>. DIR holds one result: an earlier predict's outputs in it are
+    removed first (:func:`ssimae.reporting.predictions.remove_previous_result`), other files kept.
 
     ``skip_bad``: an unreadable image is reported (on stderr, and in the report) and skipped
-    instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint)
-    or "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch)."""
+    instead of stopping the run. ``engine``: "torch" (``run`` is a run folder or checkpoint),
+    "onnx" (``run`` is an export of :mod:`ssimae.inference.export`, run without torch) or
+    "auto" (onnx for an export, :func:`ssimae.inference.engines.pick_engine`)."""
     detector, t, name = open_detector(run, threshold=threshold, device=device, residual=residual, smooth=smooth,
                                       engine=engine)
     files = collect_inputs(inputs, exclude=out, reserved=OWN_FOLDERS)
@@ -37,10 +38,14 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
 
 def _predict(detector, files, out: Path, t: float, threshold, name: str, save_raw: bool, skip_bad: bool, progress,
              log, run, inputs) -> list[Path]:
-    """:func:`predict` inside the output folder's lock."""
+    """:func:`predict` inside the output folder's lock: an earlier result in it is replaced whole."""
+    from ssimae.cluster.ray_scoring import STATE_DIR  # a Ray job's journal of the earlier result
+
+    if remove_previous_result(out, extra=(STATE_DIR,)):
+        log(f"replacing the earlier result in {printable(str(out))} (its files removed; other files kept)")
     writer = PredictionWriter(out, t, save_raw)
     rels = dict(files)
-    with tqdm(total=len(files), desc="predicting", disable=None if progress else True) as bar:
+    with progress_display(total=len(files), desc="predicting", enabled=progress) as bar:
         for scored in detector.predict_files([f for f, _ in files], t, name, skip_bad=skip_bad):
             if scored.error is not None:
                 print(f"ssimae: skipping {printable(str(scored.error))}", file=sys.stderr)

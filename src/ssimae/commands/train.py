@@ -13,7 +13,7 @@ from ssimae.inference.detector import Detector
 from ssimae.io.folders import RunLock
 from ssimae.models import get_model
 from ssimae.models.device import pick_device
-from ssimae.runs.checkpoint import CHECKPOINT_NAME, save_run
+from ssimae.runs.checkpoint import CHECKPOINT_NAME, TRAINING, save_run
 from ssimae.runs.options import DATA_FOLDERS
 from ssimae.runs.settings import RunSettings
 from ssimae.training.loop import SingleProcess, fit
@@ -36,7 +36,7 @@ def train(run: RunSettings, data_root: str | None, out: str | Path, *, resume: b
     if par is not None and not par.is_main:
         fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, argv=argv, par=par)
         return Path(out) / CHECKPOINT_NAME
-    with RunLock(out, "ssimae train"):
+    with RunLock(out, TRAINING):
         trained = fit(run, data_root, out, resume=resume, dataset_kwargs=dataset_kwargs, progress=progress, log=log,
                       argv=argv, par=par)
         s = trained.settings

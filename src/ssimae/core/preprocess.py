@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from skimage.transform import resize
 
 from ssimae.errors import BadArray, SsimaeError
-from ssimae.io.images import read_image
+from ssimae.io.images import pil_image, read_image, rgb_to_gray
 from ssimae.core.window import MAX_PATCHES, MAX_PIXELS, PATCH_SIZE, STRIDE, patch_count
 
 
@@ -77,23 +78,48 @@ class Preprocess:
         """An image file as this run reads it: float32 (H, W), or (H, W, 3) with ``color``."""
         return read_image(path, color=self.color)
 
-    def check(self, img: np.ndarray, what: str = "image") -> np.ndarray:
-        """An array given to the Python API checked like a file is: float32 in this run's
-        layout, (H, W) gray or (H, W, 3) RGB with ``color`` (a gray (H, W) array is given three
-        equal channels). Accepted: floats in [0, 1], or uint8 (0..255, divided by 255: the one
-        explicit conversion). :class:`ssimae.errors.BadArray` (a ValueError) for anything
-        else: another dtype, values outside [0, 1] (e.g. a float image in 0..255), NaN or
-        infinity, an empty array, a wrong shape."""
-        img = _as_unit_float(img, what)
-        if self.color and img.ndim == 2:
-            return np.repeat(img[..., None], 3, axis=2)
+    def check(self, img, what: str = "image") -> np.ndarray:
+        """An image given to the Python API (a numpy array or a Pillow image) converted as a
+        file is: float32 in this run's layout, (H, W) gray or (H, W, 3) RGB with ``color``.
+        Arrays: floats in [0, 1], or uint8 (0..255, divided by 255: the one explicit
+        conversion); an alpha channel is dropped and, for a gray run, RGB becomes gray with
+        the luma of files (:func:`ssimae.io.images.rgb_to_gray`). A Pillow image: as a file of
+        its mode (:func:`ssimae.io.images.pil_image`). :class:`ssimae.errors.BadArray` (a
+        ValueError) for anything else: another dtype, values outside [0, 1] (e.g. a float
+        image in 0..255), NaN or infinity, an empty array, a wrong shape, a gray image for a
+        colour run."""
+        if isinstance(img, Image.Image):
+            img = pil_image(img, self.color)
+        a = _array(img, what)
+        if a.ndim == 3 and a.shape[2] == 4:
+            a = a[..., :3]  # alpha ignored, as in files
+        if not self.color and a.ndim == 3 and a.shape[2] == 3 and a.size:
+            a = rgb_to_gray(_as_unit_float(a, what) if a.dtype != np.uint8 else a)
+        img = _as_unit_float(a, what)
         if self.color and (img.ndim != 3 or img.shape[2] != 3):
-            raise BadArray(f"this run reads color images: expected an (H, W, 3) RGB or (H, W) gray {what}, "
-                             f"got shape {img.shape}")
+            kind = "a gray (H, W)" if img.ndim == 2 else f"shape {img.shape}"
+            raise BadArray(f"this run reads colour images: expected an (H, W, 3) RGB {what}, got {kind} "
+                           f"(a gray image cannot show colour defects)")
         if not self.color and img.ndim != 2:
-            raise BadArray(f"this run reads gray images: expected an (H, W) {what}, got shape {img.shape} "
-                             f"(train with --color for color images)")
+            raise BadArray(f"this run reads gray images: expected an (H, W) or (H, W, 3) RGB {what}, "
+                           f"got shape {img.shape}")
         return img
+
+    def convert(self, source, what: str = "image", stride: int | None = None) -> np.ndarray:
+        """Any image the Python API is given (a file path, a numpy array, a Pillow image) as
+        this run reads it (:meth:`read` for a path, :meth:`check` otherwise). With ``stride``,
+        refused first by :meth:`check_cost` at that stride: a file after reading it
+        (SsimaeError naming it), an array or Pillow image before any conversion (BadArray)."""
+        if isinstance(source, (str, os.PathLike)):
+            img = self.read(source)
+            if stride is not None:
+                self.check_cost(img.shape, stride, source)
+            return img
+        if stride is not None:
+            shape = (source.height, source.width) if isinstance(source, Image.Image) else np.shape(source)
+            if len(shape) >= 2:
+                self.check_cost(shape, stride, error=BadArray)
+        return self.check(source, what)
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """(H, W) of an image after :meth:`apply`, for an input of shape (H, W) or (H, W, C)."""
@@ -155,14 +181,21 @@ class Preprocess:
         return cls(size=d.get("size"), scale=d.get("scale"), color=color)
 
 
-def _as_unit_float(img, what: str) -> np.ndarray:
-    """float32 copy of an image array in [0, 1]: uint8 divided by 255, floats checked (finite,
-    in [0, 1]); BadArray otherwise."""
+def _array(img, what: str) -> np.ndarray:
+    """``img`` as a numpy array; BadArray naming its type when it is no array (a number,
+    None, bytes, a ragged list)."""
     a = np.asarray(img)
     if a.ndim == 0 or a.dtype == object:
         hint = " (decode a file's contents with ssimae.io.images.decode_image)" if isinstance(img, (bytes, bytearray)) else ""
         raise BadArray(f"the {what} must be an array (H, W) or (H, W, 3), or an image file's path, "
                        f"got {type(img).__name__}{hint}")
+    return a
+
+
+def _as_unit_float(img, what: str) -> np.ndarray:
+    """float32 copy of an image array in [0, 1]: uint8 divided by 255, floats checked (finite,
+    in [0, 1]); BadArray otherwise."""
+    a = _array(img, what)
     if a.size == 0 or min(a.shape, default=0) == 0:
         raise BadArray(f"the {what} is empty (shape {a.shape})")
     if a.dtype == np.uint8:
@@ -197,8 +230,4 @@ def pad_to_patch(img: np.ndarray, patch: int = PATCH_SIZE) -> np.ndarray:
 def prepare_image(source: str | os.PathLike | np.ndarray, preprocess: Preprocess, patch_size: int = PATCH_SIZE) -> np.ndarray:
     """File or float array in [0, 1] -> preprocessed, padded float32 (H'', W''), or
     (H'', W'', 3) for a color run (see :meth:`Preprocess.check`)."""
-    if isinstance(source, (str, os.PathLike)):
-        img = preprocess.read(source)
-    else:
-        img = preprocess.check(source, "training image")
-    return pad_to_patch(preprocess.apply(img), patch_size)
+    return pad_to_patch(preprocess.apply(preprocess.convert(source, "training image")), patch_size)

@@ -11,9 +11,14 @@ Definitions (one place for each):
   (:func:`ssimae.core.thresholds.image_threshold`); runs calibrated before image thresholds
   existed have none, and their images are defective iff the defect mask at the pixel
   threshold ``t`` is not empty (``max score > t``). The pixel threshold always draws the mask.
+- **the verdict threshold**: the threshold that decides, the image threshold (or, for runs
+  without one, the pixel threshold ``t``); every verdict is shown beside it, and the
+  **normalised score** ``score / verdict threshold`` (:attr:`Prediction.score_norm`) makes 1.0
+  the cut on every run (above 1: defective).
 - **defect regions**: the 8-connected components of the defect mask (the opened residual
   > ``t``), each with its bounding box and area, in raster order of their first pixel
-  (``scipy.ndimage.label``).
+  (``scipy.ndimage.label``). On an image that passed they are not defects: they are
+  labelled :data:`BELOW_VERDICT` (``regions_are``).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from scipy import ndimage as ndi
 from ssimae.core.morphology import is_defect, label_regions
 
 GOOD = "good"  # the defect type of defect-free images (test folders, metrics, reports)
+DEFECTS, BELOW_VERDICT = "defects", "below the verdict threshold"  # what the regions of an image are
 
 
 @dataclass(frozen=True)
@@ -116,15 +122,29 @@ class Prediction:
         return bool(self.mask.any())
 
     @property
+    def verdict_threshold(self) -> float:
+        """The threshold that decides the verdict: the image threshold, else the pixel one."""
+        return self.threshold if self.image_threshold is None else self.image_threshold
+
+    @property
+    def score_norm(self) -> float | None:
+        """score / verdict threshold: above 1.0 exactly when defective (None for a threshold
+        that is not positive)."""
+        t = self.verdict_threshold
+        return float(self.score / t) if t > 0 else None
+
+    @property
     def defect_area(self) -> int:
         """Number of defect pixels (the mask's pixel count)."""
         return int(self.mask.sum())
 
-    def record(self, path: str, source: str | None = None) -> dict:
-        """The JSON-ready verdict of this image (the columns of :data:`ssimae.reporting.tables.COLUMNS`):
-        ``path`` its output name, ``source`` the file as given (printable), when known."""
-        out = {"path": path, "score": float(self.score), "defective": self.defective,
+    def to_dict(self, path: str = "", source: str | None = None) -> dict:
+        """The JSON-ready verdict of this image: its row of predictions.jsonl (the columns of
+        :data:`ssimae.reporting.tables.COLUMNS` that ``predict`` knows from the image alone;
+        the label and outcome come from its input folder): ``path`` its output name, ``source``
+        the file as given (printable), when known."""
+        out = {"path": path, "score": float(self.score), "score_norm": self.score_norm, "defective": self.defective,
                "defect_area": self.defect_area, "n_regions": len(self.regions),
-               "regions": [r.__dict__ for r in self.regions], "threshold": float(self.threshold),
-               "image_threshold": self.image_threshold}
+               "regions": [r.__dict__ for r in self.regions], "regions_are": DEFECTS if self.defective else BELOW_VERDICT,
+               "threshold": float(self.threshold), "image_threshold": self.image_threshold}
         return out if source is None else out | {"source": source}

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ssimae.core.residual import get_residual
 from ssimae.core.morphology import gray_opening
 from ssimae.core.thresholds import image_threshold, threshold_from_maps
 from ssimae.core.verdict import image_scores
 from ssimae.inference.scorer import Scorer, smooth_map
+from ssimae.io.progress import progress as progress_display
 
 STATS_RESIDUALS = ("ssim", "l2")  # whose validation statistics every run stores
 
@@ -62,7 +62,7 @@ def residual_statistics(detector: Scorer, images: Sequence[str | os.PathLike], e
     raw = detector.with_settings(smooth=0.0)
     read = detector.read
     collected: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for p in tqdm(images, desc="calibrating on validation images", disable=None if progress else True, leave=False):
+    for p in progress_display(images, desc="calibrating on defect-free images", enabled=progress):
         _, maps = raw.analyze_many(read(p), names)
         for n in names:
             collected[n].append(maps[n])

@@ -53,6 +53,8 @@ class Detector(scoring.Scorer):
     (default: its defaults).
     """
 
+    engine = "torch"
+
     def __init__(self, network: torch.nn.Module, model: str | Model, settings: InferenceSettings | None = None,
                  params=None, device: str | torch.device | None = None, options: TorchOptions | None = None):
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
@@ -95,6 +97,10 @@ class Detector(scoring.Scorer):
     def outputs(self) -> tuple[str, ...]:
         """Names of the model's pooled outputs (e.g. ("recon",))."""
         return self.model.outputs
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
 
     @property
     def title(self) -> str:

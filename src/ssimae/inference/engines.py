@@ -5,19 +5,39 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 from ssimae.core.residual import check_residual
 from ssimae.errors import SsimaeError
+from ssimae.runs.inference_settings import NO_THRESHOLD
 
 
 ENGINES = ("torch", "onnx")
 
 
-def load_detector(run: str | os.PathLike, engine: str = "torch", device: str | None = None,
+def is_export(source: str | os.PathLike) -> bool:
+    """True for a folder written by ``ssimae export`` (model.onnx inside) or an .onnx file."""
+    from ssimae.inference.onnx_detector import MODEL_FILE
+
+    path = Path(source)
+    return path.suffix.lower() == ".onnx" or (path / MODEL_FILE).is_file()
+
+
+def pick_engine(source: str | os.PathLike, engine: str = "auto") -> str:
+    """``engine``, or for "auto": "onnx" for an export (:func:`is_export`), else "torch"."""
+    if engine == "auto":
+        return "onnx" if is_export(source) else "torch"
+    return engine
+
+
+def load_detector(run: str | os.PathLike, engine: str = "auto", device: str | None = None,
                   threads: int | None = None):
     """A :class:`ssimae.inference.detector.Detector` (engine "torch") or an
     :class:`ssimae.runtime.OnnxDetector` (engine "onnx"; imports no torch; ``threads``:
-    onnxruntime's intra-op threads, None for its default)."""
+    onnxruntime's intra-op threads, None for its default); "auto": by :func:`pick_engine`."""
+    engine = pick_engine(run, engine)
+    if engine == "torch" and is_export(run):
+        raise SsimaeError("this is an export (ssimae export): score it with --engine onnx (or auto)", run)
     if engine == "onnx":
         from ssimae.inference.onnx_detector import OnnxDetector
 
@@ -30,7 +50,7 @@ def load_detector(run: str | os.PathLike, engine: str = "torch", device: str | N
 
 
 def open_detector(run: str | os.PathLike, *, threshold: float | None = None, device: str | None = None,
-                  residual: str | None = None, smooth: float | None = None, engine: str = "torch",
+                  residual: str | None = None, smooth: float | None = None, engine: str = "auto",
                   threads: int | None = None):
     """(detector, threshold in use, residual name) for ``predict``'s options, checked: a
     finite --threshold, a residual the model has, a threshold stored or given."""
@@ -46,5 +66,6 @@ def open_detector(run: str | os.PathLike, *, threshold: float | None = None, dev
         check_residual(residual, detector.outputs)
     t = detector.threshold if threshold is None else threshold
     if t is None:
-        raise SsimaeError("the checkpoint stores no threshold (no validation images); pass --threshold", run)
+        raise SsimaeError(f"{NO_THRESHOLD}: finish it (ssimae train --resume), choose one (ssimae calibrate), "
+                          "or pass --threshold", run)
     return detector, float(t), residual or detector.default_residual

@@ -36,10 +36,11 @@ from typing import Sequence
 
 import torch
 
+from ssimae.errors import SsimaeError, one_line
 from ssimae.runs.checkpoint import Run, load_run
+from ssimae.runs.inference_settings import NO_THRESHOLD
 from ssimae.inference.detector import Detector
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
-from ssimae.errors import SsimaeError, one_line
 from ssimae.inference.onnx_detector import (FORMAT, FP32_FILE, INFO_FILE, METADATA_KEY, MODEL_FILE, NOISE_GENERATOR,
                                             VERSION, require, window_masks)
 from ssimae.core.window import PATCH_SIZE
@@ -87,16 +88,27 @@ def graph_inputs(det: Detector, params, noise_shape) -> tuple[tuple, list[str], 
     return args, names, axes
 
 
+def exportable(run: str | os.PathLike | Run) -> Run:
+    """The run read (:func:`ssimae.runs.checkpoint.load_run`: refused while training);
+    SsimaeError when it has no threshold (an export is for scoring, and scoring needs one)."""
+    run = load_run(run)
+    if run.settings.inference.threshold is None:
+        raise SsimaeError(f"{NO_THRESHOLD}: finish it (ssimae train --resume) or choose one (ssimae calibrate) "
+                          "before exporting", run.path)
+    return run
+
+
 def export_onnx(run: str | os.PathLike | Run, out: str | os.PathLike, opset: int = OPSET,
                 int8_images: Sequence[str | os.PathLike] | None = None) -> Path:
     """Write ``out/model.onnx`` and ``out/ssimae.json`` for a run folder or checkpoint (or a
-    :class:`Run` already read); returns the ONNX file's path. The graph is checked with ``onnx.checker``.
+    :class:`ssimae.runs.checkpoint.Run`); returns the ONNX file's path. The graph is checked
+    with ``onnx.checker``. A run without a threshold is refused (:func:`exportable`).
     ``int8_images``: defect-free image files; the graph is then quantized to int8
     (:func:`quantize_int8`, calibrated on their patches) into ``model.onnx``, the float32
     graph kept beside it as ``model-fp32.onnx``; SsimaeError when the model's operators do
     not quantize."""
     onnx = require("onnx", "the ONNX export")
-    run = load_run(run)
+    run = exportable(run)
     det = Detector.load(run, "cpu")
     params = det.model.with_test_params(det.params, det.settings.model_params)
     module, noise_shape = det.model.export_module(det.network, params)

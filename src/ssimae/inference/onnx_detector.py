@@ -239,6 +239,8 @@ class OnnxDetector(scoring.Scorer):
     Built by :meth:`load`, from an onnxruntime session and the export's JSON.
     """
 
+    engine = "onnx"
+
     def __init__(self, session, info: dict, onnx_path: str | os.PathLike):
         self.session = session
         self.info = info
@@ -267,6 +269,10 @@ class OnnxDetector(scoring.Scorer):
             return cls(session, info, onnx_path)
         except (KeyError, TypeError, ValueError) as e:
             raise SsimaeError(f"damaged export ({type(e).__name__}: {str(e)[:120]})", onnx_path) from None
+
+    @property
+    def model_name(self) -> str:
+        return self.info["model"]
 
     @property
     def title(self) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.transform import resize as sk_resize
 
-from ssimae.errors import BadArray, SsimaeError
+from ssimae.errors import SsimaeError
 from ssimae.core.morphology import gray_opening
 from ssimae.core.morphology import segment as segment_map
 from ssimae.core import verdict as verdicts
@@ -30,6 +30,7 @@ from ssimae.core.residual import ResidualContext, residual_map
 from ssimae.core.verdict import Prediction
 from ssimae.core.masks import grid_masks
 from ssimae.core.window import PATCH_SIZE, Geometry, check_whole, is_torch_tensor, sliding_window_many, whole_image
+from ssimae.runs.inference_settings import NO_THRESHOLD
 
 IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict``) batch together
 
@@ -38,10 +39,9 @@ def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[
     """Check an image ((H, W) gray, or (H, W, 3) RGB for a color run: :meth:`Preprocess.check`)
     and apply the run's preprocessing (``settings.preprocess``) and the padding to a patch:
     (float32 image, padded float32 (H'', W'') or channels-first (3, H'', W''), preprocessed (h, w)).
-    An image over the ceilings of :meth:`Preprocess.check_cost` is refused (BadArray) before any work."""
-    if np.ndim(image) >= 2:
-        settings.preprocess.check_cost(np.shape(image), settings.stride, error=BadArray)
-    image = settings.preprocess.check(image)
+    An image over the ceilings of :meth:`Preprocess.check_cost` is refused (BadArray) before any work
+    (:meth:`Preprocess.convert` at the run's stride)."""
+    image = settings.preprocess.convert(image, stride=settings.stride)
     x = settings.preprocess.apply(image)
     padded = pad_to_patch(x, PATCH_SIZE)
     if padded.ndim == 3:
@@ -154,6 +154,19 @@ class Scorer:
     reconstruction, several residual maps) and its ``settings`` and ``default_residual``."""
 
     settings: Any
+    engine: str  # "torch" or "onnx"
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name, e.g. "ssim"."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        """Model, residual, both thresholds and engine, e.g. ``Detector(model='ssim' (SSIM-AE),
+        residual='ssim', image_threshold=0.8256, pixel_threshold=0.8266, engine='torch')``."""
+        s = self.settings
+        return (f"{type(self).__name__}(model={self.model_name!r} ({self.title}), residual={self.default_residual!r}, "
+                f"image_threshold={_g(s.image_threshold)}, pixel_threshold={_g(s.threshold)}, engine={self.engine!r})")
 
     def with_settings(self, **changes) -> "Scorer":
         """A copy of this detector (sharing its network) whose settings have ``changes``
@@ -194,7 +207,7 @@ class Scorer:
         """``threshold``, else the stored one; SsimaeError when there is none."""
         t = self.threshold if threshold is None else threshold
         if t is None:
-            raise SsimaeError("this model has no stored threshold (trained without validation images); "
+            raise SsimaeError(f"{NO_THRESHOLD}; "
                               "pass one explicitly (--threshold)")
         try:
             t = float(t)
@@ -221,7 +234,7 @@ class Scorer:
         name = residual or self.default_residual
         out = []
         for i in range(0, len(images), chunk):
-            arrays = [self.read(im) if isinstance(im, (str, os.PathLike)) else im for im in images[i:i + chunk]]
+            arrays = [self.settings.preprocess.convert(im, stride=self.settings.stride) for im in images[i:i + chunk]]
             for recon, maps in self.analyze_batch(arrays, (name,)):
                 out.append(self.verdict(maps[name], t, recon))
         return out
@@ -251,15 +264,18 @@ class Scorer:
         """An image file as this run reads it (:meth:`Preprocess.read`), refused (SsimaeError
         naming the file) when scoring it would cost more than the ceilings of
         :meth:`Preprocess.check_cost`."""
-        image = self.settings.preprocess.read(path)
-        self.settings.preprocess.check_cost(image.shape, self.settings.stride, path)
-        return image
+        return self.settings.preprocess.convert(path, stride=self.settings.stride)
 
     def verdict(self, residual: np.ndarray, threshold: float, reconstruction: np.ndarray | None = None) -> Prediction:
         """The Prediction for an (H, W) residual map at ``threshold``."""
         s = self.settings
         return verdicts.verdict(residual, gray_opening(residual, self.opening_diameter), threshold, reconstruction,
                                 s.image_threshold, s.image_score)
+
+
+def _g(value: float | None) -> str:
+    """A threshold for a repr: 6 significant digits, or None."""
+    return "None" if value is None else f"{value:.6g}"
 
 
 def _read(read, path, skip_bad: bool) -> tuple[np.ndarray | None, SsimaeError | None]:

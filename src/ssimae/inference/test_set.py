@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
+from ssimae.io.progress import progress as progress_display
 
 from ssimae.data.datasets import Dataset, Sample, seeded_split
 from ssimae.inference.scorer import Scorer
@@ -29,8 +29,7 @@ def score_images(detector: Scorer, dataset: Dataset, residuals=None, progress: b
     """:class:`TestImage` of each test image in order, with the maps of ``residuals``
     (default: the run's own)."""
     names = tuple(residuals or (detector.default_residual,))
-    for i, s in enumerate(tqdm(dataset.test, desc="scoring test images", disable=None if progress else True,
-                               leave=False)):
+    for i, s in enumerate(progress_display(dataset.test, desc="scoring test images", enabled=progress)):
         img = detector.read(s.image)
         recon, maps = detector.analyze_many(img, names)
         mask = np.zeros(img.shape[:2], bool) if s.mask is None else read_mask(s.mask, img.shape[:2])

@@ -47,6 +47,15 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
+def lock_holder(folder: str | os.PathLike) -> tuple[int, str] | None:
+    """(pid, what) of another live process holding ``folder``'s lock (what: e.g. "ssimae
+    train"), or None (no lock, a stale one, or this process's own)."""
+    tag, what = RunLock(folder)._holder()
+    if tag == process_tag() or not tag_alive(tag):
+        return None
+    return int(tag.partition(":")[0]), what
+
+
 class RunLock:
     """``with RunLock(out, "ssimae predict"):`` holds the folder ``out`` for this process: every
     writer of a run folder or an output folder (train, calibrate, predict, evaluate, export,
@@ -77,9 +86,9 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                tag, what = self._holder()
-                if tag != process_tag() and tag_alive(tag):
-                    holder = printable(f"pid {tag.partition(':')[0]}" + (f", {what}" if what else ""))
+                held = lock_holder(self.folder)
+                if held is not None:
+                    holder = printable(f"pid {held[0]}" + (f", {held[1]}" if held[1] else ""))
                     raise SsimaeError(f"another ssimae process ({holder}) is writing into this folder; "
                                       f"wait for it or choose another folder (remove {LOCK_NAME} if it is gone)",
                                       self.folder) from None

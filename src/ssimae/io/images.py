@@ -289,6 +289,23 @@ def decode_image(data: bytes, color: bool = False, max_pixels: int | None = None
     return _unit_image(_decode(io.BytesIO(data), color, max_pixels), None, color)
 
 
+def pil_image(im: Image.Image, color: bool = False) -> np.ndarray:
+    """A Pillow image (already open) converted as a file of its mode is by :func:`read_image`:
+    float32 in [0, 1], (H, W) gray, or with ``color`` (H, W, 3) for a colour image and (H, W)
+    for a gray one (the caller decides what a gray image means for a colour run)."""
+    im.load()
+    return _to_unit(*_pil_to_array(im, None, color), None)
+
+
+def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) or (H, W, 4) uint8 (0..255) or float in [0, 1] -> float32 (H, W) in [0, 1]:
+    the luma of :func:`read_image` (alpha ignored), so an array and the same image as a
+    file give the same gray values."""
+    a = np.asarray(rgb)
+    luma = _luma(a)
+    return (luma / 255.0 if a.dtype == np.uint8 else luma).astype(np.float32)
+
+
 def _unit_image(decoded: tuple[np.ndarray, float | None], path: Path | None, color: bool) -> np.ndarray:
     """A decoded (array, full scale) -> float32 (H, W) in [0, 1], or (H, W, 3) with ``color``."""
     img = _to_unit(*decoded, path)

@@ -26,13 +26,14 @@ from skimage.transform import resize
 
 from ssimae.errors import printable
 from ssimae.io.files import atomic_write_text
-from ssimae.reporting.plots import _gray_uint8, _save_array
+from ssimae.reporting.plots import _gray_uint8, _save_array, colorbar_rgb
 
 REPORT_NAME = "report.html"
 THUMB_DIR = "thumbs"
 THUMB_SIZE = 128  # px, longer side of a thumbnail
 PAGE_SIZE = 50  # image rows per page
 THUMB_NAMES = ("input", "reconstruction", "heat map", "overlay", "ground truth")
+COLORBAR_NAME = "colorbar.png"  # under thumbs/: the heat maps' colour scale, shown in the table's header
 
 
 def _fmt(v) -> str:
@@ -89,25 +90,40 @@ def save_thumbnails(out: str | os.PathLike, rel: PurePath, pictures: Mapping[str
     return links
 
 
+def full_size_link(path: str | os.PathLike, out: str | os.PathLike) -> str | None:
+    """The relative link from the report in ``out`` to a full-size file (an input image, a
+    ground-truth mask), or None when it cannot be one (a name that is not printable as it is)."""
+    rel = os.path.relpath(os.path.realpath(path), os.path.realpath(out))
+    return rel.replace(os.sep, "/") if printable(rel) == rel and os.path.isfile(path) else None
+
+
 def write_report(out: str | os.PathLike, *, title: str, summary: Sequence[str] = (),
                  metrics: Sequence[Mapping] = (), metric_columns: Sequence[str] = (),
                  figures: Sequence[tuple[str, str]] = (), links: Sequence[tuple[str, str]] = (),
-                 images: Sequence[Mapping] = (), page_size: int = PAGE_SIZE) -> Path:
+                 images: Sequence[Mapping] = (), page_size: int = PAGE_SIZE,
+                 heat_scale: tuple[float, float] | None = None) -> Path:
     """Render ``out``/report.html (atomically) and return its path.
 
     metrics: rows of the metrics table (dicts; ``metric_columns`` picks and orders the keys);
     figures and links: (caption, path relative to ``out``); images: one dict per image
-    with ``path``, ``score``, ``defective``, ``defect_area``, ``type`` (None when unknown)
-    and ``thumbs`` ({name: path relative to ``out``}, from :func:`save_thumbnails`)."""
+    with ``path``, ``score``, ``score_norm`` (score / verdict threshold), ``defective``,
+    ``defect_area``, ``outcome`` (an escape is shown in a warning colour), ``type`` (None when
+    unknown), ``thumbs`` ({name: path relative to ``out``}, from :func:`save_thumbnails`) and
+    ``full`` ({name: link to the full-size file}, each thumbnail opening it). ``heat_scale``:
+    (top of the heat maps' colour scale, threshold), drawn as a colour bar in the table's header."""
     from ssimae._version import __version__
 
     images = list(images)
     types = sorted({im["type"] for im in images if im.get("type")})
     shown = [n for n in THUMB_NAMES if any(n in im["thumbs"] for im in images)]
+    colorbar = None
+    if heat_scale is not None and heat_scale[0] is not None and "heat map" in shown:
+        colorbar = f"{THUMB_DIR}/{COLORBAR_NAME}"
+        _save_array(colorbar_rgb(THUMB_SIZE, 0.0, heat_scale[0], {"threshold": heat_scale[1]}), Path(out) / colorbar)
     html = _environment().get_template("report.html.j2").render(
         title=title, summary=list(summary), metrics=[dict(m) for m in metrics], metric_columns=list(metric_columns),
         figures=list(figures), links=list(links), images=images, types=types, thumb_names=shown,
-        thumb_size=THUMB_SIZE, page_size=page_size, version=__version__)
+        thumb_size=THUMB_SIZE, page_size=page_size, version=__version__, colorbar=colorbar)
     path = Path(out) / REPORT_NAME
     atomic_write_text(path, html)
     return path

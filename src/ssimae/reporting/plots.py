@@ -3,7 +3,9 @@
 Everything renders off-screen: figures are matplotlib ``Figure`` objects drawn by the Agg
 canvas directly (pyplot is never imported, so no window opens and the global backend is
 left alone). Images are numpy arrays (H, W); gray images are float in [0, 1]; masks are
-bool; per-pixel outputs (heat map, mask, overlay) are written with PIL at exactly H x W.
+bool; per-pixel outputs (mask, overlay) are written with PIL at exactly H x W; a heat map
+file holds the H x W map pixel for pixel at its top left and its colour bar to the right
+(:func:`heatmap_with_colorbar`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
 from ssimae.errors import SsimaeError
@@ -129,9 +131,56 @@ def heatmap_rgb(residual, vmin: float = 0.0, vmax: float | None = None) -> np.nd
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
-def save_heatmap(residual, path: str | os.PathLike, vmax: float | None = None) -> Path:
-    """Write heatmap_rgb(residual, 0, vmax) as an RGB PNG of exactly H x W pixels."""
-    return _save_array(heatmap_rgb(residual, 0.0, vmax), path)
+BAR_GAP, BAR_WIDTH, BAR_LABELS = 6, 14, 84  # px of the colour bar strip: white gap, the bar, its labels
+BAR_MIN_HEIGHT = 96  # px: a heat map lower than this gets a taller (white-padded) canvas for its bar
+
+
+def colorbar_rgb(height: int, vmin: float, vmax: float, marks: Mapping[str, float] = ()) -> np.ndarray:
+    """A vertical colour bar of :data:`HEATMAP_CMAP` as uint8 (height, BAR_GAP + BAR_WIDTH +
+    BAR_LABELS, 3) on white: row i shows the value ``vmax - (vmax - vmin) * i / (height - 1)``
+    (the top is ``vmax``), labelled with ``vmax`` and ``vmin``; each of ``marks`` ({label:
+    value}, e.g. the threshold) is a black line across the bar at its row, labelled."""
+    height = max(int(height), 2)
+    values = vmax - (vmax - vmin) * np.arange(height) / (height - 1)
+    strip = np.full((height, BAR_GAP + BAR_WIDTH + BAR_LABELS, 3), 255, np.uint8)
+    strip[:, BAR_GAP:BAR_GAP + BAR_WIDTH] = heatmap_rgb(np.repeat(values[:, None], BAR_WIDTH, 1), vmin, vmax)
+    picture = Image.fromarray(strip)
+    draw, font = ImageDraw.Draw(picture), ImageFont.load_default()
+    x = BAR_GAP + BAR_WIDTH + 3
+    labels = [(0, f"{vmax:.3g}"), (height - 1, f"{vmin:.3g}")]
+    for label, value in dict(marks).items():
+        if vmin <= value <= vmax and vmax > vmin:
+            row = int(round((vmax - value) / (vmax - vmin) * (height - 1)))
+            draw.line([(BAR_GAP, row), (BAR_GAP + BAR_WIDTH - 1, row)], fill=(0, 0, 0))
+            labels.append((row, f"{label} {value:.3g}"))
+    for row, text in labels:
+        top, bottom = draw.textbbox((0, 0), text, font=font)[1::2]
+        y = min(max(row - (top + bottom) // 2, -top), height - bottom - 1)
+        draw.text((x, y), text, fill=(0, 0, 0), font=font)
+    return np.asarray(picture)
+
+
+def heatmap_with_colorbar(residual, vmax: float | None = None, threshold: float | None = None) -> np.ndarray:
+    """uint8 (max(H, BAR_MIN_HEIGHT), W + strip, 3): ``heatmap_rgb(residual, 0, vmax)`` pixel
+    for pixel at the top left, white below it, and its :func:`colorbar_rgb` (0 .. vmax, the
+    map's maximum when None; ``threshold`` marked) to the right."""
+    rgb = heatmap_rgb(residual, 0.0, vmax)
+    h, w = rgb.shape[:2]
+    if vmax is None:
+        finite = np.asarray(residual, dtype=np.float64)
+        finite = finite[np.isfinite(finite)]
+        vmax = float(finite.max()) if finite.size else 0.0
+    bar = colorbar_rgb(max(h, BAR_MIN_HEIGHT), 0.0, vmax, {} if threshold is None else {"threshold": threshold})
+    canvas = np.full((bar.shape[0], w + bar.shape[1], 3), 255, np.uint8)
+    canvas[:h, :w] = rgb
+    canvas[:, w:] = bar
+    return canvas
+
+
+def save_heatmap(residual, path: str | os.PathLike, vmax: float | None = None, threshold: float | None = None) -> Path:
+    """Write :func:`heatmap_with_colorbar` (the map pixel for pixel at the top left, its colour
+    bar to the right) as an RGB PNG."""
+    return _save_array(heatmap_with_colorbar(residual, vmax, threshold), path)
 
 
 def save_mask(mask, path: str | os.PathLike) -> Path:

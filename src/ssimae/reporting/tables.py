@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # the runtime path writes tables without importing the metric
     from ssimae.core.metrics import RocCurve
 
 CSV_NAME, JSONL_NAME = "predictions.csv", "predictions.jsonl"
-COLUMNS = ("path", "score", "defective", "defect_area", "n_regions", "regions", "threshold", "image_threshold",
-           "label", "outcome", "source")
+COLUMNS = ("path", "score", "score_norm", "defective", "defect_area", "n_regions", "regions", "regions_are",
+           "threshold", "image_threshold", "label", "outcome", "source")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
 # outcome of an image whose label is known (its input subfolder: "good" or a defect type)
 OUTCOMES = {(False, True): "false reject", (True, False): "escape", (False, False): "pass", (True, True): "found"}
@@ -42,18 +42,24 @@ def csv_text(cell: str) -> str:
 
 def write_verdicts(records: list[dict], out: str | os.PathLike) -> None:
     """Write ``out``/predictions.csv (regions as a JSON list in one column; defective as
-    yes/no; image_threshold, label and outcome empty where unknown; text cells through
+    yes/no; score_norm, image_threshold, label and outcome empty where unknown; text cells through
     :func:`csv_text`) and ``out``/predictions.jsonl (one JSON object per image, as given), atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in records:
-        w.writerow([csv_text(r["path"]), repr(r["score"]), "yes" if r["defective"] else "no", r["defect_area"],
-                    r["n_regions"], json.dumps(r["regions"], separators=(",", ":")), repr(r["threshold"]),
-                    "" if r.get("image_threshold") is None else repr(r["image_threshold"]),
+        w.writerow([csv_text(r["path"]), repr(r["score"]), _number(r.get("score_norm")),
+                    "yes" if r["defective"] else "no", r["defect_area"], r["n_regions"],
+                    json.dumps(r["regions"], separators=(",", ":")), r.get("regions_are") or "", repr(r["threshold"]),
+                    _number(r.get("image_threshold")),
                     csv_text(r.get("label") or ""), r.get("outcome") or "", csv_text(r.get("source", ""))])
     atomic_write_text(os.path.join(out, CSV_NAME), buf.getvalue())
     atomic_write_text(os.path.join(out, JSONL_NAME), "".join(json.dumps(r) + "\n" for r in records))
+
+
+def _number(value) -> str:
+    """A CSV cell of an optional number: repr (exact), or empty."""
+    return "" if value is None else repr(value)
 
 
 def summary(records: list[dict]) -> str:

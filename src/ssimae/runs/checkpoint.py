@@ -11,8 +11,10 @@ converts it with :func:`ssimae.runs.settings.settings_from_v1`.
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +23,15 @@ import torch
 
 from ssimae.errors import SsimaeError, one_line
 from ssimae.io.files import atomic_write_bytes, atomic_write_text
+from ssimae.io.folders import lock_holder
 from ssimae.runs.settings import RunSettings, settings_from_v1
 
 FORMAT = "ssimae-checkpoint"
 VERSION = 2
 CHECKPOINT_NAME = "model.pt"
 CONFIG_NAME = "config.json"  # the run's settings, readable (and a --config file for a rerun)
+LOG_NAME = "train_log.csv"  # one row per epoch (and per stop within one), written by training
+TRAINING = "ssimae train"  # what training writes into its run folder's lock
 
 
 @dataclass
@@ -52,12 +57,43 @@ class Run:
 
 def load_run(run: "str | os.PathLike | Run") -> Run:
     """A run folder or checkpoint file read and checked once (:func:`load_checkpoint`); a
-    :class:`Run` is returned as it is."""
+    :class:`Run` is returned as it is. A run still training is refused (:func:`refuse_while_training`)."""
     if isinstance(run, Run):
         return run
+    refuse_while_training(run)
     path = resolve_checkpoint(run)
     state = load_checkpoint(path)
     return Run(path, state.pop("settings"), state)
+
+
+def refuse_while_training(run: str | os.PathLike) -> None:
+    """SsimaeError "training in progress (pid N, epoch k of n)" when another process's
+    ``ssimae train`` holds the lock of the run folder (``run``: the folder or its checkpoint):
+    its checkpoint has no threshold yet, or none at all. Reads the lock, config.json and
+    train_log.csv only (no torch, no checkpoint)."""
+    folder = Path(run) if Path(run).is_dir() else Path(run).parent
+    holder = lock_holder(folder)
+    if holder is None or not holder[1].startswith(TRAINING):
+        return
+    raise SsimaeError(f"training in progress (pid {holder[0]}, {training_epoch(folder)}); "
+                      "wait for it to finish", folder)
+
+
+def training_epoch(folder: Path) -> str:
+    """'epoch k of n' of the training writing ``folder``: n from its config.json, k the epoch
+    after the last complete one in its train_log.csv; 'starting' before config.json exists."""
+    try:
+        train = json.loads((folder / CONFIG_NAME).read_text())["train"]
+        n, steps_per_epoch = int(train["epochs"]), math.ceil(train["patches_per_epoch"] / train["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return "starting"
+    try:
+        with open(folder / LOG_NAME, newline="") as f:
+            last = list(csv.DictReader(f))[-1]
+        k = int(last["epoch"]) + (int(last["steps"]) >= steps_per_epoch)
+    except (OSError, ValueError, KeyError, IndexError):
+        k = 1
+    return f"epoch {min(max(k, 1), n)} of {n}"
 
 
 def save_run(path: str | os.PathLike, settings: RunSettings, state: dict) -> None:

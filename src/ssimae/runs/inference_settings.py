@@ -33,7 +33,12 @@ TILINGS = ("window", "whole")
 MAX_HISTORY = 1000  # entries of threshold_history
 HISTORY_KEYS = {"previous_threshold": (int, float, type(None)), "previous": (dict,), "recalibrated_on": (str,),
                 "good": (str,), "n_images": (int,)}
-OPTIONAL_HISTORY_KEYS = {"previous_image_threshold": (int, float, type(None))}  # entries written since image thresholds
+# entries written since image thresholds; since ``calibrate --undo`` (which restores them): the statistics
+# and the count of images the image threshold rested on
+OPTIONAL_HISTORY_KEYS = {"previous_image_threshold": (int, float, type(None)), "previous_residual_stats": (dict,),
+                         "previous_image_threshold_images": (int, type(None))}
+# why a run has no threshold, in the messages that refuse to score or export it
+NO_THRESHOLD = "the run stores no threshold (its training did not finish, or it had no validation images)"
 
 
 @dataclass

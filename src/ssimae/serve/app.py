@@ -5,11 +5,14 @@ Endpoints (JSON unless said otherwise; every error is one line ``{"error": "..."
 * ``POST /v1/predict``: one image, as the raw body (any ``Content-Type``) or the
   multipart form field ``file`` (:mod:`ssimae.serve.decode`) -> the image's row of
   ``predictions.jsonl`` as ``ssimae predict`` writes it (:meth:`Prediction.record`: path =
-  the client's file name or "", score, defective, defect_area, n_regions, regions,
-  threshold), plus ``model`` and ``residual``. ``?mask=png``: the defect mask as PNG
-  instead (255 = defect, H x W, as ``predict``'s ``*_mask.png``); ``?overlay=png``: the
-  overlay (``*_overlay.png``).
-* ``GET /v1/model``: model, title, engine, residual, threshold, channels, the inference
+  the client's file name or "", score, score_norm, defective, defect_area, n_regions,
+  regions, regions_are, threshold, image_threshold), plus ``model`` and ``residual``.
+  ``?mask=png``: the defect mask as PNG instead (255 = defect, H x W, as ``predict``'s
+  ``*_mask.png``); ``?overlay=png``: the overlay (``*_overlay.png``); ``?overlay=base64``:
+  the JSON row with the overlay's PNG in ``overlay_png_base64`` (one request for both: the page).
+* ``GET /v1/model``: model, title, engine, residual, both thresholds at the top level
+  (``image_threshold``, which decides the verdict, None for runs without one, then the pixel
+  threshold decides; ``pixel_threshold``, which draws the masks), channels, the inference
   settings (without the threshold's calibration history, which names folders on the
   server), the ssimae version and the server's limits.
 * ``GET /healthz``: ``{"status": "ok", ...}`` with the batcher's counters (open, no key).
@@ -26,6 +29,7 @@ has arrived, within ``request_timeout_s``: a slow client holds no place another 
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hmac
 import io
@@ -53,6 +57,7 @@ log = logging.getLogger("ssimae.serve")
 RETRY_AFTER_S = 1
 API_KEY_HEADER = "X-API-Key"
 PICTURES = ("mask", "overlay")  # ?mask=png, ?overlay=png
+INLINE = "base64"  # ?overlay=base64: the JSON row with the picture inside
 
 
 class ApiError(Exception):
@@ -67,18 +72,13 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def engine_of(detector) -> str:
-    """"onnx" for an :class:`ssimae.inference.onnx_detector.OnnxDetector`, else "torch"."""
-    return "onnx" if type(detector).__module__ == "ssimae.inference.onnx_detector" else "torch"
-
-
 def describe(detector, threshold: float, options: ServeOptions) -> dict:
-    """What ``GET /v1/model`` says about a detector served at ``threshold``."""
-    onnx = engine_of(detector) == "onnx"
+    """What ``GET /v1/model`` says about a detector served at the pixel ``threshold``."""
     settings = dataclasses.asdict(detector.settings)
     settings.pop("threshold_history", None)  # names calibration folders on this machine
-    return {"model": detector.info["model"] if onnx else detector.model.name, "title": detector.title,
-            "engine": engine_of(detector), "residual": detector.default_residual, "threshold": threshold,
+    return {"model": detector.model_name, "title": detector.title,
+            "engine": detector.engine, "residual": detector.default_residual,
+            "image_threshold": detector.settings.image_threshold, "pixel_threshold": threshold,
             "channels": detector.settings.preprocess.channels, "settings": settings, "version": __version__,
             "limits": options.limits()}
 
@@ -97,14 +97,15 @@ def picture(kind: str, image: np.ndarray, prediction) -> bytes:
     return _png(overlay_rgb(image, prediction.mask))
 
 
-def wanted_picture(query) -> str | None:
-    """"mask" or "overlay" for ``?mask=png`` or ``?overlay=png``, None for JSON."""
+def wanted_picture(query) -> tuple[str | None, bool]:
+    """("mask" or "overlay", inline) for ``?mask=png``, ``?overlay=png`` or (inline, inside the
+    JSON row) ``?mask=base64`` / ``?overlay=base64``; (None, False) for the JSON row alone."""
     asked = [k for k in PICTURES if k in query]
     if len(asked) > 1:
-        raise ApiError(400, "ask for ?mask=png or ?overlay=png, not both")
-    if asked and query[asked[0]] != "png":
-        raise ApiError(400, f"?{asked[0]}= must be png, got {query[asked[0]][:40]!r}")
-    return asked[0] if asked else None
+        raise ApiError(400, "ask for ?mask= or ?overlay=, not both")
+    if asked and query[asked[0]] not in ("png", INLINE):
+        raise ApiError(400, f"?{asked[0]}= must be png or {INLINE}, got {query[asked[0]][:40]!r}")
+    return (asked[0], query[asked[0]] == INLINE) if asked else (None, False)
 
 
 async def read_body(request: Request, max_bytes: int, timeout_s: float, stopping: asyncio.Event | None = None) -> bytes:
@@ -166,17 +167,20 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
     """The FastAPI app serving ``detector`` (a :class:`ssimae.inference.detector.Detector` or an
     :class:`ssimae.inference.onnx_detector.OnnxDetector`; only its worker thread calls ``predict_many``).
     The batcher (``app.state.batcher``) runs while the app's lifespan does."""
+    from ssimae.runs.inference_settings import NO_THRESHOLD
+
     options = options or ServeOptions()
     threshold = detector.threshold if options.threshold is None else options.threshold
     if threshold is None:
-        raise SsimaeError("the run stores no threshold (trained without validation images); give --threshold")
+        raise SsimaeError(f"{NO_THRESHOLD}; give --threshold")
     threshold = float(threshold)
     model = describe(detector, threshold, options)
     preprocess = detector.settings.preprocess
     batcher = Batcher(lambda images: detector.predict_many(images, threshold, chunk=len(images)),
                       options.max_batch_images, options.max_wait_ms / 1000.0,
                       options.queue_size + options.max_batch_images, (options.max_pixels, options.max_patches))
-    page = render_page(detector.title, model["engine"], threshold, options.api_key is not None)
+    page = render_page(detector.title, model["engine"], threshold, detector.settings.image_threshold,
+                       options.api_key is not None)
     key = None if options.api_key is None else options.api_key.encode("utf-8")
 
     @asynccontextmanager
@@ -233,7 +237,7 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
     @app.post("/v1/predict")
     async def predict(request: Request):
         check_key(request)
-        kind = wanted_picture(request.query_params)
+        kind, inline = wanted_picture(request.query_params)
         try:
             body = await read_body(request, options.max_bytes, options.request_timeout_s, batcher.stopping)
             data, name = upload_bytes(body, request.headers.get("content-type"))
@@ -241,16 +245,19 @@ def create_app(detector, options: ServeOptions | None = None) -> FastAPI:
             with batcher.admit():  # only once the body is here: a slow client holds no place
                 image = await run_in_threadpool(decode_upload, data, preprocess, options.max_pixels)
                 prediction = await batcher.submit(image, check_cost(image))
-                if kind is not None:
-                    return Response(await run_in_threadpool(picture, kind, image, prediction),
-                                    media_type="image/png")
+                png = None if kind is None else await run_in_threadpool(picture, kind, image, prediction)
+                if png is not None and not inline:
+                    return Response(png, media_type="image/png")
         except Busy as err:
             raise ApiError(503, str(err), {"Retry-After": str(RETRY_AFTER_S)}) from None
         except ShuttingDown as err:
             raise ApiError(503, str(err), {"Retry-After": str(RETRY_AFTER_S), "Connection": "close"}) from None
         except RequestError as err:
             raise ApiError(err.status, err.message) from None
-        return JSONResponse({**prediction.record(name), "model": model["model"], "residual": model["residual"]})
+        row = {**prediction.to_dict(name), "model": model["model"], "residual": model["residual"]}
+        if png is not None:
+            row[f"{kind}_png_base64"] = base64.b64encode(png).decode("ascii")
+        return JSONResponse(row)
 
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def index():

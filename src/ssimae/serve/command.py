@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free one)")
     p.add_argument("--engine", choices=ENGINES, default="auto",
                    help="torch, onnx (no torch needed), or auto (default): onnx for an export, torch for a run")
-    p.add_argument("--threshold", type=_number, default=None, help="verdict threshold (default: the stored one)")
+    p.add_argument("--threshold", type=_number, default=None, help="pixel threshold, which draws the masks (default: the stored one); the stored image "
+                        "threshold decides the verdict (for a run without one, this does)")
     p.add_argument("--max-bytes", type=_whole_number, default=d["max_bytes"],
                    help=f"largest request body in bytes; larger gets 413 (default {d['max_bytes']}, 32 MiB)")
     p.add_argument("--max-pixels", type=_whole_number, default=d["max_pixels"],
@@ -93,20 +94,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="log warnings only (no access log)")
 
 
-def is_export(source: str | os.PathLike) -> bool:
-    """True for a folder written by ``ssimae export`` (model.onnx inside) or an .onnx file."""
-    from ssimae.inference.onnx_detector import MODEL_FILE
-
-    path = Path(source)
-    return path.suffix.lower() == ".onnx" or (path / MODEL_FILE).is_file()
-
-
 def load_detector(source: str | os.PathLike, engine: str = "auto", device: str | None = None,
                   threads: int | None = None):
     """(detector, engine name): an OnnxDetector for engine "onnx" (imports no torch) or a
-    torch Detector for "torch"; "auto" picks by :func:`is_export`."""
-    if engine == "auto":
-        engine = "onnx" if is_export(source) else "torch"
+    torch Detector for "torch"; "auto" picks by :func:`ssimae.inference.engines.is_export`."""
+    from ssimae.inference.engines import pick_engine
+
+    engine = pick_engine(source, engine)
     if engine == "onnx":
         from ssimae.inference.onnx_detector import OnnxDetector
 
@@ -198,7 +192,10 @@ def serve(args: argparse.Namespace, log=print) -> None:
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     model = app.state.model
-    log(f"ssimae serve: {model['title']} ({engine}) from {args.source}, threshold {model['threshold']:.6g}, "
+    image_t = model["image_threshold"]
+    log(f"ssimae serve: {model['title']} ({engine}) from {args.source}, "
+        + (f"image threshold {image_t:.6g} (the verdict), " if image_t is not None else "")
+        + f"pixel threshold {model['pixel_threshold']:.6g}, "
         f"on http://{host}:{port}/ (POST /v1/predict; API key {'required' if api_key else 'not required'})",
         flush=True)
     if not _is_loopback(args.host) and api_key is None:

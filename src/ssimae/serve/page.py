@@ -1,5 +1,11 @@
 """The page at ``GET /``: drop an image (or choose one), see the verdict and the overlay.
 
+The verdict is shown beside the threshold that decided it and the score on its scale (the
+image threshold; the pixel one for runs without it) and their ratio (1.0 is the cut); regions
+of a passed image are "below the verdict threshold". One request per image
+(``?overlay=base64``: the row with the overlay inside). Nothing is shown before the first
+image (elements start ``hidden``, and the style lets ``hidden`` hide them).
+
 Self-contained: inline CSS and JavaScript only (no external files), allowed by a
 Content-Security-Policy that names their SHA-256 hashes and nothing else. What the server
 fills in (model, engine, threshold) is HTML-escaped; what a response brings (file name,
@@ -11,7 +17,10 @@ import base64
 import hashlib
 import html
 
+from ssimae.reporting.predictions import threshold_story
+
 _STYLE = """
+[hidden] { display: none !important; }
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
 #drop { border: 2px dashed #888; border-radius: 8px; padding: 24px; max-width: 560px; }
 #drop.over { background: #e8eefc; }
@@ -35,24 +44,27 @@ async function score(file) {
   const key = $("key");
   if (key && key.value) headers["X-API-Key"] = key.value;
   try {
-    const [rj, ri] = await Promise.all([
-      fetch("v1/predict", {method: "POST", headers: headers, body: file}),
-      fetch("v1/predict?overlay=png", {method: "POST", headers: headers, body: file})]);
-    if (!rj.ok) {
-      const e = await rj.json().catch(() => ({error: rj.statusText}));
-      throw new Error(rj.status + ": " + e.error);
+    const r = await fetch("v1/predict?overlay=base64", {method: "POST", headers: headers, body: file});
+    if (!r.ok) {
+      const e = await r.json().catch(() => ({error: r.statusText}));
+      throw new Error(r.status + ": " + e.error);
     }
-    const row = await rj.json();
+    const row = await r.json();
+    const image = row.image_threshold !== null;
+    const cut = image ? row.image_threshold : row.threshold;
     verdict.className = row.defective ? "defective" : "good";
     verdict.textContent = row.defective ? "defective" : "no defect";
-    details.textContent = file.name + ": score " + row.score.toPrecision(6) + " (threshold " +
-      row.threshold.toPrecision(6) + "), " + row.n_regions + " region(s), " + row.defect_area + " defect pixels";
-    if (ri.ok) {
-      if (overlay.src) URL.revokeObjectURL(overlay.src);
-      await new Promise((done) => { overlay.onload = done; overlay.onerror = done;
-                                     ri.blob().then((b) => { overlay.src = URL.createObjectURL(b); }); });
-      overlay.hidden = false;
-    }
+    const regions = row.n_regions === 0 ? "no regions" : row.defective ?
+      row.n_regions + " defect region(s), " + row.defect_area + " px" :
+      row.n_regions + " region(s) below the verdict threshold (" + row.defect_area + " px above the pixel threshold)";
+    details.textContent = file.name + ": score " + row.score.toPrecision(6) + (row.defective ? " > " : " <= ") +
+      (image ? "image" : "pixel") + " threshold " + cut.toPrecision(6) + " (score / threshold " +
+      (row.score_norm === null ? "n/a" : row.score_norm.toFixed(3)) + "; above 1 is defective); " + regions;
+    const bytes = Uint8Array.from(atob(row.overlay_png_base64), (c) => c.charCodeAt(0));
+    if (overlay.src) URL.revokeObjectURL(overlay.src);
+    await new Promise((done) => { overlay.onload = done; overlay.onerror = done;
+                                   overlay.src = URL.createObjectURL(new Blob([bytes], {type: "image/png"})); });
+    overlay.hidden = false;
   } catch (err) {
     verdict.className = "error"; verdict.textContent = "error";
     details.textContent = String(err.message || err);
@@ -80,10 +92,12 @@ CONTENT_SECURITY_POLICY = (f"default-src 'none'; script-src {_sha256(_SCRIPT)}; 
                            "frame-ancestors 'none'")
 
 
-def render_page(title: str, engine: str, threshold: float, needs_key: bool) -> str:
-    """The page's HTML for a model (``title``, e.g. "SSIM-AE"), its engine and threshold;
-    ``needs_key``: show a field for the API key."""
+def render_page(title: str, engine: str, threshold: float, image_threshold: float | None, needs_key: bool) -> str:
+    """The page's HTML for a model (``title``, e.g. "SSIM-AE"), its engine, its pixel
+    ``threshold`` and ``image_threshold`` (None: the pixel one decides); ``needs_key``: show a
+    field for the API key."""
     e = html.escape
+    decides = threshold_story(threshold, image_threshold)
     key = ('<p><label>API key <input type="password" id="key" autocomplete="off"></label></p>'
            if needs_key else "")
     return f"""<!doctype html>
@@ -96,7 +110,7 @@ def render_page(title: str, engine: str, threshold: float, needs_key: bool) -> s
 </head>
 <body>
 <h1>ssimae serve</h1>
-<p id="model">{e(title)} ({e(engine)}), threshold {e(f"{threshold:.6g}")}</p>
+<p id="model">{e(title)} ({e(engine)}); {e(decides)}</p>
 <div id="drop">Drop an image here, or choose one: <input type="file" id="file"></div>
 {key}
 <div id="verdict" hidden></div>

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from ssimae.data.datasets import load_dataset, seeded_split
 from ssimae.errors import SsimaeError
 from ssimae.io.files import atomic_write_text
+from ssimae.io.progress import progress as progress_display
 from ssimae.models import Model, get_model
 from ssimae.models.device import pick_device
 from ssimae.models.network import PATCH_SIZE
@@ -194,9 +194,9 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
     while state["epoch"] < t.epochs and not stopped:
         patches.set_epoch(state["epoch"])
         t0, seen, total = time.monotonic(), 0, 0.0
-        bar = tqdm(loader, total=n_steps - state["step"], desc=f"epoch {state['epoch'] + 1}/{t.epochs}",
-                   disable=None if progress else True, leave=False, dynamic_ncols=True)
-        for x in bar:
+        bar = progress_display(total=(n_steps - state["step"]) * t.batch_size, desc=f"epoch {state['epoch'] + 1}/{t.epochs}",
+                               unit="patches", enabled=progress)
+        for x in loader:
             x = _to_device(x, device, t)
             global_step = state["epoch"] * n_steps + state["step"]
             for group in opt.param_groups:
@@ -216,7 +216,8 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
             state["step"] += 1
             seen += x.shape[0] * par.world
             total += value * x.shape[0] * par.world
-            bar.set_postfix(loss=f"{value:.4f}", patches_s=f"{seen / max(time.monotonic() - t0, 1e-9):.0f}")
+            bar.set_postfix(loss=f"{value:.4f}")
+            bar.update(x.shape[0] * par.world)
             if stop:
                 stopped = True
                 break

@@ -49,11 +49,28 @@ def test_verdict_uses_the_image_threshold_and_the_pixel_threshold_draws_the_mask
     p = verdict(opened, opened, 0.5, image_threshold=2.0)
     assert p.mask.sum() == 9 and not p.defective  # mask drawn, image passes: score 1 <= 2
     p = verdict(opened, opened, 0.5, image_threshold=0.9)
-    assert p.defective and p.record("x.png")["image_threshold"] == 0.9
+    assert p.defective and p.to_dict("x.png")["image_threshold"] == 0.9
     p = verdict(opened, opened, 0.5)  # no image threshold (runs calibrated before): mask decides
-    assert p.defective and p.record("x.png")["image_threshold"] is None
+    assert p.defective and p.to_dict("x.png")["image_threshold"] is None
     p = verdict(opened, opened, 0.5, image_threshold=0.05, rule="top1%")
     assert p.score == pytest.approx(top_mean(opened)) and p.defective  # top 4 of 400 pixels: mean 1
+
+
+def test_rows_say_which_threshold_decides_on_one_scale():
+    """score_norm = score / the threshold that decides (the image one, else the pixel one), so
+    1.0 is the cut on every run; regions of a passed image are below the verdict threshold."""
+    opened = np.zeros((20, 20))
+    opened[5:8, 5:8] = 1.0
+    passed = verdict(opened, opened, 0.5, image_threshold=2.0).to_dict("x.png")
+    assert passed["score_norm"] == 0.5 and not passed["defective"]
+    assert passed["n_regions"] == 1 and passed["regions_are"] == "below the verdict threshold"
+    found = verdict(opened, opened, 0.5, image_threshold=0.8).to_dict("x.png")
+    assert found["score_norm"] == 1.0 / 0.8 and found["defective"] and found["regions_are"] == "defects"
+    old = verdict(opened, opened, 0.5).to_dict("x.png")  # no image threshold: the pixel one decides
+    assert old["score_norm"] == 2.0 and old["defective"]
+    for t in np.linspace(0.01, 3, 31):  # above 1 exactly when defective
+        p = verdict(opened, opened, 0.5, image_threshold=float(t))
+        assert (p.score_norm > 1) == p.defective
 
 
 def test_outcomes_and_summary_count_false_rejects_and_escapes():

@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 from skimage.measure import label, regionprops
+from tests.helpers.floats import flippable, maps_close
 
 from ssimae.cli.main import main
 from ssimae.io.images import read_image
-from ssimae.core.morphology import binary_opening
+from ssimae.core.morphology import binary_opening, gray_opening
 from ssimae.models.network import AutoEncoder
 from ssimae.runs.settings import InferenceSettings
 from ssimae.core.verdict import find_regions
@@ -70,6 +71,7 @@ def test_predict_score_mask_and_regions(tmp_path):
     assert det.predict(img, threshold=float(np.nextafter(np.float32(p.score), -np.inf))).mask.any()
 
 
+@pytest.mark.kernels  # one batch of three images against one image at a time: tests/helpers/floats.py
 def test_predict_many_batches_and_matches_one_by_one():
     det = tiny_detector()
     rng = np.random.default_rng(4)
@@ -81,8 +83,11 @@ def test_predict_many_batches_and_matches_one_by_one():
     assert len(calls) == 1  # all patches of the three images in one batch (<= 64 patches)
     for img, p in zip(imgs, many):
         one = det.predict(img)
-        assert np.allclose(one.residual, p.residual, atol=1e-5)
-        assert p.mask.shape == img.shape
+        # another batch composition: the network's sums round differently (floats.py); the
+        # masks are equal except where the opened map lies within that rounding of the threshold
+        maps_close(p.residual, one.residual)
+        flips = flippable(gray_opening(one.residual, det.opening_diameter), det.threshold)
+        assert p.mask.shape == img.shape and np.array_equal(p.mask[~flips], one.mask[~flips])
     assert net is det.network
 
 

@@ -14,7 +14,8 @@ from ssimae.errors import SsimaeError
 from ssimae.inference.test_set import validation_images
 from ssimae.io.images import read_image
 from ssimae.core.morphology import binary_opening, gray_opening
-from ssimae.runs.settings import InferenceSettings
+from ssimae.runs.settings import InferenceSettings, RunSettings
+from tests.helpers.clicheck import one_error_line
 
 
 def random_maps(seed=0):
@@ -83,6 +84,7 @@ def own_validation_files(run, demo_root):
     return validation_images(load_dataset(demo_root, progress=False, log=lambda *_: None), settings)
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 def test_calibrate_round_trips_and_keeps_history(run_copy, demo_root, capsys):
     before = load_checkpoint(run_copy)
     t0 = before["settings"].inference.threshold
@@ -92,6 +94,8 @@ def test_calibrate_round_trips_and_keeps_history(run_copy, demo_root, capsys):
     after = load_checkpoint(run_copy)
     inf = after["settings"].inference
     det = Detector.load(run_copy)
+    # exact by design here and below: calibrate computes the maps one image at a time, as
+    # residual_map does (the same patches in the same network batch, this process's kernels)
     maps = [det.residual_map(read_image(p)) for p in sorted(good.iterdir())]
     assert inf.threshold == fpr_threshold(maps, inf.opening_diameter, 0.01)
     assert (inf.threshold_rule, inf.target_fpr) == ("fpr", 0.01)
@@ -126,7 +130,8 @@ def test_predict_says_which_threshold(run_copy, demo_root, tmp_path, capsys):
     assert f"stored: quantile rule, recalibrated" in capsys.readouterr().out
     assert main(["predict", str(run_copy), str(one), "--out", str(tmp_path / "c"), "--threshold", "0.5"]) == 0
     said = capsys.readouterr().out
-    assert "at pixel threshold 0.5, image threshold " in said and "(given with --threshold)" in said
+    assert "image score above the image threshold " in said and "masks and regions at the pixel threshold 0.5" in said
+    assert "(given with --threshold)" in said
 
 
 def bad_good_folder(tmp_path, kind):
@@ -180,6 +185,7 @@ def test_pixel_iou_matches_sklearn_jaccard():
     assert np.isnan(pixel_iou([np.zeros((3, 3), bool)], [np.zeros((3, 3), bool)]))
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 @pytest.mark.parametrize("smooth", [0.0, 2.0])
 def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_root, smooth):
     """calibrate (one pass over the images) gives the threshold of the maps the detector
@@ -191,10 +197,12 @@ def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_roo
     det = Detector.load(trained_run)
     det.settings = replace(det.settings, smooth=smooth)
     images = sorted((demo_root / "train" / "good").glob("*.png"))[:2]
+    # exact by design: calibrate's maps are one image at a time, as residual_map's (same batch, same kernels)
     expected = threshold_from_maps([det.residual_map(read_image(p)) for p in images], det.settings)
     assert calibrate(det, images, progress=False).threshold == expected
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 @pytest.mark.parametrize("fpr, score", [(0.01, "max"), (0.25, "top1%")])
 def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_root, fpr, score):
     """ssimae calibrate stores the image threshold of --image-fpr: counted over the detector's
@@ -208,6 +216,7 @@ def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_ro
     inf = load_checkpoint(run_copy)["settings"].inference
     assert (inf.image_fpr, inf.image_score) == (fpr, score)
     det = Detector.load(run_copy)
+    # exact by design: calibrate's maps are one image at a time, as residual_map's (same batch, same kernels)
     scores = [image_score(gray_opening(det.residual_map(read_image(p)), inf.opening_diameter), score)
               for p in sorted(good.iterdir())]
     allowed = int(np.floor(fpr * len(scores)))
@@ -218,6 +227,36 @@ def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_ro
     for p in sorted(good.iterdir())[:3]:
         pred = det.predict(read_image(p))
         assert pred.image_threshold == t and pred.defective == (pred.score > t)
+
+
+def test_calibrate_says_both_thresholds_and_undo_restores_them(run_copy, demo_root, capsys):
+    """The output names both thresholds old -> new (which decides, which draws) and how to
+    undo; --undo restores the run's inference settings exactly as they were (reference: the
+    settings read before calibrating), twice in a row, then says there is nothing to undo."""
+    original = load_checkpoint(run_copy)["settings"]
+    o = original.inference
+    good = demo_root / "train" / "good"
+    capsys.readouterr()
+    assert main(["calibrate", str(run_copy), "--good", str(good), "--target-fpr", "0.01", "--image-fpr", "0.5",
+                 "--quiet"]) == 0
+    once = load_checkpoint(run_copy)["settings"]
+    n = once.inference
+    assert (n.threshold, n.image_threshold) != (o.threshold, o.image_threshold)
+    said = capsys.readouterr().out
+    assert (f"image threshold {o.image_threshold:.6g} -> {n.image_threshold:.6g} (decides the verdict), "
+            f"pixel threshold {o.threshold:.6g} -> {n.threshold:.6g} (draws the masks)") in said
+    assert f"undo with ssimae calibrate {run_copy} --undo" in said
+    assert main(["calibrate", str(run_copy), "--good", str(good), "--threshold-rule", "quantile", "--quiet"]) == 0
+    assert main(["calibrate", str(run_copy), "--undo"]) == 0
+    assert load_checkpoint(run_copy)["settings"] == once
+    assert f"-> {n.threshold:.6g} (draws the masks): restored" in capsys.readouterr().out
+    assert main(["calibrate", str(run_copy), "--undo"]) == 0
+    assert load_checkpoint(run_copy)["settings"] == original
+    assert RunSettings.from_dict(json.loads((run_copy / "config.json").read_text())) == original
+    assert main(["calibrate", str(run_copy), "--undo"]) == 2
+    one_error_line(capsys, "nothing to undo")
+    assert main(["calibrate", str(run_copy)]) == 2
+    one_error_line(capsys, "--good DIR", "--undo")
 
 
 def test_the_image_threshold_states_its_images_and_follows_its_rule(run_copy, demo_root, trained_run):

@@ -1,9 +1,9 @@
 """Deployment without PyTorch: the ONNX export and the torch-free runtime, against the torch path.
 
 Parity: on the demo data, the residual maps of the torch detector and of the exported model
-run by onnxruntime agree to 1e-4 (max abs) for the SSIM-AE, the l2-AE and the VAE, and their
-masks agree except where a value lies within 1e-4 of the threshold. The runtime also runs
-in a process where importing torch fails.
+run by onnxruntime agree within the rounding of two kernel sets (:func:`engine_tolerance`),
+and their masks and verdicts agree except where a value lies within that tolerance of the
+threshold. The runtime also runs in a process where importing torch fails.
 """
 import json
 import os
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from tests.helpers.clicheck import TINY
+from tests.helpers.floats import RESIDUAL_RTOL, maps_close, vae_outputs, vae_residual_tolerance
 
 from ssimae.runs.checkpoint import load_checkpoint
 from ssimae.cli.main import main
@@ -28,7 +29,6 @@ from ssimae.core.ssim_torch import ssim_map
 from ssimae.core.ssim import SsimOptions, ssim_map_numpy
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
-TOL = 1e-4
 
 
 pytestmark = pytest.mark.kernels  # float comparisons across kernels: tests/helpers/floats.py
@@ -96,31 +96,51 @@ def test_onnx_residuals_and_masks_match_torch(exports, demo_root, model):
     run, exported = exports[model]
     torch_det, onnx_det = Detector.load(run, "cpu"), OnnxDetector.load(exported, threads=2)
     assert onnx_det.default_residual == torch_det.default_residual == OWN_RESIDUAL.get(model, model)
-    worst = 0.0
     for f in demo_images(demo_root):
         img = read_image(f)
-        ref, got = torch_det.residual_map(img), onnx_det.residual_map(img)
+        ref, tol = engine_tolerance(torch_det, img)
+        got = onnx_det.residual_map(img)
         assert got.shape == ref.shape == img.shape and got.dtype == np.float32
-        worst = max(worst, float(np.abs(got - ref).max()))
+        assert np.all(np.abs(got - ref) <= tol), (model, f.name, float(np.abs(got - ref).max()))
         # the stored threshold, and one that cuts the map in half (a mask with something in it)
         for t in (torch_det.threshold, float(np.median(ref))):
-            assert masks_agree_outside_ties(got, ref, t), (model, f.name, t)
+            assert masks_agree_outside_ties(got, ref, t, tol), (model, f.name, t)
+        # the same engine on the same image: predict is residual_map then the verdict, bit for bit
         pred = onnx_det.predict(img)
         assert np.array_equal(pred.residual, got) and pred.threshold == torch_det.threshold
         assert np.array_equal(pred.mask, segment(got, onnx_det.threshold, onnx_det.opening_diameter))
         ref_pred = torch_det.predict(img)  # the image verdict too, at the run's image threshold
         assert pred.image_threshold == ref_pred.image_threshold is not None
-        assert abs(pred.score - ref_pred.score) < TOL
-        if abs(ref_pred.score - ref_pred.image_threshold) > TOL:
+        # the image score (max or top-1% mean of the opened map) moves by at most the map's
+        # largest change: the opening and both scores are 1-Lipschitz in the max norm
+        score_tol = float(np.max(tol))
+        assert abs(pred.score - ref_pred.score) <= score_tol
+        if abs(ref_pred.score - ref_pred.image_threshold) > score_tol:
             assert pred.defective == ref_pred.defective
-    assert worst < TOL, f"{model}: max abs difference {worst:.2e}"
 
 
-def masks_agree_outside_ties(got, ref, t):
-    """The opened masks of two maps at threshold ``t`` are equal once the pixels within TOL of
-    ``t`` (where either side of the threshold is legitimate) are put on the same side in both,
-    either way; with no such pixel, they are equal as they are."""
-    near = np.abs(ref - t) <= TOL
+def engine_tolerance(torch_det, img):
+    """(torch's residual map of ``img``, the (H, W) bound on its difference from onnxruntime's).
+
+    The two engines run the same graph with their own kernels (oneDNN / ATen, MLAS): every
+    layer's sums in another order, the rounding of tests/helpers/floats.py, so the network's
+    outputs and a residual of order 1 agree within :data:`RESIDUAL_RTOL` (relative, absolute
+    floor the same). The VAE's noise (:class:`TorchCpuNormal`) equals torch's to float rounding,
+    a change of the same kind; its residual amplifies output changes where v = s - m^2 cancels,
+    so its bound is that of the outputs propagated through R (:func:`vae_residual_tolerance`)."""
+    if torch_det.model.name != "vae":
+        ref = torch_det.residual_map(img)
+        return ref, RESIDUAL_RTOL * (1 + np.abs(ref))
+    assert torch_det.settings.smooth == 0 and not torch_det.settings.preprocess.resizes  # R of the outputs as is
+    ref, mean, second = vae_outputs(torch_det, img)
+    return ref, vae_residual_tolerance(img, mean, second, ref, torch_det.params.obs_var)
+
+
+def masks_agree_outside_ties(got, ref, t, tol):
+    """The opened masks of two maps at threshold ``t`` are equal once the pixels within ``tol``
+    of ``t`` (where either side of the threshold is legitimate) are put on the same side in
+    both, either way; with no such pixel, they are equal as they are."""
+    near = np.abs(ref - t) <= tol
     for value in (t - 1, t + 1):
         a, b = np.where(near, value, got), np.where(near, value, ref)
         if not np.array_equal(segment(a, t, 4), segment(b, t, 4)):
@@ -155,14 +175,16 @@ def test_cli_export_and_predict_with_onnx(exports, demo_root, tmp_path):
     raws = sorted(p.relative_to(out_t) for p in out_t.rglob("*.npy"))
     assert raws and raws == sorted(p.relative_to(out_o) for p in out_o.rglob("*.npy"))
     for rel in raws:
-        assert np.abs(np.load(out_t / rel) - np.load(out_o / rel)).max() < TOL
+        maps_close(np.load(out_o / rel), np.load(out_t / rel))  # the SSIM-AE: engine_tolerance's flat bound
         assert (out_o / rel.parent / f"{rel.stem}_mask.png").exists()
 
 
 def test_runtime_runs_where_torch_cannot_be_imported(exports, demo_root, tmp_path):
     run, exported = exports["vae"]
     img = demo_images(demo_root)[-1]
-    np.save(tmp_path / "ref.npy", Detector.load(run, "cpu").residual_map(read_image(img)))
+    ref, tol = engine_tolerance(Detector.load(run, "cpu"), read_image(img))
+    np.save(tmp_path / "ref.npy", ref)
+    np.save(tmp_path / "tol.npy", tol)
     script = f"""
 import sys
 sys.modules["torch"] = None  # `import torch` now raises ImportError
@@ -176,8 +198,8 @@ try:
 except ImportError:
     pass
 res = OnnxDetector.load({str(exported)!r}).residual_map(read_image({str(img)!r}))
-ref = np.load({str(tmp_path / "ref.npy")!r})
-assert np.abs(res - ref).max() < {TOL}, np.abs(res - ref).max()
+ref, tol = np.load({str(tmp_path / "ref.npy")!r}), np.load({str(tmp_path / "tol.npy")!r})
+assert np.all(np.abs(res - ref) <= tol), np.abs(res - ref).max()
 predict({str(exported)!r}, [{str(img)!r}], {str(tmp_path / "out")!r}, engine="onnx", progress=False)
 from ssimae.runtime import main  # the command for machines without torch
 assert main([{str(exported)!r}, {str(img.parent)!r}, "--out", {str(tmp_path / "cmd")!r}, "--quiet"]) == 0
@@ -259,7 +281,8 @@ def test_device_cuda_without_cuda_is_one_clear_line(trained_run, demo_root, tmp_
 @pytest.mark.parametrize("model", BEYOND)
 def test_onnx_whole_image_matches_torch_at_any_size(exports, demo_root, model):
     """The export of a fully convolutional model takes any height and width: whole-image maps
-    (one pass, and tiles of 256 px) of demo and odd-sized images agree with torch to TOL."""
+    (one pass, and tiles of 256 px) of demo and odd-sized images agree with torch within the
+    engines' bound (:func:`engine_tolerance`: the same graph, other kernels)."""
     from ssimae.runtime import OnnxDetector
 
     run, exported = exports[model]
@@ -271,8 +294,9 @@ def test_onnx_whole_image_matches_torch_at_any_size(exports, demo_root, model):
     for changes in ({"tiling": "whole"}, {"tiling": "whole", "tile_size": 256}):
         t, o = torch_det.with_settings(**changes), onnx_det.with_settings(**changes)
         for img in images:
-            ref, got = t.residual_map(img), o.residual_map(img)
-            assert got.shape == img.shape and np.abs(got - ref).max() < TOL, (model, changes, img.shape)
+            ref, tol = engine_tolerance(t, img)
+            got = o.residual_map(img)
+            assert got.shape == img.shape and np.all(np.abs(got - ref) <= tol), (model, changes, img.shape)
 
 
 def test_onnx_refuses_test_time_changes_the_export_fixed(exports):
@@ -301,9 +325,9 @@ def test_export_bakes_test_time_cell_sizes(exports, tmp_path):
     onnx_det = OnnxDetector.load(tmp_path / "onnx")
     assert onnx_det.masks["cell_sizes"] == [8] and onnx_det.info["params"]["cell_sizes"] == [8]
     img = np.random.default_rng(1).random((140, 200)).astype(np.float32)
-    ref = Detector.load(tmp_path / "run", "cpu").residual_map(img)
-    assert np.abs(onnx_det.residual_map(img) - ref).max() < TOL
-    assert np.abs(Detector.load(run, "cpu").with_settings(tiling="whole").residual_map(img) - ref).max() > TOL
+    ref, tol = engine_tolerance(Detector.load(tmp_path / "run", "cpu"), img)
+    assert np.all(np.abs(onnx_det.residual_map(img) - ref) <= tol)
+    assert np.any(np.abs(Detector.load(run, "cpu").with_settings(tiling="whole").residual_map(img) - ref) > tol)
 
 
 def pixel_and_image_auc(detector, demo_root) -> tuple[float, float]:

@@ -39,6 +39,7 @@ def test_colour_images_get_one_region_in_every_channel():
         assert np.array_equal(out[~mask], img[~mask])
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 def test_proxy_scores_are_the_auc_of_the_run_on_the_pasted_anomalies(trained_run, demo_root):
     """Against scikit-learn on the same maps: the pixel AUC pooled over the opened maps, the
     image AUC of the run's image scores (clean images against anomalous ones)."""
@@ -46,6 +47,7 @@ def test_proxy_scores_are_the_auc_of_the_run_on_the_pasted_anomalies(trained_run
     files = sorted((demo_root / "train" / "good").glob("*.png"))[:3]
     got = proxy_scores(det, files, seed=5)
     images, masks, types = proxy_images([det.settings.preprocess.read(f) for f in files], seed=5)
+    # exact by design: proxy_scores computes the maps one image at a time, as here
     opened = [gray_opening(det.residual_map(im), det.opening_diameter) for im in images]
     pixel = roc_auc_score(np.concatenate([m.ravel() for m in masks]), np.concatenate([o.ravel() for o in opened]))
     image = roc_auc_score([t != "good" for t in types], [image_score(o, det.settings.image_score) for o in opened])

@@ -3,6 +3,7 @@ against brute-force definitions and the torch implementations."""
 import numpy as np
 import pytest
 import torch
+from tests.helpers.floats import maps_close
 
 from ssimae.models import get_model
 from ssimae.core.msgms_torch import msgms_map
@@ -45,6 +46,7 @@ def test_cells_are_dealt_evenly_and_masks_depend_only_on_the_seed():
     assert not torch.equal(a, inference_masks(128, (2, 8), 3, seed=6))
 
 
+@pytest.mark.kernels  # all passes in one batch against one pass at a time: tests/helpers/floats.py
 def test_inpainter_equals_the_pass_by_pass_loop():
     torch.manual_seed(0)
     net = UNet(1, 1, width=4).eval()
@@ -57,7 +59,7 @@ def test_inpainter_equals_the_pass_by_pass_loop():
             for s in range(3):
                 m = masks[k * 3 + s]
                 ref += m * net(x * (1 - m)) / 2
-    assert torch.allclose(got, ref, atol=1e-6)
+    maps_close(got.numpy(), ref.numpy())  # another batch composition: floats.py's rounding
 
 
 def test_a_pixel_never_sees_itself():

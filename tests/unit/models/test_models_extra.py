@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from tests.helpers.clicheck import TINY
+from tests.helpers.floats import vae_residual_tolerance
 from tests.helpers.htmlpage import parse
 from scipy.stats import norm
 
@@ -43,6 +44,7 @@ def vae_detector(seed=0, samples=6):
     return Detector(VAE(4), "vae", InferenceSettings(seed=seed), VaeParams(samples=samples, obs_var=0.01))
 
 
+@pytest.mark.kernels  # the samples decoded together against one at a time: tests/helpers/floats.py
 def test_vae_residual_equals_reconstruction_probability_by_hand():
     det = vae_detector()
     img = np.random.default_rng(0).random((128, 128)).astype(np.float32)  # one patch: no averaging
@@ -55,7 +57,10 @@ def test_vae_residual_equals_reconstruction_probability_by_hand():
         dec = torch.stack([det.network.decode(mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g))
                            for _ in range(6)]).double().numpy()[:, 0, 0]
     ref = -norm.logpdf(img, loc=dec.mean(0), scale=np.sqrt(dec.var(0) + 0.01))
-    assert np.allclose(ours, ref, atol=1e-4)
+    # the detector decodes the samples in one batch, the brute force one at a time: outputs
+    # within the rounding of floats.py, propagated through the residual
+    bound = vae_residual_tolerance(img, dec.mean(0), (dec**2).mean(0), ref, obs_var=0.01)
+    assert np.all(np.abs(ours - ref) <= bound), float(np.abs(ours - ref).max())
 
 
 def test_vae_scoring_deterministic_under_seed():

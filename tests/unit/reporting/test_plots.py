@@ -51,8 +51,26 @@ def test_heatmap_size_and_matches_matplotlib(tmp_path):
     idx = np.argmin(((rgb[0, :, None, :].astype(int) - lut[None]) ** 2).sum(-1), axis=1)
     assert np.all(np.diff(idx) >= 0) and idx[0] == 0 and idx[-1] == 255
     mode, size, px = read(save_heatmap(ramp, tmp_path / "heat.png"))
-    assert size == (300, 7) and mode == "RGB"
-    np.testing.assert_array_equal(px, rgb)
+    assert mode == "RGB" and size[0] > 300 and size[1] >= 7
+    np.testing.assert_array_equal(px[:7, :300], rgb)  # the map, pixel for pixel, at the top left
+
+
+def test_every_heat_map_file_has_its_colour_bar(tmp_path):
+    """Right of the map: a bar whose rows run through the colour map from the top of the scale
+    (2 x threshold) down to 0, a black line at the threshold's row, and dark label text."""
+    from ssimae.reporting.plots import BAR_GAP, BAR_WIDTH
+
+    residual = np.tile(np.linspace(0, 1, 50), (120, 1))
+    _, (width, height), px = read(save_heatmap(residual, tmp_path / "heat.png", vmax=1.0, threshold=0.5))
+    assert width > 50 + BAR_GAP + BAR_WIDTH and height == 120
+    bar = px[:, 50 + BAR_GAP:50 + BAR_GAP + BAR_WIDTH].astype(int)
+    expected = matplotlib.colormaps["inferno"](np.linspace(1, 0, 120), bytes=True)[:, :3].astype(int)
+    tick = round(0.5 * 119)
+    rows = np.r_[0:tick, tick + 1:120]
+    assert np.abs(bar[rows, 0] - expected[rows]).max() <= 1 and (bar[:, 0] == bar[:, -1]).all()
+    assert (bar[tick] == 0).all()  # the threshold's line
+    labels = px[:, 50 + BAR_GAP + BAR_WIDTH:]
+    assert (labels.max(axis=2) < 100).sum() > 20  # text: "1", "threshold 0.5", "0"
 
 
 def test_heatmap_vmax_clips_and_constant_map():

@@ -20,14 +20,24 @@ def test_predict_report_has_a_row_per_image(trained_run, demo_root, tmp_path):
     verdicts = {j["path"]: j for j in map(json.loads, open(out / "predictions.jsonl"))}
     rows = page.tables["images"]
     assert len(rows) == len(verdicts) == len(list((demo_root / "test").rglob("*.png")))
-    for cells in rows:  # path, type (the subfolder), score, verdict, defect area, thumbnails
+    for cells, attrs in zip(rows, page.row_attrs["images"]):
+        # path, type (the subfolder), score, score / verdict threshold, verdict, defect area, thumbnails
         v = verdicts[cells[0]]
         assert cells[1] == cells[0].split("/")[0]
         verdict = "defective" if v["defective"] else "no defect"
         shown = f" ({v['outcome']})" if v["outcome"] in ("false reject", "escape") else ""
-        assert cells[2] == _fmt(v["score"]) and cells[3] == verdict + shown
-        assert int(cells[4]) == v["defect_area"]
-    assert sum(link.startswith("thumbs/") for link in page.links) == 4 * len(rows)  # input, recon, heat map, overlay
+        assert cells[2] == _fmt(v["score"]) and cells[3] == _fmt(v["score_norm"]) and cells[4] == verdict + shown
+        assert (float(cells[3]) > 1) == v["defective"] or abs(v["score_norm"] - 1) < 1e-3
+        # regions of a passed image are not defects
+        area = str(v["defect_area"]) + (", below the verdict threshold" if v["defect_area"] and not v["defective"] else "")
+        assert cells[5] == area
+        assert ("escape" in attrs["class"].split()) == (v["outcome"] == "escape")  # shown in the warning colour
+        base = v["path"].rsplit(".", 1)[0]
+        assert {f"{base}_heatmap.png", f"{base}_overlay.png"} <= set(page.links)  # thumbnails open the full files
+    assert any(v["outcome"] == "escape" for v in verdicts.values())  # the case shown is there
+    assert sum(link.startswith("thumbs/") for link in page.links) == 4 * len(rows) + 1  # 4 per row and the colour bar
+    inputs = [link for link in page.links if link.endswith(".png") and "/test/" in link]
+    assert sorted((out / i).resolve() for i in inputs) == sorted((demo_root / "test").rglob("*.png"))
     folders = {p.parent.name for p in (demo_root / "test").rglob("*.png")}
     assert {a["data-type"] for a in page.row_attrs["images"]} == folders  # filterable by subfolder
 

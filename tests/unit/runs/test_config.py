@@ -19,9 +19,11 @@ def inputs(argv):
     return train_inputs(args)
 
 
+@pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 def test_config_repeats_the_run(trained_run, tmp_path):
     again = tmp_path / "again"
     assert main(["train", "--config", str(trained_run / "config.json"), "--out", str(again), "--quiet"]) == 0
+    # exact by design: the same training (seed, batches, threads) in this process, with its kernels
     first, second = load_checkpoint(trained_run), load_checkpoint(again)
     assert second["settings"] == first["settings"]  # threshold and validation statistics recomputed alike
     for k, v in first["model"].items():

@@ -2,20 +2,12 @@
 from __future__ import annotations
 
 import csv
-import functools
 import json
 
 from ssimae.commands import demo
 from ssimae.cli.main import main
 from ssimae.data.demo_data import make_color_demo_data, make_demo_data
-
-
-def tiny_demo(monkeypatch, maker, **sizes) -> None:
-    """The demo with ``maker`` (the name of a demo-data function in the demo module) making
-    160 px images in the given numbers, and one epoch of 16 patches per model."""
-    monkeypatch.setattr(demo, maker.__name__, functools.partial(maker, size=160, n_train=4, **sizes))
-    monkeypatch.setattr(demo, "DEMO_TRAINING", {m: dict(epochs=1, patches_per_epoch=16) for m in demo.DEMO_MODELS})
-    monkeypatch.setattr(demo, "DEMO_VAL_FRACTION", 0.25)
+from tests.helpers.demo import tiny_demo
 
 
 def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):

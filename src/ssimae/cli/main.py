@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import sys
 import typing
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from ssimae.data.datasets import FORMATS
 from ssimae.errors import SsimaeError, printable
 from ssimae.models import MODELS, get_model
-from ssimae.models.network import NORMS
+from ssimae.models.constants import NORMS
 from ssimae.runs.settings import AUGMENTATIONS
 from ssimae.runs.options import DATA_OPTIONS, FIXED_ON_RESUME, RECIPE_OPTIONS
 from ssimae.runs.recipes import RECIPES, recipe_settings
@@ -100,7 +101,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-fraction", type=float, default=None,
                    help=f"share of training images held back to choose the threshold (default {T.val_fraction})")
     g.add_argument("--workers", type=int, default=None, help="data-loading worker processes (default 0)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    g.add_argument("--device", default="auto", help="auto (cuda if available, the default), cpu, cuda, cuda:1 ...")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("recipes and budgets (beyond the paper; see ssimae.runs.recipes)")
     g.add_argument("--recipe", choices=list(RECIPES), default=None,
@@ -108,8 +109,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "at a CPU budget), inpaint / draem (the defaults of the models beyond the paper); "
                         "explicit options win over the recipe")
     g.add_argument("--budget-minutes", type=float, default=None,
-                   help="train for this long on this machine: converted once into --epochs from the measured "
-                        "throughput (both recorded, so the run repeats exactly)")
+                   help="train for this long on this machine: converted once into epochs and patches per epoch "
+                        "(fewer patches per epoch when the budget is short) from the measured throughput (all "
+                        "recorded, so the run repeats exactly); the log states the estimated end")
     g.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                    help="learning rate: constant (paper) or cosine (warm-up, then decay to 0 at the end)")
     g.add_argument("--warmup", type=float, default=None, help="share of steps of linear warm-up (cosine schedule)")
@@ -307,8 +309,6 @@ def cmd_train_auto(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from ssimae.commands.train import train
-
     if args.model == "auto":
         return cmd_train_auto(args)
     if args.candidates is not None or args.screen_share is not None:
@@ -316,6 +316,8 @@ def cmd_train(args) -> None:
     settings, root, data = train_inputs(args)
     if root is None and data.get("train_dir") is None and not args.resume:  # --resume: the run's own data
         raise SsimaeError("give --data ROOT (or --train-dir for the generic layout)")
+    from ssimae.commands.train import train
+
     if args.resume and args.config is None:
         from ssimae.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -392,22 +394,48 @@ def cmd_evaluate(args) -> None:
           f"({m['n_images']} images) -> {args.out}/metrics.json")
 
 
-def cmd_predict(args) -> None:
+class Verdicts:
+    """The predictions.jsonl rows of a ``predict`` as the command line hands them on: each as
+    one JSON line on stdout (``--json``, or no ``--out``), and the exit status of
+    ``--fail-on-defect`` (1 when any image is defective, else 0)."""
+
+    def __init__(self, print_json: bool, fail_on_defect: bool):
+        self.print_json, self.fail_on_defect, self.any_defective = print_json, fail_on_defect, False
+
+    def __call__(self, row: dict) -> None:
+        self.any_defective |= bool(row["defective"])
+        if self.print_json:
+            print(json.dumps(row), flush=True)
+
+    def status(self) -> int:
+        return 1 if self.fail_on_defect and self.any_defective else 0
+
+
+def cmd_predict(args) -> int:
     from ssimae.commands.predict import predict
     from ssimae.inference.engines import pick_engine
 
     args.engine = pick_engine(args.run, args.engine)  # auto: onnx for an export
+    to_stdout = args.json or args.out is None
+    verdicts = Verdicts(to_stdout, args.fail_on_defect)
+    log = (lambda *a: print(*a, file=sys.stderr)) if to_stdout else print  # stdout: the JSON lines alone
     if args.ray is not None:
         from ssimae.cluster.ray_scoring import predict_on_ray
+        from ssimae.reporting.tables import JSONL_NAME
 
+        if args.out is None:
+            raise SsimaeError("--ray writes its results into a folder: give --out DIR")
         predict_on_ray(args.run, args.inputs, args.out, address=args.ray, actors=args.ray_actors,
                        threads=args.ray_threads, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
                        residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
-                       skip_bad=args.skip_bad)
-        return
+                       skip_bad=args.skip_bad, log=log)
+        for line in (Path(args.out) / JSONL_NAME).read_text(encoding="utf-8").splitlines():
+            verdicts(json.loads(line))
+        return verdicts.status()
     predict(args.run, args.inputs, args.out, threshold=args.threshold, save_raw=args.save_raw, device=args.device,
             residual=args.residual, smooth=args.smooth, progress=not args.quiet, engine=args.engine,
-            skip_bad=args.skip_bad)
+            skip_bad=args.skip_bad, log=log, emit=verdicts)
+    return verdicts.status()
 
 
 def cmd_export(args) -> None:
@@ -458,10 +486,19 @@ def cmd_compare(args) -> None:
     compare([run_settings(args, m, check=False) for m in models], args.data, args.out, dataset_kwargs=data_kwargs(args), progress=not args.quiet)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes end with one line, ``ssimae: error: <problem>`` (a wrong
+    choice lists the valid values), and exit status 2, instead of the usage block. Subcommands'
+    parsers are of this class too (argparse makes them of their parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"ssimae: error: {printable(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ssimae._version import __version__
 
-    parser = argparse.ArgumentParser(prog="ssimae", description=(
+    parser = OneLineParser(prog="ssimae", description=(
         "Unsupervised defect segmentation with SSIM-autoencoders (Bergmann et al., VISAPP 2019). "
         "Train on defect-free images, then segment defects in new ones."))
     parser.add_argument("--version", action="version", version=f"ssimae {__version__}")
@@ -509,7 +546,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, or list files (.txt/.lst: one image path a line, relative to the list)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder to write heat maps, masks, overlays, predictions.csv/.jsonl and report.html into; "
+                        "without it nothing is written and each image's verdict is printed as one JSON line")
+    p.add_argument("--json", action="store_true",
+                   help="print each image's verdict as one JSON line (its predictions.jsonl row) on stdout, "
+                        "also with --out; the summary goes to stderr")
+    p.add_argument("--fail-on-defect", action="store_true",
+                   help="exit status 1 when any image is defective, 0 when none is (2 stays the error status)")
     p.add_argument("--threshold", type=float, default=None,
                    help="pixel threshold, which draws the masks (default: the stored one); the stored image threshold "
                         "decides the verdict (for a run without one, this does)")
@@ -583,7 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="the whole job on built-in synthetic data (no download)",
-                       description="Make the demo dataset, train the SSIM-AE and the l2-AE, evaluate, report.")
+                       description="Make the demo dataset, train the SSIM-AE, the l2-AE (the paper's pair) and the "
+                                   "inpainting U-Net (beyond the paper) on fixed patch budgets, evaluate, report.")
     p.add_argument("--out", default="demo-out", metavar="DIR", help="report folder (default demo-out)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes-per-model", type=float, default=None, help="training budget per model")
@@ -601,19 +646,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NO_TORCH = ("this command needs PyTorch, which is not installed here; without torch, run an export "
+            "(ssimae export) with: python -m ssimae.runtime EXPORT IMAGE... --out DIR")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``ssimae`` command. Parsing, ``--help``, ``--version`` and the checks before any work
+    import no torch (tests/integration/test_fast_start.py); a command imports torch where it needs it."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # an option's own reader may raise SsimaeError (--cell-sizes)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by train; read by --config
-        args.func(args)
+        status = args.func(args)
     except SsimaeError as e:
         print(f"ssimae: error: {printable(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ssimae: interrupted", file=sys.stderr)
+    except ModuleNotFoundError as e:
+        if e.name != "torch":
+            raise
+        print(f"ssimae: error: {NO_TORCH}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:  # a command may say what was kept and how to go on (train: --resume)
+        print(f"ssimae: interrupted{'; ' + printable(str(e)) if str(e) else ''}", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

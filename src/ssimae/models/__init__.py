@@ -18,23 +18,32 @@ by this package) with one :func:`register_model`:
 
 A field of ``Params`` whose metadata has a ``"flag"`` becomes a command-line option of
 ``ssimae train``/``compare`` (``metadata={"flag": "--my-option", "help": "..."}``); a
-field of type :class:`ssimae.core.ssim_torch.SsimOptions` receives the run's SSIM options.
+field of type :class:`ssimae.core.ssim.SsimOptions` receives the run's SSIM options.
+
+Importing this package, and so every model file, imports no torch: the command line reads
+the registry (names, ``Params``, recipes) for ``--help`` and its checks before any work. A
+model file imports torch and its networks inside the methods that build, train or run them;
+its ``nn.Module`` classes live in the building blocks (``network.py``, ``unet.py``,
+``vae_net.py``, ``draem_net.py``, ``alexnet.py``), which are not imported here.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
-import torch
-from torch import nn
-
-from ssimae.models.network import AutoEncoder
 from ssimae.core.registry import Registry
-from ssimae.core.window import Geometry
 
-Loss = Callable[[torch.Tensor], torch.Tensor]  # (B, C, 128, 128) batch -> scalar
-PatchFn = Callable[[torch.Tensor], torch.Tensor]  # (B, C, 128, 128) -> (B, len(outputs) * C, 128, 128)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ssimae.core.window import Geometry
+
+Loss = Callable[["torch.Tensor"], "torch.Tensor"]  # (B, C, 128, 128) batch -> scalar
+PatchFn = Callable[["torch.Tensor"], "torch.Tensor"]  # (B, C, 128, 128) -> (B, len(outputs) * C, 128, 128)
+# modules of this folder that register no model: the networks and other building blocks
+BUILDING_BLOCKS = frozenset({"alexnet", "constants", "device", "draem_net", "network", "unet", "vae_net"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,8 @@ class Model:
     def build(self, latent_dim: int, params, norm: str = "none", channels: int = 1) -> nn.Module:
         """The network (Table 1 autoencoder by default), freshly initialised; ``norm`` as in
         :func:`ssimae.models.network.build_encoder`; ``channels``: 1 (gray) or 3 (color) in and out."""
+        from ssimae.models.network import AutoEncoder
+
         return AutoEncoder(latent_dim, norm, channels)
 
     def prepare(self, params):
@@ -186,12 +197,12 @@ from ssimae.models import fm_ae  # noqa: E402,F401,I001
 def _import_model_files() -> None:
     """Import every other module of this folder, so a new model is one new file with one
     :func:`register_model` (docs/architecture.md, "Adding a model"); registered after the
-    paper's four, in file-name order. network.py and alexnet.py are building blocks."""
+    paper's four, in file-name order; the :data:`BUILDING_BLOCKS` are not imported."""
     import importlib
     import pkgutil
 
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name not in {"network", "alexnet"}:
+        if info.name not in BUILDING_BLOCKS:
             importlib.import_module(f"{__name__}.{info.name}")
 
 

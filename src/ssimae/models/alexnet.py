@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssimae.errors import SsimaeError, one_line
+from ssimae.models.constants import FM_WEIGHT  # noqa: F401  (the paper's lambda; defined torch-free there)
 
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 ALEXNET_HASH_PREFIX = "7be5be79"  # torchvision names checkpoints <name>-<sha256 prefix>.pth
-FM_WEIGHT = 1.0  # the paper's lambda (Sec. 4.2)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -9,18 +9,15 @@ and its reconstruction side by side learns to segment the pasted anomaly (focal 
 Its output, the per-pixel anomaly probability, is the residual map (``draem``).
 
 The anomaly textures come from images that ship with scikit-image and procedural noise
-(DRAEM uses the Describable Textures Dataset, which cannot be downloaded here).
+(DRAEM uses the Describable Textures Dataset, which cannot be downloaded here). The
+networks and the losses: :mod:`ssimae.models.draem_net`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-import torch
-from torch import nn
-
 from ssimae.models import Model, check_number, register_model
-from ssimae.models.inpaint import TRAIN_CROP_FLAG, UNet, check_train_crop, random_crop, unet_geometry
+from ssimae.models.inpaint import TRAIN_CROP_FLAG, check_train_crop, unet_geometry
 
 WIDTH = 16
 FOCAL_GAMMA = 2.0  # DRAEM's focal loss
@@ -64,76 +61,6 @@ class DraemParams(ReconParams):
         check_number("draem seg_weight", self.seg_weight)
 
 
-class Draem(nn.Module):
-    """recon: (B, C, h, w) -> (B, C, h, w) in [0, 1]; seg: (B, 2C, h, w) -> (B, 1, h, w) logits."""
-
-    def __init__(self, channels: int = 1, width: int = WIDTH):
-        super().__init__()
-        self.recon = UNet(channels, channels, width, skips=False)
-        self.seg = UNet(2 * channels, 1, width, sigmoid=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, h, w) -> (B, 2C, h, w): the reconstruction, then the anomaly probability
-        repeated over the C channels (the model's ``outputs``: recon, anomaly)."""
-        r = self.recon(x)
-        p = torch.sigmoid(self.seg(torch.cat([x, r], 1)))
-        return torch.cat([r, p.expand_as(r)], 1)
-
-
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
-    """Mean binary focal loss -(1 - p_t)^gamma log p_t (Lin et al., ICCV 2017) of logits and
-    a {0, 1} target of the same shape."""
-    logp = torch.nn.functional.logsigmoid(logits)
-    lognp = torch.nn.functional.logsigmoid(-logits)
-    logpt = target * logp + (1 - target) * lognp
-    return (-(1 - logpt.exp()) ** gamma * logpt).mean()
-
-
-def synthetic_batch(x: torch.Tensor, params: ReconParams, sources) -> tuple[torch.Tensor, torch.Tensor]:
-    """(anomalous batch (B, C, h, w), mask (B, 1, h, w) in {0, 1}) from a clean batch, one
-    :func:`ssimae.data.synthetic.make_anomaly` of kind ``params.anomalies`` per patch (the
-    donor of a cut-and-paste: the next patch of the batch), drawn from a generator seeded
-    from the global torch RNG (so a run is reproducible). "perlin" draws each channel on its
-    own (the mask: their union), as DRAEM's runs always did; the other kinds draw once per
-    patch and apply the same region to every channel."""
-    from ssimae.data.synthetic import make_anomaly
-
-    rng = np.random.default_rng(int(torch.randint(2**31, (1,))))
-    clean = x.detach().float().cpu().numpy()
-    donors = np.roll(clean, 1, axis=0)
-    kind = params.anomalies
-    pairs = []
-    for img, donor in zip(clean, donors):
-        if kind == "perlin":
-            pairs.append([make_anomaly(ch, ch, rng, sources, kind, params.p_anomaly, params.beta_max) for ch in img])
-        else:
-            seed = int(rng.integers(2**63))
-            pairs.append([make_anomaly(ch, dch, np.random.default_rng(seed), sources, kind, params.p_anomaly,
-                                       params.beta_max) for ch, dch in zip(img, donor)])
-    xa = torch.from_numpy(np.stack([[p[0] for p in img] for img in pairs])).to(x)
-    mask = torch.from_numpy(np.stack([np.any([p[1] for p in img], 0) for img in pairs])[:, None]).to(x)
-    return xa, mask
-
-
-def _recon_loss(net_recon, params: ReconParams, seg=None):
-    """l2 + SSIM of the restored clean patch (+ the focal loss of ``seg`` on the synthetic mask)."""
-    from ssimae.core.ssim_torch import ssim_loss
-    from ssimae.data.synthetic import source_textures
-
-    sources = source_textures()
-
-    def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        x = random_crop(x, params.train_crop)
-        xa, mask = synthetic_batch(x, params, sources)
-        r = net_recon(xa)
-        loss = torch.mean((r - x) ** 2) * x.shape[1] + ssim_loss(r, x)
-        if seg is not None:
-            loss = loss + params.seg_weight * focal_loss(seg(torch.cat([xa, r], 1)), mask)
-        return loss
-
-    return loss_fn
-
-
 @register_model
 class DraemModel(Model):
     name = "draem"
@@ -145,10 +72,14 @@ class DraemModel(Model):
     outputs = ("recon", "anomaly")
 
     def build(self, latent_dim, params: DraemParams, norm="none", channels=1):
+        from ssimae.models.draem_net import Draem
+
         return Draem(channels, params.width)
 
-    def loss(self, net: Draem, params: DraemParams, device):
-        return _recon_loss(net.recon, params, net.seg if params.seg_weight else None)
+    def loss(self, net, params: DraemParams, device):
+        from ssimae.models.draem_net import recon_loss
+
+        return recon_loss(net.recon, params, net.seg if params.seg_weight else None)
 
     def geometry(self, params: DraemParams):
         return unet_geometry(networks=2)  # the segmentation net reads the reconstruction
@@ -167,10 +98,14 @@ class DraemRecon(Model):
     compare_residuals = ("msgms", "ssim", "l2")
 
     def build(self, latent_dim, params: ReconParams, norm="none", channels=1):
+        from ssimae.models.unet import UNet
+
         return UNet(channels, channels, params.width, skips=False)
 
-    def loss(self, net: UNet, params: ReconParams, device):
-        return _recon_loss(net, params)
+    def loss(self, net, params: ReconParams, device):
+        from ssimae.models.draem_net import recon_loss
+
+        return recon_loss(net, params)
 
     def geometry(self, params: ReconParams):
         return unet_geometry()

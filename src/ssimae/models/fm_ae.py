@@ -6,14 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from ssimae.models.alexnet import (
-    FM_WEIGHT,
-    feature_matching_loss,
-    load_alexnet_features,
-    locate_alexnet_weights,
-)
 from ssimae.errors import SsimaeError
 from ssimae.models import Model, register_model
+from ssimae.models.constants import FM_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -39,8 +34,12 @@ class FeatureMatchingAE(Model):
 
     def prepare(self, params: FmParams) -> FmParams:
         """Find the AlexNet weights now (SsimaeError if missing), before any training."""
+        from ssimae.models.alexnet import locate_alexnet_weights
+
         return replace(params, alexnet_weights=str(locate_alexnet_weights(params.alexnet_weights)))
 
     def loss(self, net, params: FmParams, device):
+        from ssimae.models.alexnet import feature_matching_loss, load_alexnet_features, locate_alexnet_weights
+
         phi = load_alexnet_features(locate_alexnet_weights(params.alexnet_weights)).to(device)
         return lambda x: feature_matching_loss(x, net(x), phi, params.weight)

@@ -2,8 +2,6 @@
 (summed over the channels of a color run)."""
 from __future__ import annotations
 
-import torch
-
 from ssimae.models import Model, register_model
 
 
@@ -15,5 +13,7 @@ class L2AE(Model):
     compare_residuals = ("l2", "ssim")
 
     def loss(self, net, params, device):
+        import torch
+
         # mean over pixels of the squared error summed over channels (x.shape[1]: 1 gray, 3 color)
         return lambda x: torch.mean((net(x) - x) ** 2) * x.shape[1]

@@ -7,7 +7,7 @@ after every layer except the last layer of the encoder and of the decoder, which
 
 Images are gray, float in [0, 1], shape (B, 1, 128, 128); a color run (``--color``, beyond
 the paper) has 3 input and output channels, (B, 3, 128, 128). The VAE's variant (an encoder
-with 2d outputs) lives with the rest of the VAE in :mod:`ssimae.models.vae`.
+with 2d outputs) is in :mod:`ssimae.models.vae_net`.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssimae.core.window import PATCH_SIZE  # noqa: F401  (Table 1 input size; defined torch-free there)
+from ssimae.models.constants import DEFAULT_LATENT_DIM, NORMS  # noqa: F401  (defined torch-free there)
 
 LEAKY_SLOPE = 0.2  # Table 1 caption
-DEFAULT_LATENT_DIM = 100  # Section 4.2, texture images
 
 
 class Layer(NamedTuple):
@@ -51,8 +51,6 @@ def _channels(latent_dim: int, in_channels: int) -> list[int]:
     """[in, c1, ..., c9] channel counts along the encoder."""
     return [in_channels] + [latent_dim if l.out_channels is None else l.out_channels for l in TABLE1]
 
-
-NORMS = ("none", "batch")  # "batch": BatchNorm2d after each hidden convolution (not in Table 1)
 
 
 def _hidden(out_channels: int, norm: str) -> list[nn.Module]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ssimae.models import Model, register_model
-from ssimae.core.ssim_torch import SsimOptions, ssim_loss
+from ssimae.core.ssim import SsimOptions
 
 
 @dataclass(frozen=True)
@@ -23,5 +23,7 @@ class SsimAE(Model):
     compare_residuals = ("ssim", "l2")
 
     def loss(self, net, params: SsimParams, device):
+        from ssimae.core.ssim_torch import ssim_loss
+
         opts = params.ssim.kwargs()
         return lambda x: ssim_loss(net(x), x, **opts)

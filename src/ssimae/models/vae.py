@@ -6,22 +6,14 @@ decoder's likelihood P(x|z) a Gaussian of fixed variance s^2 = ``obs_var``. Infe
 decodes N samples z ~ Q(z|x) per patch and returns their mean and second moment, which the
 sliding window pools over all patches covering a pixel; the ``vae`` residual
 (:func:`ssimae.core.residual.vae_residual`) turns them into a per-pixel negative log-likelihood.
+The network: :class:`ssimae.models.vae_net.VAE`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-import torch
-from torch import nn
-
 from ssimae.models import Model, register_model
-from ssimae.models.network import (
-    DEFAULT_LATENT_DIM,
-    build_decoder,
-    build_encoder,
-    init_weights,
-)
 
 SAMPLES = 6  # Sec. 4.2, N
 MAX_SAMPLES = 1000  # a documented ceiling of --vae-samples
@@ -46,38 +38,6 @@ class VaeParams:
             raise SsimaeError(f"--kl-weight must be a number >= 0, got {self.kl_weight}")
 
 
-class VAE(nn.Module):
-    """Variational autoencoder on the same architecture (Kingma and Welling, 2014).
-
-    The last encoder layer outputs 2*d channels: the mean and the log-variance of the
-    diagonal Gaussian Q(z|x). The decoder gives the mean of P(x|z).
-    """
-
-    def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, norm: str = "none", channels: int = 1):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.channels = channels
-        self.encoder = build_encoder(latent_dim, in_channels=channels, out_multiplier=2, norm=norm)
-        self.decoder = build_decoder(latent_dim, out_channels=channels, norm=norm)
-        init_weights(self)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, 128, 128) -> mean, log-variance, each (B, d, 1, 1)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def sample(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised draw z = mu + exp(logvar / 2) * eps, eps ~ N(0, I)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstruction from the posterior mean (deterministic)."""
-        mu, _ = self.encode(x)
-        return self.decoder(mu)
 @register_model
 class VariationalAE(Model):
     name = "vae"
@@ -87,9 +47,11 @@ class VariationalAE(Model):
     outputs = ("recon", "second_moment")
 
     def build(self, latent_dim, params, norm="none", channels=1):
+        from ssimae.models.vae_net import VAE
+
         return VAE(latent_dim, norm, channels)
 
-    def loss(self, net: VAE, params: VaeParams, device):
+    def loss(self, net, params: VaeParams, device):
         def vae_loss(x):
             mu, logvar = net.encode(x)
             x_hat = net.decode(net.sample(mu, logvar))
@@ -99,9 +61,11 @@ class VariationalAE(Model):
 
         return vae_loss
 
-    def patch_fn(self, net: VAE, params: VaeParams, seed: int):
+    def patch_fn(self, net, params: VaeParams, seed: int):
         """Batch (B, C, h, w) -> (B, 2 C, h, w): mean and second moment of N decodings of z ~ Q(z|x), drawn
         from a generator seeded with seed (so a map does not depend on global RNG state)."""
+        import torch
+
         device = next(net.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
         n = params.samples
@@ -118,22 +82,9 @@ class VariationalAE(Model):
 
         return fn
 
-    def export_module(self, net: VAE, params: VaeParams):
+    def export_module(self, net, params: VaeParams):
         """patches (B, C, h, w), noise (N, B, d, 1, 1) -> (B, 2 C, h, w): :meth:`patch_fn` with
         its N draws of eps given as the noise input (the N decodings run as one batch)."""
-        return _SampledVAE(net), (net.latent_dim, 1, 1)
+        from ssimae.models.vae_net import SampledVAE
 
-
-class _SampledVAE(nn.Module):
-    """The VAE's per-patch inference with the latent noise as an input (for the ONNX export)."""
-
-    def __init__(self, net: VAE):
-        super().__init__()
-        self.net = net
-
-    def forward(self, patches: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        mu, logvar = self.net.encode(patches)
-        z = mu + torch.exp(0.5 * logvar) * noise  # (N, B, d, 1, 1), as VAE.sample
-        n, b = noise.shape[0], noise.shape[1]
-        y = self.net.decode(z.reshape(n * b, *mu.shape[1:])).reshape(n, b, *patches.shape[1:])
-        return torch.cat([y.mean(0), (y * y).mean(0)], dim=1)
+        return SampledVAE(net), (net.latent_dim, 1, 1)

@@ -111,18 +111,71 @@ def threshold_story(pixel: float, image: float | None) -> str:
             f"masks and regions at the pixel threshold {pixel:.6g}")
 
 
-class PredictionWriter:
+class PredictionRows:
+    """``predict``'s verdicts without any file (``ssimae predict`` without ``--out``): :meth:`add`
+    for each scored image, :meth:`skip` for each unreadable one; :meth:`final_records` are
+    the rows of predictions.jsonl, :meth:`summary` its summary line."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.records: list[dict] = []
+        self.rows: list[dict] = []
+        self.written: list[Path] = []
+        self.skipped: list[tuple[Path, str]] = []
+
+    def add(self, source: Path, rel: PurePath, image: np.ndarray, p: Prediction) -> None:
+        """The verdict of one image read from ``source``, named after ``rel`` (its path
+        relative to its input folder, without suffix)."""
+        self._add_record(source, rel, p)
+
+    def _add_record(self, source: Path, rel: PurePath, p: Prediction) -> None:
+        """The verdict row of one image; its label is the first folder under the input folder
+        ("good" or a defect type)."""
+        label = folder_label(rel)
+        self.records.append({**p.to_dict(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
+                             "label": label, "outcome": outcome(label, p.defective)})
+
+    def skip(self, source: Path, problem: str) -> None:
+        """An unreadable input (listed in the report)."""
+        self.skipped.append((Path(source), problem))
+
+    def final_records(self) -> list[dict]:
+        """The rows of predictions.jsonl, in the order the images were added."""
+        self._settle_labels()
+        return self.records
+
+    def _settle_labels(self) -> None:
+        """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
+        ``good`` subfolder; otherwise subfolders are just folders and both are dropped."""
+        if not any(r.get("label") == GOOD for r in self.records):
+            for r in (*self.records, *self.rows):
+                r["label"] = r["outcome"] = None
+
+    def summary(self) -> str:
+        """'3 of 12 images defective (and the false rejects and escapes where known); the
+        verdict: image score above the image threshold 0.82 (score_norm above 1); masks and
+        regions at the pixel threshold 0.5'."""
+        self._settle_labels()
+        image_t = self.records[0].get("image_threshold") if self.records else None
+        return f"{summary(self.records)}; {threshold_story(self.threshold, image_t)}"
+
+    def said(self, inputs, detector, threshold: float | None) -> str:
+        """The summary line ``predict`` logs, with where the threshold comes from (``threshold``:
+        the one given, None for the stored one); SsimaeError when every input was skipped."""
+        if not self.records:
+            raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
+        return f"{self.summary()} ({threshold_source(detector.settings, threshold)})"
+
+
+class PredictionWriter(PredictionRows):
     """Writes ``predict``'s outputs into the folder ``out`` (which exists): :meth:`add` for
     each scored image (its PNGs now), :meth:`skip` for each unreadable one, :meth:`finish`
     for the tables and the report. The heat map's colour scale runs from 0 to twice the
     threshold (:func:`ssimae.reporting.plots.heatmap_vmax`)."""
 
     def __init__(self, out: Path, threshold: float, save_raw: bool = False):
-        self.out, self.threshold, self.save_raw = Path(out), threshold, save_raw
-        self.records: list[dict] = []
-        self.rows: list[dict] = []
-        self.written: list[Path] = []
-        self.skipped: list[tuple[Path, str]] = []
+        super().__init__(threshold)
+        self.out, self.save_raw = Path(out), save_raw
 
     def add(self, source: Path, rel: PurePath, image: np.ndarray, p: Prediction) -> None:
         """The outputs of one image read from ``source``, named after ``rel`` (its path
@@ -139,9 +192,8 @@ class PredictionWriter:
             np.save(buf, p.residual.astype(np.float32))
             atomic_write_bytes(f"{base}{RAW}", buf.getvalue())
         self.written.append(base)
-        label = folder_label(rel)  # the first folder under the input folder: "good" or a defect type
-        self.records.append({**p.to_dict(rel.as_posix() + printable(Path(source).suffix), printable(os.fsdecode(source))),
-                             "label": label, "outcome": outcome(label, p.defective)})
+        self._add_record(source, rel, p)
+        label = self.records[-1]["label"]
         thumbs = save_thumbnails(self.out, rel, {"input": image, "reconstruction": p.reconstruction,
                                                  "heat map": heatmap_rgb(p.residual, 0.0, heatmap_vmax(t)),
                                                  "overlay": overlay_rgb(image, p.mask)})
@@ -155,10 +207,6 @@ class PredictionWriter:
         self.rows.append(row)
         self.records.append({k: v for k, v in row.items() if k not in ("type", "thumbs", "full")})
 
-    def skip(self, source: Path, problem: str) -> None:
-        """An unreadable input (listed in the report)."""
-        self.skipped.append((Path(source), problem))
-
     def finish(self, title: str, said: str, about: Sequence[str]) -> None:
         """predictions.csv, predictions.jsonl and report.html (``said``: the summary line,
         ``about``: further lines for the report's summary)."""
@@ -169,20 +217,11 @@ class PredictionWriter:
             + [f"skipped (unreadable): {printable(os.fsdecode(f))}: {printable(problem)}" for f, problem in self.skipped],
             heat_scale=(heatmap_vmax(self.threshold), self.threshold))
 
-    def _settle_labels(self) -> None:
-        """Labels (and outcomes) are known only for an MVTec-style test folder, one with a
-        ``good`` subfolder; otherwise subfolders are just folders and both are dropped."""
-        if not any(r.get("label") == GOOD for r in self.records):
-            for r in (*self.records, *self.rows):
-                r["label"] = r["outcome"] = None
-
     def finish_predict(self, run, inputs, detector, residual: str, threshold: float | None, log=print) -> None:
         """:meth:`finish` as ``ssimae predict`` sums it up (``threshold``: the one given, None
         for the stored one), then the summary logged and the skipped inputs on stderr;
         SsimaeError when every input was skipped."""
-        if not self.records:
-            raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
-        said = f"{self.summary()} ({threshold_source(detector.settings, threshold)})"
+        said = self.said(inputs, detector, threshold)
         self.finish(f"ssimae predict: {Path(run).name}", said, [
             f"run: {run}; model: {detector.title}, {residual} residual; inputs: "
             + ", ".join(os.fspath(i) for i in inputs)])
@@ -192,11 +231,3 @@ class PredictionWriter:
                   + ", ".join(printable(os.fsdecode(f)) for f, _ in self.skipped), file=sys.stderr)
         log(f"wrote predictions for {len(self.records)} images to {printable(str(self.out))} ({CSV_NAME}, "
             f"{JSONL_NAME}, {REPORT_NAME})")
-
-    def summary(self) -> str:
-        """'3 of 12 images defective (and the false rejects and escapes where known); the
-        verdict: image score above the image threshold 0.82 (score_norm above 1); masks and
-        regions at the pixel threshold 0.5'."""
-        self._settle_labels()
-        image_t = self.records[0].get("image_threshold") if self.records else None
-        return f"{summary(self.records)}; {threshold_story(self.threshold, image_t)}"

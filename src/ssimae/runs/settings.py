@@ -31,7 +31,7 @@ from ssimae.core.seeds import MAX_SEED
 from ssimae.core.ssim import SsimOptions
 from ssimae.core.window import STRIDE, check_whole
 from ssimae.errors import SsimaeError
-from ssimae.models.network import DEFAULT_LATENT_DIM, NORMS
+from ssimae.models.constants import DEFAULT_LATENT_DIM, NORMS
 from ssimae.runs.fields import at_most, from_dict
 from ssimae.runs.options import DATA_FOLDERS
 from ssimae.runs.recipes import RECIPES
@@ -188,9 +188,19 @@ class RunSettings:
             raise SsimaeError(f"{where}: settings version {got!r} is not supported (expected {SETTINGS_VERSION})")
         unknown = set(d) - {"version", "train", "inference"}
         if unknown:
-            raise SsimaeError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+            raise SsimaeError(f"{where}: unknown keys {', '.join(sorted(unknown))}{_section_hint(unknown)}")
         return cls(from_dict(TrainSettings, d.get("train", {}), f"{where}: train"),
                    from_dict(InferenceSettings, d.get("inference", {}), f"{where}: inference"))
+
+
+def _section_hint(keys) -> str:
+    """'' or where top-level ``keys`` of a config belong: '; epochs, model belong under train:'."""
+    parts = []
+    for section, cls in (("train", TrainSettings), ("inference", InferenceSettings)):
+        names = sorted(set(keys) & {f.name for f in dataclasses.fields(cls)})
+        if names:
+            parts.append(f"{', '.join(names)} belong under {section}:")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def settings_from_v1(config: dict, threshold: float | None) -> RunSettings:

@@ -14,6 +14,7 @@ import io
 import math
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import torch
@@ -30,6 +31,9 @@ from ssimae.runs.config import record_invocation
 from ssimae.runs.options import DATA_FOLDERS
 from ssimae.runs.settings import RunSettings, TrainSettings
 from ssimae.training.patches import RandomPatches, make_loader
+
+SAVE_EVERY_S = 180.0  # model.pt is saved at least this often within an epoch, too (seconds)
+clock = time.monotonic  # the clock of those saves (tests put their own)
 
 
 class SingleProcess:
@@ -148,7 +152,7 @@ def measure_throughput(model, t: TrainSettings, patches: RandomPatches, device, 
             items = [patches[(0, (i * t.batch_size + j) % len(patches))] for j in range(t.batch_size)]
             batch = _to_device(torch.stack(items), device, t)
             opt.zero_grad(set_to_none=True)
-            loss_fn(batch).backward()
+            accumulate(loss_fn, batch, t.micro_batches)  # the step as the run takes it (--micro-batches)
             opt.step()
         sync()
         return steps * t.batch_size / (time.perf_counter() - t0)
@@ -182,8 +186,10 @@ def accumulate(loss_fn, x: torch.Tensor, parts: int = 1) -> torch.Tensor:
 def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, out: Path, save, progress, log,
           warm_loss=None, par: SingleProcess = SingleProcess()) -> bool:
     """Run the epochs from ``state`` ({"epoch", "step", "rows"}); returns True when the
-    time limit stopped it. Saves the checkpoint and the log after every epoch (rank 0 of
-    ``par``; the patches and losses logged are those of all processes)."""
+    time limit stopped it. Saves the checkpoint and the log after every epoch, and the
+    checkpoint also after the first step that ends :data:`SAVE_EVERY_S` after the last save,
+    so a long epoch loses at most that much to a kill; ``--resume`` continues from its step
+    exactly (rank 0 of ``par``; the patches and losses logged are those of all processes)."""
     n_steps = math.ceil(t.patches_per_epoch / t.batch_size)
     total_steps = n_steps * t.epochs
     warm_steps = int(round(t.l2_warmup * total_steps))
@@ -191,6 +197,7 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
     start = time.monotonic()
     budget = None if t.max_minutes is None else t.max_minutes * 60
     stopped = False
+    last_save = clock()
     while state["epoch"] < t.epochs and not stopped:
         patches.set_epoch(state["epoch"])
         t0, seen, total = time.monotonic(), 0, 0.0
@@ -221,6 +228,9 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
             if stop:
                 stopped = True
                 break
+            if par.is_main and state["step"] < n_steps and clock() - last_save >= SAVE_EVERY_S:
+                save(finished=False)
+                last_save = clock()
         bar.close()
         row = {"epoch": state["epoch"] + 1, "steps": state["step"], "patches": seen,
                "loss": f"{total / max(seen, 1):.6f}", "patches_per_s": f"{seen / max(time.monotonic() - t0, 1e-9):.1f}",
@@ -230,20 +240,49 @@ def _loop(state: dict, loss_fn, opt, loader, patches: RandomPatches, device, t, 
             state["epoch"], state["step"] = state["epoch"] + 1, 0
         if par.is_main:
             save(finished=False)
+            last_save = clock()
             _write_log(out / "train_log.csv", state["rows"])
         if progress:
             log(f"epoch {row['epoch']}/{t.epochs}: loss {row['loss']}, {row['patches_per_s']} patches/s")
     return stopped
 
 
-def _convert_budget(model, t: TrainSettings, patches: RandomPatches, device, log) -> None:
-    """Turn ``t.budget_minutes`` into ``t.epochs`` once, from the throughput measured here;
-    both are recorded, so the run is repeated exactly by its epochs, not by a clock."""
-    t.measured_patches_per_s = round(measure_throughput(model, t, patches, device), 1)
-    total = t.measured_patches_per_s * t.budget_minutes * 60
-    t.epochs = max(1, int(round(total / t.patches_per_epoch)))
+def budget_plan(rate: float, minutes: float, patches_per_epoch: int, batch_size: int) -> tuple[int, int]:
+    """(epochs, patches per epoch) that fill a budget of ``minutes`` at ``rate`` patches/s:
+    the fewest epochs of at most ``patches_per_epoch`` patches that hold the budget's patch
+    count, each as long as they fit (so an epoch shrinks when the budget is short). At least
+    one batch (or the whole epoch, if smaller); otherwise the plan never exceeds the budget."""
+    total = math.floor(rate * minutes * 60)  # whole patches
+    epochs = max(1, math.ceil(total / patches_per_epoch))
+    at_least = min(batch_size, patches_per_epoch) if epochs == 1 else 1  # a short budget: still one batch
+    return epochs, max(at_least, min(patches_per_epoch, total // epochs))
+
+
+def _convert_budget(model, t: TrainSettings, patches: RandomPatches, device, log, now=None) -> None:
+    """Turn ``t.budget_minutes`` into ``t.epochs`` and ``t.patches_per_epoch`` once
+    (:func:`budget_plan`), from the throughput measured here (:func:`measure_throughput`);
+    both are recorded, so the run is repeated exactly by its patch count, not by a clock.
+    Logs the plan and its estimated end (``now``: the current time, local, for tests)."""
+    t.measured_patches_per_s = max(round(measure_throughput(model, t, patches, device), 1), 0.1)
+    t.epochs, t.patches_per_epoch = budget_plan(t.measured_patches_per_s, t.budget_minutes, t.patches_per_epoch,
+                                                t.batch_size)
+    patches_total = t.epochs * t.patches_per_epoch
+    end = (now or datetime.now().astimezone()) + timedelta(seconds=patches_total / t.measured_patches_per_s)
     log(f"budget of {t.budget_minutes:g} minutes at {t.measured_patches_per_s:g} patches/s measured here: "
-        f"{t.epochs} epochs x {t.patches_per_epoch} patches ({t.epochs * t.patches_per_epoch} patches)")
+        f"{t.epochs} epochs x {t.patches_per_epoch} patches ({patches_total} patches); training ends about "
+        f"{end:%Y-%m-%d %H:%M} (then the threshold is chosen)")
+
+
+def _resume_hint(out: Path, saved: tuple[int, int] | None, ckpt: dict | None, t: TrainSettings) -> str:
+    """What an interrupted training left (``saved``: (epoch, step) of this process's last save;
+    ``ckpt``: the checkpoint it resumed from, if any) and how to continue it."""
+    if saved is None and ckpt is not None:
+        saved = (ckpt["epoch"], ckpt["step"])
+    if saved is None:
+        return f"nothing saved yet in {out} (the first save comes within {SAVE_EVERY_S / 60:g} minutes)"
+    epoch, step = saved
+    return (f"progress saved in {out / CHECKPOINT_NAME} (epoch {epoch + 1} of {t.epochs}, step {step}); "
+            f"continue with: ssimae train --out {out} --resume")
 
 
 @dataclass
@@ -312,6 +351,7 @@ def fit(run: RunSettings, data_root, out: str | Path, *, resume: bool = False, d
     def save(finished: bool):
         save_checkpoint(ckpt_path, settings=run, model=net.state_dict(), optimizer=opt.state_dict(),
                         epoch=state["epoch"], step=state["step"], finished=finished)
+        state["saved"] = (state["epoch"], state["step"])
 
     # One loader for the whole run: its own seeded generator (the global RNG, which the VAE
     # samples from, is not touched), persistent workers, and a mid-epoch start on resume.
@@ -319,7 +359,11 @@ def fit(run: RunSettings, data_root, out: str | Path, *, resume: bool = False, d
                          start=state["step"] * t.batch_size, shard=(par.rank, par.world))
     net.train()
     fns = par.losses(net, {"model": loss_fn, "l2": get_model("l2").loss(net, None, device)})
-    if _loop(state, fns["model"], opt, loader, patches, device, t, out, save, progress, log, fns["l2"], par):
+    try:
+        stopped = _loop(state, fns["model"], opt, loader, patches, device, t, out, save, progress, log, fns["l2"], par)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_resume_hint(out, state.get("saved"), ckpt, t)) from None
+    if stopped:
         log(f"stopped after {t.max_minutes} minutes (--max-minutes) at epoch {state['epoch'] + 1}, "
             f"step {state['step']}; continue with --resume")
 

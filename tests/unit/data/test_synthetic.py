@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssimae.models import get_model
-from ssimae.models.draem import focal_loss
+from ssimae.models.draem_net import focal_loss
 from ssimae.data.synthetic import add_anomaly, fade, perlin_mask, perlin_noise, source_textures
 
 
@@ -203,7 +203,7 @@ def test_perlin_kind_is_draems_rule_draw_for_draw():
 
 def test_draem_trains_on_each_kind_and_refuses_an_unknown_one():
     from ssimae.errors import SsimaeError
-    from ssimae.models.draem import synthetic_batch
+    from ssimae.models.draem_net import synthetic_batch
 
     model = get_model("draem")
     for kind in ("cutpaste", "removal", "mixed"):

@@ -17,8 +17,9 @@ from ssimae.core.window import Geometry, mirror_index, round_up, tile_spans, who
 from ssimae.errors import SsimaeError
 from ssimae.inference.detector import Detector
 from ssimae.models import get_model
-from ssimae.models.draem import Draem
-from ssimae.models.inpaint import Inpainter, UNet, unet_geometry, unet_reach
+from ssimae.models.draem_net import Draem
+from ssimae.models.inpaint import unet_geometry, unet_reach
+from ssimae.models.unet import Inpainter, UNet
 from ssimae.runs.settings import InferenceSettings
 
 TOL = 1e-4

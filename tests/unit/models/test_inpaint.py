@@ -7,8 +7,8 @@ from tests.helpers.floats import maps_close
 
 from ssimae.models import get_model
 from ssimae.core.msgms_torch import msgms_map
-from ssimae.models.inpaint import (
-    InpaintParams,
+from ssimae.models.inpaint import InpaintParams
+from ssimae.models.unet import (
     Inpainter,
     UNet,
     cell_assignment,

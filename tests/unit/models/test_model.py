@@ -6,7 +6,7 @@ from tests.helpers.floats import sum_bound
 
 from ssimae.errors import SsimaeError
 from ssimae.models import get_model
-from ssimae.models.vae import VAE
+from ssimae.models.vae_net import VAE
 from ssimae.models.network import LEAKY_SLOPE, PATCH_SIZE, TABLE1, AutoEncoder, LatentConvTranspose2d
 
 # Table 1 transcribed independently: (output H, W, C), kernel, stride, padding. "d" = latent.

@@ -12,7 +12,8 @@ from scipy.stats import norm
 from ssimae.cli.main import main
 from ssimae.commands.compare import example_indices
 from ssimae.inference.detector import Detector
-from ssimae.models.vae import VAE, VaeParams
+from ssimae.models.vae import VaeParams
+from ssimae.models.vae_net import VAE
 from ssimae.runs.settings import InferenceSettings
 
 

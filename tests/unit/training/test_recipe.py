@@ -112,18 +112,6 @@ def test_l2_warmup_trains_exactly_as_the_l2_ae_first(demo_root, tmp_path):
     assert losses("warm")[1] != losses("l2")[1] and losses("ssim")[0] != losses("l2")[0]
 
 
-def test_budget_minutes_becomes_a_recorded_patch_count(demo_root, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_mod, "measure_throughput", lambda *a, **k: 12.34)
-    run = tmp_path / "budget"
-    assert main(["train", "--data", str(demo_root), "--out", str(run), "--budget-minutes", "0.5",
-                 "--patches-per-epoch", "100", "--batch-size", "8", "--latent-dim", "8", "--quiet"]) == 0
-    t = load_checkpoint(run)["settings"].train
-    assert t.measured_patches_per_s == 12.3 and t.budget_minutes == 0.5  # recorded to 0.1 patches/s
-    assert t.epochs == round(12.3 * 30 / 100) == 4  # 369 patches -> 4 epochs of 100
-    log = list(csv.DictReader((run / "train_log.csv").open()))
-    assert sum(int(r["patches"]) for r in log) == 400
-
-
 def test_throughput_measurement_leaves_the_run_untouched(demo_root):
     from ssimae.models import get_model
 

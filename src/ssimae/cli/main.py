@@ -137,9 +137,30 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ssim-uniform", action="store_true", help="uniform instead of Gaussian (sigma 1.5) SSIM window")
     g.add_argument("--smooth", type=float, default=None, metavar="SIGMA",
                    help="Gaussian smoothing of the residual map before thresholding (beyond the paper; default 0)")
+    add_tiling_args(g)
     g = p.add_argument_group("model-specific (paper defaults)")
     for flag, (tp, meta) in _model_options().items():
         g.add_argument(flag, type=tp, default=None, metavar=meta.get("metavar"), help=meta.get("help"))
+
+
+def add_tiling_args(g) -> None:
+    """--tiling and --tile-size (how the network covers an image; InferenceSettings)."""
+    from ssimae.runs.inference_settings import TILINGS, InferenceSettings as I
+
+    g.add_argument("--tiling", choices=list(TILINGS), default=None,
+                   help=f"window: the paper's sliding window of 128x128 patches (default {I.tiling}); whole: one pass "
+                        "per mask over the whole image (fully convolutional models: inpaint, draem, draem-recon)")
+    g.add_argument("--tile-size", type=int, default=None, metavar="PX",
+                   help=f"--tiling whole: largest tile side; larger images are cut into overlapping tiles "
+                        f"(default {I.tile_size})")
+
+
+def _model_param(text: str) -> tuple[str, str]:
+    """'name=value' -> (name, value) for --model-param."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip().replace("-", "_"), value.strip()
 
 
 def add_rule_args(g) -> None:
@@ -215,7 +236,7 @@ def run_settings(args: argparse.Namespace, model: str, check: bool = True):
                                   ssim=ssim, seed=args.seed, **inference_chosen,
                                   **_given(args, ["residual", "min_defect_area", "opening_diameter",
                                                   "threshold_rule", "target_fpr", "quantile", "image_fpr",
-                                                  "image_threshold_rule"]))
+                                                  "image_threshold_rule", "tile_size"]))
     return RunSettings(train, inference)
 
 
@@ -362,8 +383,11 @@ def train_inputs(args):
 def cmd_evaluate(args) -> None:
     from ssimae.commands.evaluate import evaluate
 
+    changes = _given(args, ["tiling", "tile_size"])
+    if args.model_param:
+        changes["model_params"] = dict(args.model_param)
     m = evaluate(args.run, args.data, args.out, residual=args.residual, smooth=args.smooth,
-                 dataset_kwargs=data_kwargs(args),
+                 dataset_kwargs=data_kwargs(args), changes=changes,
                  device=args.device, progress=not args.quiet)
     print(f"pixel ROC AUC {m['pixel_roc_auc']:.4f}   AUC to FPR 0.3 {m['pixel_roc_auc_fpr30']:.4f}   "
           f"PRO to FPR 0.3 {m['pro_auc_fpr30']:.4f}   image ROC AUC {m['image_roc_auc']:.4f}   "
@@ -417,8 +441,11 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> None:
     from ssimae.commands.export import export
 
-    path = export(args.run, args.out)
-    print(f"exported {args.run} to {path} (settings also in {path.parent / 'ssimae.json'})")
+    if args.good and not args.int8:
+        raise SsimaeError("--good calibrates an int8 export: give --int8 too")
+    path = export(args.run, args.out, int8=args.int8, good=args.good)
+    print(f"exported {args.run} to {path}{' (int8)' if args.int8 else ''} "
+          f"(settings also in {path.parent / 'ssimae.json'})")
 
 
 def cmd_calibrate(args) -> None:
@@ -506,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Gaussian smoothing of the residual map (default: the run's own)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true")
+    g = p.add_argument_group("test-time inference (default: the run's own)")
+    add_tiling_args(g)
+    g.add_argument("--model-param", type=_model_param, action="append", default=None, metavar="NAME=VALUE",
+                   help="change a model setting that inference may change, e.g. cell_sizes=8 or mask_sets=2 "
+                        "(inpaint: fewer passes); repeat for more")
     add_data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -569,6 +601,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="run folder or checkpoint file")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    p.add_argument("--int8", action="store_true",
+                   help="quantize to int8 for the CPU (static QDQ, calibrated on the run's validation images or "
+                        "--good): DIR/model.onnx is the int8 graph, DIR/model-fp32.onnx the float32 one")
+    p.add_argument("--good", action="append", metavar="DIR", default=None,
+                   help="with --int8: folder or file of defect-free images to calibrate on (repeat for more; "
+                        "default: the run's validation images)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="serve a run or an export over HTTP (batched; needs ssimae[serve])",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ssimae.core.metrics import evaluate_maps
@@ -40,11 +41,12 @@ def dataset_options(run_data: dict, data_root=None, given: dict | None = None) -
 
 def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: str | os.PathLike, *,
              residual: str | None = None, smooth: float | None = None, dataset_kwargs: dict | None = None,
-             device: str | None = None, progress: bool = True, log=print) -> dict:
+             device: str | None = None, progress: bool = True, log=print, changes: dict | None = None) -> dict:
     """Evaluate a trained run on a dataset's test images (``data_root``, ``dataset_kwargs``:
     as given; None: the run's own data); returns the metrics dict (with the ROC curve under "roc").
 
-    ``residual`` and ``smooth`` override the run's own. A residual that needs validation
+    ``residual`` and ``smooth`` override the run's own; ``changes``: other inference settings
+    to change at test time (e.g. ``tiling``, ``model_params``), checked before any work. A residual that needs validation
     statistics the run lacks (runs older than those residuals) gets them from the run's
     own validation images.
     """
@@ -52,6 +54,9 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
     detector = Detector.load(run, device)
     if smooth is not None:
         detector = detector.with_settings(smooth=smooth)
+    if changes:
+        detector = Detector(detector.network, detector.model, replace(detector.settings, **changes),
+                            detector.params, detector.device)  # checked as a new detector is
     check_residual(residual or detector.default_residual, detector.model.outputs)
     root, options = dataset_options(run.settings.train.data, data_root, dataset_kwargs)
     with RunLock(out, "ssimae evaluate"):
@@ -73,7 +78,8 @@ def _evaluate(run, detector: Detector, root, options: dict, out, residual: str |
     seconds = time.monotonic() - t0
     return report(scores, residual, out, detector, rows.rows,
                   extra={"seconds_per_image": seconds / len(scores.masks), **verdict_thresholds(detector, own),
-                         "smooth": detector.settings.smooth})
+                         "smooth": detector.settings.smooth, "tiling": detector.settings.tiling,
+                         "model_params": detector.settings.model_params})
 
 
 def verdict_thresholds(detector: Scorer, own: bool) -> dict:

@@ -48,13 +48,16 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | 
 
 def _predict(detector, files, out: Path | None, t: float, threshold, name: str, save_raw: bool, skip_bad: bool,
              progress, log, run, inputs, emit) -> list[Path]:
-    """:func:`predict` inside the output folder's lock: an earlier result in it is replaced
-    whole (``out`` None: verdicts only, nothing written)."""
-    from ssimae.cluster.ray_scoring import STATE_DIR  # a Ray job's journal of the earlier result
+    """:func:`predict` inside the output folder's lock, where an earlier result is replaced
+    whole (``out`` None: verdicts only)."""
+    if out is None:
+        writer = PredictionRows(t)
+    else:
+        from ssimae.cluster.ray_scoring import STATE_DIR  # a Ray job's journal of the earlier result
 
-    if out is not None and remove_previous_result(out, extra=(STATE_DIR,)):
-        log(f"replacing the earlier result in {printable(str(out))} (its files removed; other files kept)")
-    writer = PredictionRows(t) if out is None else PredictionWriter(out, t, save_raw)
+        if remove_previous_result(out, extra=(STATE_DIR,)):
+            log(f"replacing the earlier result in {printable(str(out))} (its files removed; other files kept)")
+        writer = PredictionWriter(out, t, save_raw)
     rels = dict(files)
     with progress_display(total=len(files), desc="predicting", enabled=progress) as bar:
         for scored in detector.predict_files([f for f, _ in files], t, name, skip_bad=skip_bad):

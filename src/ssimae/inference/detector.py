@@ -10,7 +10,8 @@
 Pipeline for one image (Sec. 4.2): optional resize (the training preprocessing) ->
 reflection padding if smaller than a 128x128 patch -> sliding-window reconstruction at
 stride 30 with overlapping outputs averaged (the model's per-patch inference, e.g. the
-VAE's N samples) -> residual map (:mod:`ssimae.core.residual`) on the whole image -> padding
+VAE's N samples; or, beyond the paper, ``tiling = "whole"``: one pass per mask over the
+whole image for a fully convolutional model) -> residual map (:mod:`ssimae.core.residual`) on the whole image -> padding
 cropped -> optional Gaussian smoothing (``smooth``) -> resized back to the input's
 resolution. Segmentation: residual > threshold, then an opening with a disk of diameter 4.
 All settings come from :class:`ssimae.runs.settings.InferenceSettings`.
@@ -18,6 +19,8 @@ All settings come from :class:`ssimae.runs.settings.InferenceSettings`.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -26,11 +29,20 @@ from ssimae.runs.checkpoint import Run, load_run
 from ssimae.errors import SsimaeError, one_line
 from ssimae.models import Model, get_model
 from ssimae.models.device import pick_device  # noqa: F401  (re-exported)
-from ssimae.models.network import PATCH_SIZE
 from ssimae.core.residual import ResidualContext
 from ssimae.inference.scorer import IMAGES_PER_BATCH, Analysis  # noqa: F401  (re-exported)
 from ssimae.runs.settings import InferenceSettings
-from ssimae.core.window import sliding_window_many
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """How the torch engine runs the network (speed only; the maps agree to float rounding).
+
+    channels_last: the network's weights and inputs in the NHWC memory format.
+    compile: the network compiled by ``torch.compile`` (the first images pay its compile time)."""
+
+    channels_last: bool = False
+    compile: bool = False
 
 
 class Detector(scoring.Scorer):
@@ -44,17 +56,31 @@ class Detector(scoring.Scorer):
     engine = "torch"
 
     def __init__(self, network: torch.nn.Module, model: str | Model, settings: InferenceSettings | None = None,
-                 params=None, device: str | torch.device | None = None):
+                 params=None, device: str | torch.device | None = None, options: TorchOptions | None = None):
         self.device = pick_device(device) if not isinstance(device, torch.device) else device
         self.network = network.to(self.device).eval()
         self.model = get_model(model) if isinstance(model, str) else model
         self.settings = settings if settings is not None else InferenceSettings()
         self.params = params if params is not None else self.model.Params()
+        self.options = options if options is not None else TorchOptions()
+        self.model.with_test_params(self.params, self.settings.model_params)  # checked before any image
+        scoring.check_tiling(self.settings, self.model.geometry(self.params), self.title)
+        self._run_net = self._prepare_network()
+
+    def _prepare_network(self) -> torch.nn.Module:
+        """The network as ``options`` says: channels-last and/or compiled (``network`` stays as loaded)."""
+        net = self.network
+        if self.options.channels_last:
+            import copy
+
+            net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        return torch.compile(net, dynamic=True) if self.options.compile else net
 
     @classmethod
-    def load(cls, run: str | os.PathLike | Run, device: str | None = None) -> "Detector":
+    def load(cls, run: str | os.PathLike | Run, device: str | None = None,
+             options: TorchOptions | None = None) -> "Detector":
         """Load a run folder or checkpoint file, or a :class:`ssimae.runs.checkpoint.Run`
-        already read (weights only; no code is executed)."""
+        already read (weights only; no code is executed); ``options``: :class:`TorchOptions`."""
         run = load_run(run)
         train = run.settings.train
         model = get_model(train.model)
@@ -65,7 +91,7 @@ class Detector(scoring.Scorer):
         except (KeyError, ValueError, RuntimeError) as e:
             raise SsimaeError(f"checkpoint does not match its model configuration ({one_line(e, 120)})",
                               run.path) from None
-        return cls(network, model, run.settings.inference, train.params, device)
+        return cls(network, model, run.settings.inference, train.params, device, options)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -86,6 +112,23 @@ class Detector(scoring.Scorer):
         """The run's residual (the model's own unless the settings name another)."""
         return self.settings.residual or self.model.default_residual
 
+    def _layout(self, batch: torch.Tensor) -> torch.Tensor:
+        """A batch in the memory format the network runs in (``options.channels_last``)."""
+        return batch.contiguous(memory_format=torch.channels_last) if self.options.channels_last else batch
+
+    @torch.no_grad()
+    def reconstruct(self, padded: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The model's pooled outputs ((len(outputs) * C, H, W) each) of preprocessed, padded
+        images ((H, W) or (C, H, W) tensors on the device), as ``settings.tiling`` says
+        (:func:`ssimae.inference.scorer.reconstruct`)."""
+        s = self.settings
+        params = self.model.with_test_params(self.params, s.model_params)
+        layout, whole = self._layout, s.tiling == "whole"
+        fn = (self.model.image_fn if whole else self.model.patch_fn)(self._run_net, params, s.seed)
+        masks = self.model.pass_masks(params) if whole else None
+        return scoring.reconstruct(padded, s, self.model.geometry(params), lambda b: fn(layout(b)),
+                                   lambda b, m: fn(layout(b), m), masks, self.title)
+
     @torch.no_grad()
     def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
         """``analyze_many`` (one reconstruction, (H, W) or (H, W, 3) for color, and several
@@ -95,9 +138,8 @@ class Detector(scoring.Scorer):
         s = self.settings
         prepared = [scoring.prepare(im, s) for im in images]
         ts = [torch.from_numpy(padded).to(self.device) for _, padded, _ in prepared]
-        fn = self.model.patch_fn(self.network, self.params, s.seed)
-        pooled = sliding_window_many(ts, fn, PATCH_SIZE, s.stride, s.batch_size)
-        ctx = ResidualContext(s, self.params)
+        pooled = self.reconstruct(ts)
+        ctx = ResidualContext(s, self.model.with_test_params(self.params, s.model_params))
         channels = s.preprocess.channels
         return [scoring.finish(image.shape, size, t, scoring.named_outputs(p, self.model.outputs, channels),
                                residuals, ctx)

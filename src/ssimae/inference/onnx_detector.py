@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from ssimae.core.masks import MAX_SETS, masks_from_text
 from ssimae.core.residual import RESIDUALS, ResidualContext
-from ssimae.core.window import PATCH_SIZE, sliding_window_many
+from ssimae.core.window import PATCH_SIZE, Geometry
 from ssimae.errors import SsimaeError, one_line
 from ssimae.inference import scorer as scoring
 from ssimae.runs.fields import from_dict
@@ -42,6 +43,7 @@ FORMAT = "ssimae-onnx"
 VERSION = 1
 METADATA_KEY = "ssimae"  # the ONNX metadata entry holding the export's JSON
 MODEL_FILE = "model.onnx"
+FP32_FILE = "model-fp32.onnx"  # the float32 graph beside an int8 model.onnx (``ssimae export --int8``)
 INFO_FILE = "ssimae.json"  # the same JSON, readable, beside the graph
 NOISE_GENERATOR = "torch-cpu"  # noise drawn as torch.randn with a seeded CPU generator
 # Inference settings the runtime reads (the export stores all of InferenceSettings).
@@ -136,6 +138,37 @@ def settings_from_info(inference: dict, where: Any = None) -> InferenceSettings:
         raise SsimaeError(f"damaged export ({e.problem})", where) from None
 
 
+def window_masks(masks: dict) -> np.ndarray:
+    """The sliding window's (P, 1, 128, 128) float32 masks of an export's ``masks`` entry."""
+    return masks_from_text(masks["window"], masks["cell_sizes"], masks["sets"], PATCH_SIZE)
+
+
+def check_masks(masks, bad) -> np.ndarray:
+    """An export's ``masks`` entry checked (``bad(problem)``: the error to raise); returns
+    :func:`window_masks`."""
+    if not isinstance(masks, dict) or not {"cell_sizes", "sets", "seed", "window"} <= set(masks):
+        raise bad("its masks must give cell_sizes, sets, seed and window")
+    sizes, sets, seed = masks["cell_sizes"], masks["sets"], masks["seed"]
+    if not (isinstance(sizes, list) and sizes and all(isinstance(k, int) and 1 <= k <= PATCH_SIZE for k in sizes)
+            and isinstance(sets, int) and 2 <= sets <= MAX_SETS and isinstance(seed, int) and seed >= 0
+            and isinstance(masks["window"], list) and all(isinstance(t, str) for t in masks["window"])):
+        raise bad(f"its masks are not cell sizes in 1..{PATCH_SIZE}, 2..{MAX_SETS} sets and a seed")
+    try:
+        return window_masks(masks)
+    except ValueError as e:
+        raise bad(f"its masks: {e}") from None
+
+
+def check_geometry(geometry, bad) -> Geometry | None:
+    """An export's ``geometry`` entry (None: not fully convolutional) as a Geometry."""
+    if geometry is None:
+        return None
+    if not (isinstance(geometry, dict) and set(geometry) == {"multiple", "reach"}
+            and all(isinstance(v, int) and 1 <= v <= 4096 for v in geometry.values())):
+        raise bad(f"its geometry must give multiple and reach (1..4096 px), got {geometry!r}")
+    return Geometry(**geometry)
+
+
 MAX_SAMPLES = 1000  # the VAE's latent samples per patch, a ceiling of an export's metadata
 
 
@@ -164,7 +197,8 @@ def check_export(info: dict, settings: InferenceSettings, session, where) -> Non
     channels = settings.preprocess.channels
     noise = info.get("noise")
     inputs = {i.name: i.shape for i in session.get_inputs()}
-    expected = {info.get("input"), *(["noise"] if noise is not None else [])}
+    expected = {info.get("input"), *(["noise"] if noise is not None else []),
+                *(["masks"] if info.get("masks") is not None else [])}
     if set(inputs) != expected:
         raise bad(f"the graph's inputs are {', '.join(map(str, inputs))}, its metadata says "
                   f"{', '.join(map(str, expected))}")
@@ -217,6 +251,15 @@ class OnnxDetector(scoring.Scorer):
         self.outputs = tuple(info["outputs"])
         self.noise = info.get("noise")
 
+        def bad(problem: str):
+            return SsimaeError(f"damaged export ({problem})", onnx_path)
+
+        self.geometry = check_geometry(info.get("geometry"), bad)
+        self.masks = info.get("masks")
+        self._window_masks = None if self.masks is None else check_masks(self.masks, bad)
+        self._model_params = self.settings.model_params  # applied by the export, fixed in its graph
+        scoring.check_tiling(self.settings, self.geometry, self.title)
+
     @classmethod
     def load(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxDetector":
         """Load an export folder (``model.onnx`` inside) or an ``.onnx`` file; ``threads``:
@@ -245,6 +288,8 @@ class OnnxDetector(scoring.Scorer):
         """(B, C, 128, 128) float32 -> (B, len(outputs) * C, 128, 128) through the graph; a
         sampling model gets its noise from a generator seeded anew for every image."""
         names = (self.info["input"], self.info["output"])
+        if self._window_masks is not None:
+            return lambda batch: self.image_fn(batch, self._window_masks)
         if self.noise is None:
             return lambda batch: self.session.run([names[1]], {names[0]: batch})[0]
         gen = TorchCpuNormal(self.settings.seed)
@@ -256,15 +301,27 @@ class OnnxDetector(scoring.Scorer):
 
         return fn
 
+    def image_fn(self, batch: np.ndarray, masks: np.ndarray | None) -> np.ndarray:
+        """(B, C, h, w) float32 (a whole image or a tile) -> (B, len(outputs) * C, h, w) through
+        the graph of a fully convolutional model, with its masks (P, 1, h, w) if it has them."""
+        feed = {self.info["input"]: np.ascontiguousarray(batch, dtype=np.float32)}
+        if masks is not None:
+            feed["masks"] = np.ascontiguousarray(masks, dtype=np.float32)
+        return self.session.run([self.info["output"]], feed)[0]
+
     def analyze_batch(self, images, residuals=("l2", "ssim")) -> list[tuple[np.ndarray, dict]]:
         """One reconstruction and several residual maps of each image, as
         :meth:`ssimae.inference.detector.Detector.analyze_batch`: the patches of all ``images``
         go through the graph together (batches of ``settings.batch_size`` patches; a sampling
-        model's noise is drawn per call, so its maps depend on the batching, as torch's do)."""
+        model's noise is drawn per call, so its maps depend on the batching, as torch's do),
+        or each image in whole-image passes (``settings.tiling``)."""
         s = self.settings
+        if s.model_params != self._model_params:
+            raise SsimaeError("the model's test-time settings (model_params) are fixed by the export; "
+                              "export the run again with the new ones", self.path)
         prepared = [scoring.prepare(im, s) for im in images]
-        pooled = sliding_window_many([padded for _, padded, _ in prepared], self.patch_fn(), self.info["patch_size"],
-                                     s.stride, s.batch_size)
+        pooled = scoring.reconstruct([padded for _, padded, _ in prepared], s, self.geometry, self.patch_fn(),
+                                     self.image_fn, self.masks, self.title)
         ctx = ResidualContext(s, self.params)
         return [scoring.finish(image.shape, size, padded, scoring.named_outputs(p, self.outputs, s.preprocess.channels),
                                residuals, ctx)

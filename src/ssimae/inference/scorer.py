@@ -3,9 +3,10 @@ engine's :meth:`Scorer.analyze_batch`, shared by the torch detector
 (:class:`ssimae.inference.detector.Detector`) and the ONNX runtime
 (:class:`ssimae.inference.onnx_detector.OnnxDetector`).
 
-Between :func:`prepare` and :func:`finish` an engine only reconstructs the padded image
-with :func:`ssimae.core.window.sliding_window`. Imports no torch; :func:`finish` accepts the
-pooled outputs as torch tensors or numpy arrays.
+Between :func:`prepare` and :func:`finish` an engine only reconstructs the padded images
+with :func:`reconstruct` (the sliding window, or whole-image passes of a fully convolutional
+network). Imports no torch; :func:`finish` accepts the pooled outputs as torch tensors or
+numpy arrays.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from ssimae.core import verdict as verdicts
 from ssimae.core.preprocess import pad_to_patch
 from ssimae.core.residual import ResidualContext, residual_map
 from ssimae.core.verdict import Prediction
-from ssimae.core.window import PATCH_SIZE, is_torch_tensor
+from ssimae.core.masks import grid_masks
+from ssimae.core.window import PATCH_SIZE, Geometry, check_whole, is_torch_tensor, sliding_window_many, whole_image
 from ssimae.runs.inference_settings import NO_THRESHOLD
 
 IMAGES_PER_BATCH = 8  # images whose patches predict_many (and ``ssimae predict``) batch together
@@ -45,6 +47,41 @@ def prepare(image: np.ndarray, settings) -> tuple[np.ndarray, np.ndarray, tuple[
     if padded.ndim == 3:
         padded = padded.transpose(2, 0, 1)
     return image, np.ascontiguousarray(padded), x.shape[:2]
+
+
+def reconstruct(images: Sequence, settings, geometry: Geometry | None, patch_fn, image_fn,
+                masks: Mapping[str, Any] | None = None, title: str = "this model") -> list:
+    """The pooled outputs ((C_out, H, W) each) of padded images ((H, W) or (C, H, W), numpy
+    arrays or torch tensors) as ``settings.tiling`` says: "window", ``patch_fn`` ((B, C, 128,
+    128) -> (B, C_out, 128, 128)) over the sliding window at ``settings.stride``; "whole",
+    ``image_fn`` ((1, C, h, w), masks) over each image (:func:`ssimae.core.window.whole_image`)
+    in tiles of at most ``settings.tile_size``, with the grid masks of ``masks``
+    (:func:`ssimae.core.masks.grid_masks` arguments) when the model hides cells."""
+    check_tiling(settings, geometry, title)
+    if settings.tiling == "window":
+        return sliding_window_many(images, patch_fn, PATCH_SIZE, settings.stride, settings.batch_size)
+    masks_for = None
+    if masks is not None:
+        masks_for = _last_size_cache(lambda h, w: grid_masks(h, w, masks["cell_sizes"], masks["sets"], masks["seed"]))
+    return [whole_image(im, image_fn, geometry, settings.tile_size, masks_for) for im in images]
+
+
+def check_tiling(settings, geometry: Geometry | None, title: str) -> None:
+    """SsimaeError unless the model can be scored with ``settings.tiling``."""
+    check_whole(settings.tiling, geometry, title)
+
+
+def _last_size_cache(make):
+    """``make(h, w)``, remembering the last size's result (images of a line share a size)."""
+    last: dict = {}
+
+    def get(h: int, w: int):
+        if (h, w) not in last:
+            last.clear()
+            last[(h, w)] = make(h, w)
+        return last[(h, w)]
+
+    return get
 
 
 def named_outputs(pooled, names, channels: int = 1) -> dict:

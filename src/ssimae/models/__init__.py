@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from ssimae.core.window import Geometry
+
 Loss = Callable[["torch.Tensor"], "torch.Tensor"]  # (B, C, 128, 128) batch -> scalar
 PatchFn = Callable[["torch.Tensor"], "torch.Tensor"]  # (B, C, 128, 128) -> (B, len(outputs) * C, 128, 128)
 # modules of this folder that register no model: the networks and other building blocks
@@ -59,6 +61,7 @@ class Model:
     compare_residuals: ClassVar[tuple[str, ...]] = ()  # default: (default_residual,)
     outputs: ClassVar[tuple[str, ...]] = ("recon",)  # channel groups of patch_fn's output
     recipe: ClassVar[str] = "paper"  # the training recipe used when --recipe is not given (ssimae.runs.recipes)
+    test_params: ClassVar[tuple[str, ...]] = ()  # Params fields that inference may change (InferenceSettings.model_params)
 
     def build(self, latent_dim: int, params, norm: str = "none", channels: int = 1) -> nn.Module:
         """The network (Table 1 autoencoder by default), freshly initialised; ``norm`` as in
@@ -94,6 +97,56 @@ class Model:
 
             raise SsimaeError(f"the {self.name} model has its own per-patch inference and no ONNX export")
         return net, None
+
+    def geometry(self, params) -> Geometry | None:
+        """A fully convolutional network's :class:`ssimae.core.window.Geometry` (it may score a
+        whole image in one pass per mask: ``InferenceSettings.tiling = "whole"``), or None for
+        a network that takes only 128 x 128 patches (Table 1's, whose 8 x 8 bottleneck
+        convolution fixes its input size: the sliding window)."""
+        return None
+
+    def pass_masks(self, params) -> dict | None:
+        """The masks of a model whose inference hides parts of its input, as the arguments of
+        :func:`ssimae.core.masks.grid_masks` ({"cell_sizes", "sets", "seed"}), or None."""
+        return None
+
+    def image_fn(self, net: nn.Module, params, seed: int):
+        """Whole-image inference of a fully convolutional model: fn(batch (B, C, H, W), masks
+        (P, 1, H, W) of :meth:`pass_masks` or None) -> (B, len(outputs) * C, H, W); H, W
+        multiples of :meth:`geometry`'s. Default: :meth:`patch_fn`, which takes any size."""
+        fn = self.patch_fn(net, params, seed)
+        return lambda batch, masks=None: fn(batch)
+
+    def with_test_params(self, params, changes: dict):
+        """``params`` with the test-time ``changes`` (``InferenceSettings.model_params``) applied
+        and checked; SsimaeError for a field that is not in ``test_params``."""
+        if not changes:
+            return params
+        from dataclasses import replace
+
+        from ssimae.errors import SsimaeError
+
+        unknown = sorted(set(changes) - set(self.test_params))
+        if unknown:
+            allowed = ", ".join(self.test_params) or "none"
+            raise SsimaeError(f"the {self.name} model has no test-time setting {', '.join(unknown)} "
+                              f"(it has: {allowed})")
+        try:
+            return replace(params, **{k: self._parse_param(k, v) for k, v in changes.items()})
+        except (TypeError, ValueError) as e:
+            raise SsimaeError(f"the {self.name} model's test-time settings: {e}") from None
+
+    def _parse_param(self, name: str, value):
+        """A test-time value given as text (``--model-param name=value``) in its field's type:
+        the field's ``"parse"`` metadata, else int/float; other values as they are."""
+        if not isinstance(value, str):
+            return value
+        import dataclasses
+        import typing
+
+        f = {f.name: f for f in dataclasses.fields(self.Params)}[name]
+        parse = f.metadata.get("parse") or {int: int, float: float}.get(typing.get_type_hints(self.Params)[name])
+        return parse(value) if parse is not None else value
 
     def residuals(self) -> tuple[str, ...]:
         """Residuals ``compare`` reports: the model's own first."""

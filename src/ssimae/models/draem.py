@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ssimae.models import Model, check_number, register_model
-from ssimae.models.inpaint import TRAIN_CROP_FLAG, check_train_crop
+from ssimae.models.inpaint import TRAIN_CROP_FLAG, check_train_crop, unet_geometry
 
 WIDTH = 16
 FOCAL_GAMMA = 2.0  # DRAEM's focal loss
@@ -81,6 +81,9 @@ class DraemModel(Model):
 
         return recon_loss(net.recon, params, net.seg if params.seg_weight else None)
 
+    def geometry(self, params: DraemParams):
+        return unet_geometry(networks=2)  # the segmentation net reads the reconstruction
+
 
 @register_model
 class DraemRecon(Model):
@@ -103,3 +106,6 @@ class DraemRecon(Model):
         from ssimae.models.draem_net import recon_loss
 
         return recon_loss(net, params)
+
+    def geometry(self, params: ReconParams):
+        return unet_geometry()

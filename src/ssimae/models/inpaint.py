@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ssimae.core.seeds import MAX_SEED
+from ssimae.core.window import Geometry
 from ssimae.models import Model, check_number, register_model
 
 CELL_SIZES = (2, 8)  # RIAD uses 2, 4, 8, 16; 2 and 8 measured better and half the test passes (docs/results/models)
@@ -92,6 +93,23 @@ def check_train_crop(size: int) -> None:
         raise SsimaeError(f"--train-crop must be a multiple of {2 ** (LEVELS - 1)} in [16, 128], got {size}")
 
 
+def unet_reach(levels: int = LEVELS) -> int:
+    """The largest distance (px, along an axis) between an output pixel of
+    :class:`ssimae.models.unet.UNet` and an input pixel it depends on: 1 px at its level's
+    scale for each 3x3 convolution (two per level on the way down and two on the way up),
+    plus up to the total stride minus one for where a pixel lies in the 2x2 pooling cells (a
+    2x2 transposed convolution of stride 2 reads one input pixel); 51 for 4 levels. The skip
+    paths see less. Arithmetic only (no torch): the settings check ``--tiling whole`` with it."""
+    convolutions = 2 * sum(2**i for i in range(levels)) + 2 * sum(2**i for i in range(levels - 1))
+    return convolutions + 2 ** (levels - 1) - 1
+
+
+def unet_geometry(networks: int = 1) -> Geometry:
+    """The :class:`ssimae.core.window.Geometry` of ``networks`` U-Nets applied one after the
+    other (DRAEM's segmentation net reads its reconstruction net's output)."""
+    return Geometry(2 ** (LEVELS - 1), networks * unet_reach())
+
+
 
 # --- the model --------------------------------------------------------------------------------
 
@@ -103,6 +121,7 @@ class InpaintAE(Model):
     Params = InpaintParams
     default_residual = "ssim"  # measured better than RIAD's MSGMS on the demo (docs/results/models)
     compare_residuals = ("ssim", "msgms", "l2")
+    test_params = ("cell_sizes", "mask_sets")  # fewer passes at test time (InferenceSettings.model_params)
 
     def build(self, latent_dim, params: InpaintParams, norm="none", channels=1):
         from ssimae.models.unet import UNet
@@ -150,3 +169,24 @@ class InpaintAE(Model):
         device = next(net.parameters()).device
         masks = inference_masks(PATCH_SIZE, params.cell_sizes, params.mask_sets, params.mask_seed).to(device)
         return Inpainter(net, masks, params.mask_sets, params.mask_channel).eval(), None
+
+    def geometry(self, params: InpaintParams) -> Geometry:
+        return unet_geometry()
+
+    def pass_masks(self, params: InpaintParams) -> dict:
+        """Grid masks over the whole image in whole-image inference; "window": the 128 x 128
+        masks of the sliding window (drawn by torch) as text (:func:`ssimae.core.masks.grids_to_text`)."""
+        from ssimae.core.masks import grids_to_text
+        from ssimae.core.window import PATCH_SIZE
+        from ssimae.models.unet import inference_assignments
+
+        window = inference_assignments(PATCH_SIZE, params.cell_sizes, params.mask_sets, params.mask_seed)
+        return {"cell_sizes": list(params.cell_sizes), "sets": params.mask_sets, "seed": params.mask_seed,
+                "window": grids_to_text([a.numpy() for a in window], params.cell_sizes)}
+
+    def image_fn(self, net, params: InpaintParams, seed: int):
+        """fn(batch, masks): :class:`ssimae.models.unet.Inpainter` with the image's (or tile's) grid masks."""
+        import torch
+
+        module = self.export_module(net, params)[0]
+        return lambda batch, masks: module(batch, torch.as_tensor(masks, device=batch.device))

@@ -29,11 +29,17 @@ def set_masks(assign: torch.Tensor, sets: int) -> torch.Tensor:
     return (assign[None] == torch.arange(sets, device=assign.device)[:, None, None]).float()
 
 
-def inference_masks(size: int, cell_sizes, sets: int, seed: int) -> torch.Tensor:
-    """The fixed masks of inference: (len(cell_sizes) * sets, 1, size, size), one cell size's
-    ``sets`` masks after the other, drawn from a generator seeded with ``seed``."""
+def inference_assignments(size: int, cell_sizes, sets: int, seed: int) -> list[torch.Tensor]:
+    """The set maps of sliding-window inference: one (size, size) :func:`cell_assignment` per
+    cell size, drawn in turn from a generator seeded with ``seed``."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.cat([set_masks(cell_assignment(size, size, k, sets, gen), sets) for k in cell_sizes])[:, None]
+    return [cell_assignment(size, size, k, sets, gen) for k in cell_sizes]
+
+
+def inference_masks(size: int, cell_sizes, sets: int, seed: int) -> torch.Tensor:
+    """The fixed masks of sliding-window inference: (len(cell_sizes) * sets, 1, size, size),
+    one cell size's ``sets`` masks after the other (:func:`inference_assignments`)."""
+    return torch.cat([set_masks(a, sets) for a in inference_assignments(size, cell_sizes, sets, seed)])[:, None]
 
 
 # --- network --------------------------------------------------------------------------------
@@ -108,9 +114,11 @@ class Inpainter(nn.Module):
         self.net, self.sets, self.mask_channel = net, sets, mask_channel
         self.register_buffer("masks", masks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, C, h, w); masks: (P, 1, h, w) to use instead of the fixed ones (a whole
+        image's or a tile's, :func:`ssimae.core.masks.grid_masks`)."""
         b, c, h, w = x.shape
-        m = self.masks.to(x.dtype)  # (P, 1, h, w)
+        m = (self.masks if masks is None else masks).to(x.dtype)  # (P, 1, h, w)
         p = m.shape[0]
         hidden = (x[None] * (1 - m[:, None])).reshape(p * b, c, h, w)  # pass-major
         if self.mask_channel:

@@ -12,7 +12,7 @@ from ssimae.core.ssim import SsimOptions
 from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, THRESHOLD_RULES
 from ssimae.core.residual import RESIDUALS
 from ssimae.core.verdict import IMAGE_SCORES
-from ssimae.core.window import MAX_PATCHES, PATCH_SIZE, STRIDE, patch_count
+from ssimae.core.window import MAX_PATCHES, MIN_TILE, PATCH_SIZE, STRIDE, patch_count
 from ssimae.errors import SsimaeError
 from ssimae.runs.fields import at_most
 
@@ -28,6 +28,8 @@ MAX_OPENING_DIAMETER = 255
 MAX_INFERENCE_BATCH = 65_536
 MAX_SMOOTH = 256.0
 MAX_MIN_DEFECT_AREA = 2**31 - 1
+MAX_TILE = 16_384  # largest tile side of whole-image inference (the largest resize side)
+TILINGS = ("window", "whole")
 MAX_HISTORY = 1000  # entries of threshold_history
 HISTORY_KEYS = {"previous_threshold": (int, float, type(None)), "previous": (dict,), "recalibrated_on": (str,),
                 "good": (str,), "n_images": (int,)}
@@ -76,6 +78,15 @@ class InferenceSettings:
     image_threshold: float | None = None
     image_threshold_rule: str = "order"  # or "gaussian": a fitted tail (ssimae.core.thresholds)
     image_threshold_images: int | None = None  # how many defect-free images the image threshold rests on
+    # How the network covers an image (beyond the paper): "window", the paper's sliding window
+    # of 128 x 128 patches at ``stride``, overlaps averaged; or "whole", for fully convolutional
+    # models only (ssimae.models.Model.geometry), one pass per mask over the whole image,
+    # cut into overlapping tiles of at most ``tile_size`` px a side (bounds the memory).
+    tiling: str = "window"
+    tile_size: int = 1024
+    # Test-time changes of the model's hyperparameters that it allows (Model.test_params), e.g.
+    # {"cell_sizes": [8], "mask_sets": 2}: fewer inpainting passes.
+    model_params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,12 +124,19 @@ class InferenceSettings:
             raise SsimaeError(f"the threshold must be a finite number (or -inf), got {self.threshold}")
         if self.residual is not None and self.residual not in RESIDUALS:
             raise SsimaeError(f"--residual: unknown residual {self.residual!r}; choose from {', '.join(RESIDUALS)}")
+        if self.tiling not in TILINGS:
+            raise SsimaeError(f"--tiling must be one of {', '.join(TILINGS)}, got {self.tiling!r}")
+        if self.tile_size < MIN_TILE:
+            raise SsimaeError(f"--tile-size must be at least {MIN_TILE}, got {self.tile_size}")
+        if not isinstance(self.model_params, dict) or not all(isinstance(k, str) for k in self.model_params):
+            raise SsimaeError(f"inference.model_params must map setting names to values, got {self.model_params!r}")
         if self.seed < 0:
             raise SsimaeError(f"--seed must be 0 or more, got {self.seed}")
         for flag, value, ceiling in (("--stride", self.stride, MAX_STRIDE),
                                      ("--opening-diameter", self.opening_diameter, MAX_OPENING_DIAMETER),
                                      ("inference batch size", self.batch_size, MAX_INFERENCE_BATCH),
                                      ("--smooth", self.smooth, MAX_SMOOTH), ("--seed", self.seed, MAX_SEED),
+                                     ("--tile-size", self.tile_size, MAX_TILE),
                                      ("--min-defect-area", self.min_defect_area, MAX_MIN_DEFECT_AREA)):
             at_most(flag, value, ceiling)
         check_history(self.threshold_history)

@@ -67,6 +67,8 @@ OPTIONS: dict[str, Option] = {
     "image_score": Option(("inference.image_score",), None, True),
     "image_fpr": Option(("inference.image_fpr",)),
     "image_threshold_rule": Option(("inference.image_threshold_rule",)),
+    "tiling": Option(("inference.tiling",), None, True),
+    "tile_size": Option(("inference.tile_size",)),
 }
 OPTION_FIELDS = {name: o.sets for name, o in OPTIONS.items() if o.sets}  # what --config overrides
 FIXED_ON_RESUME = {name: o.resume for name, o in OPTIONS.items() if o.resume}  # what --resume refuses to change

@@ -29,7 +29,7 @@ from ssimae.core.morphology import OPENING_DIAMETER
 from ssimae.core.preprocess import Preprocess
 from ssimae.core.seeds import MAX_SEED
 from ssimae.core.ssim import SsimOptions
-from ssimae.core.window import STRIDE
+from ssimae.core.window import STRIDE, check_whole
 from ssimae.errors import SsimaeError
 from ssimae.models.constants import DEFAULT_LATENT_DIM, NORMS
 from ssimae.runs.fields import at_most, from_dict
@@ -167,6 +167,14 @@ class RunSettings:
 
     train: TrainSettings = field(default_factory=TrainSettings)
     inference: InferenceSettings = field(default_factory=InferenceSettings)
+
+    def __post_init__(self) -> None:
+        """The inference settings checked against the model (before any training)."""
+        from ssimae.models import get_model
+
+        model = get_model(self.train.model)
+        model.with_test_params(self.train.params, self.inference.model_params)
+        check_whole(self.inference.tiling, model.geometry(self.train.params), model.title)
 
     def to_dict(self) -> dict:
         """JSON-ready ``{"version": 2, "train": {...}, "inference": {...}}``."""

@@ -1,4 +1,5 @@
 """The inference API: residual maps at the input's resolution, small images, resizing."""
+import pytest
 import numpy as np
 import torch
 from skimage.transform import resize
@@ -56,3 +57,25 @@ def test_resized_run_maps_back_to_input_resolution():
         rec_small = det.network(torch.from_numpy(small.astype(np.float32))[None, None])[0, 0].numpy()
     ref = resize((small - rec_small) ** 2, (256, 256), order=1, mode="edge", preserve_range=True)
     assert np.allclose(maps["l2"], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ssim", "inpaint"])
+def test_channels_last_and_compile_options_give_the_same_maps(name):
+    """TorchOptions change only how torch runs the network: the maps equal the default's to
+    float rounding (outputs in [0, 1]; 1e-5 covers reordered float32 sums)."""
+    import dataclasses
+
+    from ssimae.inference.detector import TorchOptions
+    from ssimae.models import get_model
+    from ssimae.runs.settings import InferenceSettings
+
+    torch.manual_seed(0)
+    model = get_model(name)
+    params = dataclasses.replace(model.Params(), width=4) if name == "inpaint" else model.Params()
+    net = model.build(8, params)
+    image = np.random.default_rng(0).random((140, 150)).astype(np.float32)
+    ref = Detector(net, model, InferenceSettings(), params, "cpu").residual_map(image, "l2")
+    for options in (TorchOptions(channels_last=True), TorchOptions(compile=True)):
+        det = Detector(net, model, InferenceSettings(), params, "cpu", options)
+        assert np.abs(det.residual_map(image, "l2") - ref).max() < 1e-5, options
+        assert det.network is net  # the loaded network is left as it is

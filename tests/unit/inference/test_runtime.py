@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -273,3 +274,160 @@ def test_device_cuda_without_cuda_is_one_clear_line(trained_run, demo_root, tmp_
     assert err.count("\n") == 0 and "CUDA is not available" in err, err
     assert main(["predict", str(trained_run), str(img), "--out", str(tmp_path), "--device", "gpu7"]) == 2
     assert "unknown device" in capsys.readouterr().err
+
+
+# --- whole-image inference and int8 -------------------------------------------------------------
+
+@pytest.mark.parametrize("model", BEYOND)
+def test_onnx_whole_image_matches_torch_at_any_size(exports, demo_root, model):
+    """The export of a fully convolutional model takes any height and width: whole-image maps
+    (one pass, and tiles of 256 px) of demo and odd-sized images agree with torch within the
+    engines' bound (:func:`engine_tolerance`: the same graph, other kernels)."""
+    from ssimae.runtime import OnnxDetector
+
+    run, exported = exports[model]
+    torch_det, onnx_det = Detector.load(run, "cpu"), OnnxDetector.load(exported, threads=2)
+    assert all(isinstance(d, str) for d in onnx_det.session.get_inputs()[0].shape[2:])  # dynamic
+    rng = np.random.default_rng(0)
+    images = [read_image(demo_images(demo_root)[-1]), rng.random((150, 300), np.float32),
+              rng.random((300, 347), np.float32)]
+    for changes in ({"tiling": "whole"}, {"tiling": "whole", "tile_size": 256}):
+        t, o = torch_det.with_settings(**changes), onnx_det.with_settings(**changes)
+        for img in images:
+            ref, tol = engine_tolerance(t, img)
+            got = o.residual_map(img)
+            assert got.shape == img.shape and np.all(np.abs(got - ref) <= tol), (model, changes, img.shape)
+
+
+def test_onnx_refuses_test_time_changes_the_export_fixed(exports):
+    from ssimae.runtime import OnnxDetector
+
+    onnx_det = OnnxDetector.load(exports["inpaint"][1]).with_settings(model_params={"cell_sizes": [8]})
+    with pytest.raises(SsimaeError, match="fixed by the export"):
+        onnx_det.residual_map(np.zeros((128, 128), np.float32))
+    with pytest.raises(SsimaeError, match="not fully convolutional"):
+        OnnxDetector.load(exports["l2"][1]).with_settings(tiling="whole").residual_map(np.zeros((128, 128), np.float32))
+
+
+def test_export_bakes_test_time_cell_sizes(exports, tmp_path):
+    """A run whose inference settings change the passes exports them: the runtime's maps are
+    the torch detector's with the same changes."""
+    from dataclasses import replace
+
+    from ssimae.runs.checkpoint import load_run, save_run
+    from ssimae.runtime import OnnxDetector
+
+    run = load_run(exports["inpaint"][0])
+    changed = replace(run.settings, inference=replace(run.settings.inference, model_params={"cell_sizes": [8]},
+                                                      tiling="whole"))
+    save_run(tmp_path / "run" / "model.pt", changed, run.state)
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "onnx")]) == 0
+    onnx_det = OnnxDetector.load(tmp_path / "onnx")
+    assert onnx_det.masks["cell_sizes"] == [8] and onnx_det.info["params"]["cell_sizes"] == [8]
+    img = np.random.default_rng(1).random((140, 200)).astype(np.float32)
+    ref, tol = engine_tolerance(Detector.load(tmp_path / "run", "cpu"), img)
+    assert np.all(np.abs(onnx_det.residual_map(img) - ref) <= tol)
+    assert np.any(np.abs(Detector.load(run, "cpu").with_settings(tiling="whole").residual_map(img) - ref) > tol)
+
+
+def pixel_and_image_auc(detector, demo_root) -> tuple[float, float]:
+    """(pixel ROC AUC, image ROC AUC) of ``detector`` on the demo's test set (evaluate's metrics)."""
+    from ssimae.core.metrics import evaluate_maps
+    from ssimae.data.datasets import load_dataset
+    from ssimae.inference.test_set import score_test_set
+
+    scores = score_test_set(detector, load_dataset(demo_root, log=None, progress=False), progress=False)
+    m = evaluate_maps(scores.maps[detector.default_residual], scores.masks, scores.types,
+                      image_score=detector.settings.image_score)
+    return m["pixel_roc_auc"], m["image_roc_auc"]
+
+
+# int8 against fp32 of the same export: pixel ROC AUC within the issue's target, 0.005; the image
+# AUC of the tiny demo (2 good images) moves in steps of 1/(2 x defective images), so one swapped
+# pair is allowed there.
+INT8_PIXEL_AUC_TOL = 0.005
+
+
+@pytest.mark.parametrize("model", ["ssim", "inpaint", "draem-recon"])
+def test_int8_export_scores_near_fp32_and_loads_without_torch(exports, demo_root, tmp_path, model):
+    from ssimae.runtime import OnnxDetector
+
+    run, _ = exports[model]
+    out = tmp_path / "int8"
+    assert main(["export", str(run), "--out", str(out), "--int8"]) == 0
+    int8, fp32 = OnnxDetector.load(out, threads=2), OnnxDetector.load(out / "model-fp32.onnx", threads=2)
+    q = int8.info["quantization"]
+    assert q["quantized_ops"]["Conv"] >= 8 and q["calibration_images"] >= 1 and "quantization" not in fp32.info
+    assert json.loads((out / "ssimae.json").read_text())["quantization"] == q
+    (p8, i8), (p32, i32) = pixel_and_image_auc(int8, demo_root), pixel_and_image_auc(fp32, demo_root)
+    n_bad = sum(1 for f in demo_images(demo_root) if f.parent.name != "good")
+    assert abs(p8 - p32) <= INT8_PIXEL_AUC_TOL, (model, p8, p32)
+    assert abs(i8 - i32) <= 1 / (2 * n_bad) + 1e-9, (model, i8, i32)
+    img = demo_images(demo_root)[0]
+    np.save(tmp_path / "ref.npy", int8.residual_map(read_image(img)))
+    script = f"""
+import sys
+sys.modules["torch"] = None
+import numpy as np
+from ssimae.io.images import read_image
+from ssimae.runtime import OnnxDetector
+res = OnnxDetector.load({str(out)!r}).residual_map(read_image({str(img)!r}))
+assert np.array_equal(res, np.load({str(tmp_path / "ref.npy")!r}))
+assert not any(m.startswith("torch.") for m in sys.modules)
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_int8_refuses_a_graph_whose_operators_do_not_quantize(tmp_path):
+    """A graph of elementwise operators only (no convolution or product to run in int8) is
+    refused in one line."""
+    import onnx
+
+    from ssimae.inference.export import quantize_int8
+
+    class Elementwise(torch.nn.Module):
+        def forward(self, x):
+            return torch.sigmoid(x * 2 - 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(Elementwise(), (torch.rand(2, 1, 8, 8),), tmp_path / "e.onnx", input_names=["patches"],
+                          output_names=["outputs"], dynamo=False)
+    feeds = [{"patches": np.random.default_rng(0).random((2, 1, 8, 8), np.float32)}]
+    with pytest.raises(SsimaeError, match="operators do not quantize") as err:
+        quantize_int8(onnx.load(tmp_path / "e.onnx"), feeds, "elementwise")
+    assert "\n" not in str(err.value)
+
+
+def test_int8_without_calibration_images_is_one_clear_line(exports, tmp_path, capsys):
+    from tests.helpers.clicheck import one_error_line
+
+    run, _ = exports["l2"]
+    assert main(["export", str(run), "--out", str(tmp_path / "e"), "--int8", "--good", str(tmp_path / "none")]) == 2
+    one_error_line(capsys)
+    assert not (tmp_path / "e" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda info: info["masks"].update(window=["012"] * len(info["masks"]["cell_sizes"])), "mask grid"),
+    (lambda info: info["masks"].update(sets=40), "2..16 sets"),
+    (lambda info: info.update(masks=None), "inputs"),
+    (lambda info: info.update(geometry={"multiple": 8}), "geometry"),
+])
+def test_damaged_masks_or_geometry_are_one_clear_line(exports, tmp_path, change, needle):
+    import onnx
+
+    from ssimae.runtime import OnnxDetector
+
+    graph = onnx.load(str(exports["inpaint"][1] / "model.onnx"))
+    entry = next(p for p in graph.metadata_props if p.key == "ssimae")
+    info = json.loads(entry.value)
+    change(info)
+    entry.value = json.dumps(info)
+    onnx.save(graph, str(tmp_path / "tampered.onnx"))
+    with pytest.raises(SsimaeError, match="damaged export") as err:
+        OnnxDetector.load(tmp_path / "tampered.onnx")
+    assert needle in str(err.value) and "\n" not in str(err.value)

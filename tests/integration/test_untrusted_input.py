@@ -452,8 +452,8 @@ def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the image reached the network")
 
-    for module in ("ssimae.inference.detector", "ssimae.inference.onnx_detector"):
-        monkeypatch.setattr(f"{module}.sliding_window_many", refuse)
+    for name in ("sliding_window_many", "whole_image"):  # how both engines reach their network
+        monkeypatch.setattr(f"ssimae.inference.scorer.{name}", refuse)
 
 
 def test_size_ceilings_admit_only_work_that_finishes(detectors, no_network, tmp_path, capsys):

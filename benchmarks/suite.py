@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from recipe_ablation import training_time  # noqa: E402  (benchmarks/: (patches, minutes, patches/s) of a run)
 
 SETS = {
     # name: (dataset under --shared/datasets, or None for the demo; train options; epochs, patches per epoch)
@@ -69,15 +70,6 @@ def train_command(config: str, set_name: str, data: Path, run: Path, seed: int, 
     _, extra, epochs, per_epoch = SETS[set_name]
     return ["train", "--data", str(data), "--out", str(run), "--seed", str(seed), "--quiet", *CONFIGS[config],
             *extra, "--epochs", str(max(1, round(epochs * scale))), "--patches-per-epoch", str(per_epoch)]
-
-
-def training_time(run: Path) -> tuple[int, float]:
-    """(patches, minutes) of a run from its train_log.csv."""
-    import csv
-
-    rows = list(csv.DictReader((run / "train_log.csv").open()))
-    patches = sum(int(r["patches"]) for r in rows)
-    return patches, sum(int(r["patches"]) / float(r["patches_per_s"]) for r in rows) / 60
 
 
 def score_run(run: Path) -> dict:
@@ -243,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
                 if not (run / "config.json").exists() or not (run / "model.pt").exists():
                     print("$ ssimae", shlex.join(cmd), flush=True)
                     subprocess.run([sys.executable, "-m", "ssimae.cli", *cmd], check=True, stdout=subprocess.DEVNULL)
-                patches, minutes = training_time(run)
+                patches, minutes, _ = training_time(run)
                 metrics = score_run(run)
                 results[key] = {"command": "ssimae " + shlex.join(cmd), "patches": patches, "train_minutes": minutes,
                                 "metrics": metrics}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 from pathlib import Path
 
 from ssimae.data.datasets import load_dataset
@@ -20,6 +19,8 @@ from ssimae.errors import SsimaeError
 from ssimae.inference.detector import Detector
 from ssimae.inference.selection import proxy_rank, proxy_scores
 from ssimae.inference.test_set import validation_images
+from ssimae.io.files import atomic_write_bytes
+from ssimae.io.folders import RunLock
 from ssimae.commands.train import train
 from ssimae.runs.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_run
 from ssimae.runs.config import RUN_INFO, record_entry
@@ -72,14 +73,16 @@ def train_auto(candidates: dict, data_root, out, *, share: float, dataset_kwargs
     chosen = ranking[0]
     log(f"chosen: {chosen} (proxy {found[chosen]['proxy']:.4f}; ranking {', '.join(ranking)}); "
         f"training it on to {candidates[chosen].train.epochs} epochs")
-    for name in RUN_FILES:
-        src = out / SCREENING / chosen / name
-        if src.exists():
-            shutil.copy2(src, out / name)
+    with RunLock(out, "ssimae train --model auto"):  # the chosen screening run becomes the run, atomically
+        for name in RUN_FILES:
+            src = out / SCREENING / chosen / name
+            if src.exists():
+                atomic_write_bytes(out / name, src.read_bytes())
     path = train(copy.deepcopy(candidates[chosen]), data_root, out, resume=True,
                  dataset_kwargs=dict(dataset_kwargs or {}), progress=progress, log=log, argv=argv)
-    record_entry(out, "selection", {"chosen": chosen, "ranking": ranking, "screen_share": share,
-                                    "candidates": found,
-                                    "proxy": "stains and scratches pasted into the held-back defect-free images; "
-                                             "mean of pixel ROC AUC (with the opening) and image ROC AUC"})
+    with RunLock(out, "ssimae train --model auto"):
+        record_entry(out, "selection", {"chosen": chosen, "ranking": ranking, "screen_share": share,
+                                        "candidates": found,
+                                        "proxy": "stains and scratches pasted into the held-back defect-free "
+                                                 "images; mean of pixel ROC AUC (with the opening) and image ROC AUC"})
     return path

@@ -1,12 +1,18 @@
 """Whole-image inference of the fully convolutional models (inpaint, draem-recon, draem) against
 the tiled computation, a single pass and brute-force definitions.
 
-Tolerance: the networks' outputs lie in [0, 1] (sigmoids) and each is a chain of about 20
-convolutions whose sums have at most 9 x 256 float32 terms; the same sums computed over
-differently shaped inputs (another tile, another kernel blocking) may round differently,
-by a few float32 ulps per layer, well below TOL = 1e-4.
+Tolerance (:func:`tolerance`): the same sums computed over differently shaped inputs (another
+tile, another kernel blocking) round differently. A float32 sum of K terms in another order
+differs by about sqrt(K) u relative to the sum of the terms' magnitudes (Higham, Sec. 4.2;
+``tests.helpers.floats``); each convolution adds its own such error and the next layers carry
+it on (BatchNorm with the random statistics below scales by at most 1 / sqrt(0.5) = 1.41), so
+an output differs by about n_conv * sqrt(K_max) * u, times 2 for the magnitudes of the
+activations (order 1: inputs in [0, 1], kaiming-initialised weights), before the final sigmoid,
+whose slope is at most 1/4. The width-4 test networks: 18 convolutions (draem: 36), K_max =
+288, so 3.6e-5 (draem 7.3e-5); the differences seen are below 1e-6.
 """
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -21,8 +27,18 @@ from ssimae.models.draem_net import Draem
 from ssimae.models.inpaint import unet_geometry, unet_reach
 from ssimae.models.unet import Inpainter, UNet
 from ssimae.runs.settings import InferenceSettings
+from tests.helpers.floats import UNIT_ROUNDOFF
 
-TOL = 1e-4
+
+
+def tolerance(net: torch.nn.Module) -> float:
+    """n_conv * sqrt(K_max) * u * 2 (module docstring): K_max the largest fan-in of the
+    network's convolutions."""
+    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    k = max(c.in_channels * c.kernel_size[0] * c.kernel_size[1] // c.groups for c in convs)
+    return len(convs) * math.sqrt(k) * UNIT_ROUNDOFF * 2
+
+
 FULLY_CONVOLUTIONAL = ("inpaint", "draem-recon", "draem")
 
 
@@ -129,6 +145,7 @@ def module_and_masks(name, params, net, height, width):
     return model.image_fn(net, params, 0), masks
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", FULLY_CONVOLUTIONAL)
 def test_whole_pass_equals_the_tiled_output_away_from_tile_borders(name):
     """One pass over a 2 x 2 grid of tiles' area against each tile alone (tiles on the
@@ -147,7 +164,7 @@ def test_whole_pass_equals_the_tiled_output_away_from_tile_borders(name):
                 part = fn(x[..., r:r + tile, c:c + tile], None if masks is None else masks[..., r:r + tile, c:c + tile])
                 inner = (slice(None), slice(None), slice(margin, tile - margin), slice(margin, tile - margin))
                 diff = (part[inner] - whole[..., r:r + tile, c:c + tile][inner]).abs().max()
-                assert diff < TOL, (name, r, c, float(diff))
+                assert diff < tolerance(net), (name, r, c, float(diff))
                 checked += 1
         # ... and near a tile border they differ (the test can tell tiles from a whole pass)
         edge = fn(x[..., :tile, :tile], None if masks is None else masks[..., :tile, :tile])
@@ -155,6 +172,7 @@ def test_whole_pass_equals_the_tiled_output_away_from_tile_borders(name):
     assert checked == 4
 
 
+@pytest.mark.kernels
 def test_whole_image_equals_the_sliding_window_at_stride_128_away_from_patch_borders():
     """Through the detector: draem-recon's reconstruction with tiling "whole" equals the paper's
     sliding window of 128 x 128 patches at stride 128 (no overlap) inside each patch."""
@@ -168,10 +186,11 @@ def test_whole_image_equals_the_sliding_window_at_stride_128_away_from_patch_bor
     for r in (0, 128):
         for c in (0, 128, 256):
             inner = (slice(r + m, r + 128 - m), slice(c + m, c + 128 - m))
-            assert np.abs(window[inner] - whole[inner]).max() < TOL
+            assert np.abs(window[inner] - whole[inner]).max() < tolerance(net)
     assert np.abs(window - whole).max() > 1e-3  # the patches' borders differ
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("name", FULLY_CONVOLUTIONAL)
 def test_large_tiles_leave_no_seams(name):
     """Tiles of 256 px (2 x 2 or 2 x 3 of them) against one pass over the whole image: the
@@ -189,7 +208,7 @@ def test_large_tiles_leave_no_seams(name):
     seams = sorted({s[2] for s in rows[1:]}), sorted({s[2] for s in cols[1:]})
     at_seams = max(max(np.abs(a[r - 2:r + 2] - b[r - 2:r + 2]).max() for r in seams[0]),
                    max(np.abs(a[:, c - 2:c + 2] - b[:, c - 2:c + 2]).max() for c in seams[1]))
-    assert at_seams < TOL and np.abs(a - b).max() < TOL
+    assert at_seams < tolerance(net) and np.abs(a - b).max() < tolerance(net)
 
 
 def test_inpaint_whole_masks_hide_each_pixel_once_per_cell_size():

@@ -12,9 +12,12 @@ written in the MVTec AD layout::
     out/README.txt                        how it was made
 
 Source textures are ``skimage.data.brick()``, ``grass()`` and ``gravel()`` (512 x 512
-uint8, shipped with scikit-image, no download). Training crops come from the top rows of
-the texture and test crops from the bottom rows (``split_regions``): the two regions
-share no pixel, so no test image overlaps a training image.
+uint8, shipped with scikit-image, no download). Training crops come from the left columns
+of the texture and test crops from the right columns (``split_regions``): the two regions
+share no pixel, so no test image overlaps a training image, and both span every row. (A split
+by rows would not do: brick is a perspective view whose bricks grow from the top rows to the
+bottom ones, so test bricks would be larger than any seen in training and every good test
+image would look anomalous at the mortar joints.)
 
 Every image is drawn from its own generator ``numpy.random.default_rng([seed, code,
 index])`` (``image_rng``), so image ``i`` does not depend on how many images are made and
@@ -83,14 +86,14 @@ def load_texture(texture: str = DEFAULT_TEXTURE) -> np.ndarray:
 
 
 def split_regions(texture_shape: tuple[int, int], size: int) -> dict[str, tuple[int, int]]:
-    """Disjoint row ranges [r0, r1) of the texture for training and test crops.
+    """Disjoint column ranges [c0, c1) of the texture for training and test crops.
 
-    The test region is the bottom ``size`` rows (room for exactly one crop height); the
-    training region is everything above it. Both span all columns."""
+    The test region is the right ``size`` columns (room for exactly one crop width); the
+    training region is everything left of it. Both span all rows."""
     h, w = texture_shape
-    if not MIN_SIZE <= size <= min(h // 2, w):
-        raise SsimaeError(f"demo image size must be between {MIN_SIZE} and {min(h // 2, w)} px, got {size}")
-    return {"train": (0, h - size), "test": (h - size, h)}
+    if not MIN_SIZE <= size <= min(w // 2, h):
+        raise SsimaeError(f"demo image size must be between {MIN_SIZE} and {min(w // 2, h)} px, got {size}")
+    return {"train": (0, w - size), "test": (w - size, w)}
 
 
 def image_rng(seed: int, kind: str, index: int) -> np.random.Generator:
@@ -104,9 +107,9 @@ def draw_crop(rng: np.random.Generator, texture_shape: tuple[int, int], size: in
               texture: str = DEFAULT_TEXTURE) -> Crop:
     """A random crop box inside the ``split`` ("train" or "test") region plus an allowed
     dihedral transform of ``texture``."""
-    r0, r1 = split_regions(texture_shape, size)[split]
-    y0 = int(rng.integers(r0, r1 - size + 1))
-    x0 = int(rng.integers(0, texture_shape[1] - size + 1))
+    c0, c1 = split_regions(texture_shape, size)[split]
+    y0 = int(rng.integers(0, texture_shape[0] - size + 1))
+    x0 = int(rng.integers(c0, c1 - size + 1))
     augs = AUGMENTATIONS[texture]
     k, flip = augs[int(rng.integers(len(augs)))]
     return Crop(y0, x0, size, k, flip)
@@ -342,9 +345,9 @@ def _readme(out: Path, texture: str, seed: int, size: int, counts: dict, regions
         f"n_test_per_type={counts['cut']})",
         f"source:  skimage.data.{texture}(), 512 x 512 gray uint8 - {_TEXTURE_NOTES[texture]}",
         f"images:  {size} x {size} px, 8-bit gray PNG, cropped at native resolution",
-        f"split:   training crops lie in texture rows {regions['train'][0]}-{regions['train'][1] - 1}, "
-        f"test crops in rows {regions['test'][0]}-{regions['test'][1] - 1} (no pixel shared); "
-        "all columns; crop position uniform at random",
+        f"split:   training crops lie in texture columns {regions['train'][0]}-{regions['train'][1] - 1}, "
+        f"test crops in columns {regions['test'][0]}-{regions['test'][1] - 1} (no pixel shared); "
+        "all rows; crop position uniform at random",
         f"augment: one of [{augs}] per image, uniform at random",
         "random:  image i of kind K is drawn from numpy.random.default_rng([seed, code(K), i]),"
         " K in train, good, cut, roughened, contamination (codes 0-4)",

@@ -80,7 +80,8 @@ def score_run(run: Path) -> dict:
     from ssimae.core.metrics import evaluate_maps
     from ssimae.core.morphology import gray_opening
     from ssimae.core.thresholds import IMAGE_THRESHOLD_RULES, image_threshold
-    from ssimae.core.verdict import image_score
+    from ssimae.core.verdict import IMAGE_SCORES, image_score
+    from sklearn.metrics import roc_auc_score
     from ssimae.data.datasets import load_dataset
     from ssimae.inference.detector import Detector
     from ssimae.inference.selection import proxy_scores
@@ -103,6 +104,8 @@ def score_run(run: Path) -> dict:
 
     image_scores = np.array([opened_score(x) for x in maps])
     good = np.array([t == "good" for t in scores.types])
+    opened = [gray_opening(x, det.opening_diameter) for x in maps]
+    by_rule = {rule: float(roc_auc_score(~good, [image_score(o, rule) for o in opened])) for rule in IMAGE_SCORES}
 
     def counts(threshold):
         flagged = image_scores > threshold if threshold is not None else np.ones(len(maps), bool)
@@ -116,7 +119,8 @@ def score_run(run: Path) -> dict:
             **counts(s.image_threshold), "good": int(good.sum()), "defective": int((~good).sum()),
             "per_type": {k: v["pixel_roc_auc"] for k, v in m["per_type"].items()},
             "image_threshold": s.image_threshold, "pixel_threshold": s.threshold, "seconds_per_image": seconds,
-            "validation_images": len(val), "image_threshold_rules": rules, "proxy": proxy_scores(det, val)}
+            "validation_images": len(val), "image_threshold_rules": rules,
+            "image_auc_by_score": by_rule, "proxy": proxy_scores(det, val)}
 
 
 def summary(results: dict, config: str, sets: list[str], seeds: list[int]) -> dict | None:
@@ -154,7 +158,7 @@ def write_table(results: dict, configs: list[str], sets: list[str], seeds: list[
         if sm:
             lines.append(f"| {c} | " + " | ".join(f"{sm[k]['mean']:.3f} / {sm[k]['worst']:.3f}"
                                                   for k in ("pixel_auc", "pro", "image_auc")) + " |")
-    lines += proxy_lines(results, sets) + rule_lines(results, configs, sets, seeds)
+    lines += proxy_lines(results, sets) + rule_lines(results, configs, sets, seeds) + score_lines(results, configs)
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -195,6 +199,20 @@ def rule_lines(results: dict, configs: list[str], sets: list[str], seeds: list[i
                     cells = " | ".join(f"{rules[r]['good_flagged']} of {m['good']} / {rules[r]['defective_found']} of "
                                        f"{m['defective']}" for r in ("order", "gaussian"))
                     lines.append(f"| {c} | {n} | {m['validation_images']} | {cells} |")
+    return lines
+
+
+def score_lines(results: dict, configs: list[str]) -> list[str]:
+    """Image ROC AUC of each run under every image score (:data:`ssimae.core.verdict.IMAGE_SCORES`),
+    the same maps: how the image-score default is chosen."""
+    rows = [(k, r["metrics"]["image_auc_by_score"]) for k, r in results.items()
+            if k.split("/")[0] in configs and "image_auc_by_score" in r["metrics"]]
+    if not rows:
+        return []
+    rules = list(rows[0][1])
+    lines = ["", "Image ROC AUC by image score (the same opened maps):", "",
+             "| run | " + " | ".join(rules) + " |", "|---|" + "---|" * len(rules)]
+    lines += [f"| {k} | " + " | ".join(f"{v[r]:.3f}" for r in rules) + " |" for k, v in rows]
     return lines
 
 

@@ -308,6 +308,14 @@ def test_make_demo_data_color_cli(tmp_path, capsys):
     img = Image.open(tmp_path / "c" / "test" / "hue" / "000.png")
     assert img.mode == "RGB" and img.size == (256, 256)
     assert sorted(p.name for p in (tmp_path / "c" / "test").iterdir()) == ["cut", "good", "hue"]
+    # the calibration images: the gray demo's (defect-free crops of the test region), tinted
+    cal = sorted((tmp_path / "c" / "calibration" / "good").iterdir())
+    assert [p.name for p in cal] == [f"{i:03d}.png" for i in range(20)]
+    tex = load_texture()
+    for i in (0, 19):
+        crop = draw_crop(image_rng(0, "calibration", i), tex.shape, 256, "test")
+        clean = np.clip(np.rint(tint(apply_crop(tex, crop))), 0, 255).astype(np.uint8)
+        assert np.array_equal(np.asarray(Image.open(cal[i])), clean)
     assert main(["make-demo-data", str(tmp_path / "c"), "--color"]) == 2  # not empty: refused
     one_error_line(capsys, "not an empty folder")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from ssimae.commands import demo
 from ssimae.cli.main import main
 from ssimae.data.demo_data import make_color_demo_data, make_demo_data
@@ -30,6 +32,33 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
         rows = list(csv.DictReader(lines))
         assert {r["outcome"] for r in rows} <= {"pass", "found", "false reject", "escape"}
         assert all(r["image_threshold"] and r["label"] for r in rows)
+    _thresholds_rest_on_the_calibration_images(out, out / "data")
+    assert "thresholds set on 3 new good parts" in (out / "report.html").read_text()
+
+
+def _thresholds_rest_on_the_calibration_images(out, data):
+    """Every run's stored thresholds are those ``ssimae calibrate RUN --good DATA/calibration/good``
+    sets: the image threshold rests on the 3 calibration images and equals what calibration
+    computes on them again; a second pass (a rerun of the demo) changes nothing."""
+    from ssimae.commands.calibrate import calibrate_once
+    from ssimae.inference.calibration import calibrate
+    from ssimae.inference.detector import Detector
+    from ssimae.runs.checkpoint import load_checkpoint
+
+    folder = (data / "calibration" / "good").resolve()
+    files = sorted(folder.glob("*.png"))
+    assert len(files) == 3
+    for model in demo.DEMO_MODELS:
+        run = out / "runs" / model
+        inference = load_checkpoint(run)["settings"].inference
+        assert inference.image_threshold_images == 3
+        assert [h["good"] for h in inference.threshold_history] == [str(folder)]
+        again = calibrate(Detector.load(run, "cpu"), files, progress=False)
+        assert again.images == 3
+        assert inference.image_threshold == pytest.approx(again.image_threshold, rel=1e-6)
+        assert inference.threshold == pytest.approx(again.threshold, rel=1e-6)
+        assert not calibrate_once(run, data / "calibration" / "good", progress=False, log=None)
+        assert load_checkpoint(run)["settings"].inference.threshold_history == inference.threshold_history
 
 
 def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
@@ -42,3 +71,4 @@ def test_color_demo_on_a_tiny_budget(tmp_path, monkeypatch):
     for model in demo.DEMO_MODELS:
         assert load_checkpoint(out / "runs" / model)["settings"].inference.preprocess.color
         assert len((out / "predictions" / model / "predictions.csv").read_text().splitlines()) == 1 + 1 + 2
+    _thresholds_rest_on_the_calibration_images(out, out / "data-color")

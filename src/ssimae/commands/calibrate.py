@@ -42,6 +42,22 @@ def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, de
         return _recalibrate(path, good, device, progress, log, rule)
 
 
+def calibrate_once(run: str | os.PathLike, good: str | os.PathLike, *, device: str | None = None,
+                   progress: bool = True, log=print) -> bool:
+    """:func:`recalibrate` ``run`` on the defect-free images under the folder ``good`` (its
+    absolute path is what the run's threshold_history records), unless its last calibration
+    was on that folder with as many images and its image threshold rests on them, so that
+    running it again changes nothing. Returns whether it calibrated now."""
+    folder = Path(good).resolve()
+    inference = load_run(resolve_checkpoint(run)).settings.inference
+    n = len(collect_inputs([folder]))
+    last = inference.threshold_history[-1] if inference.threshold_history else {}
+    if (last.get("good"), last.get("n_images"), inference.image_threshold_images) == (os.fspath(folder), n, n):
+        return False
+    recalibrate(run, [folder], device=device, progress=progress, log=log)
+    return True
+
+
 def _recalibrate(path: Path, good, device, progress, log, rule) -> float:
     """:func:`recalibrate` inside the run folder's lock."""
     run = load_run(path)

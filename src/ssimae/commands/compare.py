@@ -32,6 +32,7 @@ from ssimae.reporting.tables import markdown_table
 from ssimae.reporting.html import REPORT_NAME, write_report
 from ssimae.runs.settings import RunSettings
 from ssimae.commands.train import train
+from ssimae.commands.calibrate import calibrate_once
 
 TABLE_COLUMNS = ["model", "residual", "pixel_roc_auc", "pixel_roc_auc_fpr30", "pro_auc_fpr30", "image_roc_auc",
                  "train_minutes", "patches_per_s"]
@@ -90,19 +91,24 @@ def _training_time(run_dir: Path) -> tuple[float, float]:
 
 
 def compare(runs: list[RunSettings], data_root, out, *, dataset_kwargs: dict | None = None,
-            progress: bool = True, log=print, n_examples: int = 4, extra_links=()) -> list[dict]:
+            progress: bool = True, log=print, n_examples: int = 4, extra_links=(), calibrate_on=None,
+            extra_summary=()) -> list[dict]:
     """Train and evaluate every run's model; write the table and figures; return the rows.
 
     Each model is scored with the residuals it lists (``Model.residuals()``, its own first).
     A model that cannot be trained here (``Model.prepare`` fails, e.g. the fm-AE without
-    AlexNet weights) is skipped with a notice and a row saying why.
+    AlexNet weights) is skipped with a notice and a row saying why. ``calibrate_on``: a folder
+    of defect-free images on which each run's thresholds are set after training and before
+    scoring, as ``ssimae calibrate RUN --good FOLDER`` sets them (:func:`calibrate_once`).
+    ``extra_summary``: lines added to the report's summary.
     """
     with RunLock(out, "ssimae compare"):
-        return _compare(runs, data_root, Path(out), dict(dataset_kwargs or {}), progress, log, n_examples, extra_links)
+        return _compare(runs, data_root, Path(out), dict(dataset_kwargs or {}), progress, log, n_examples, extra_links,
+                        calibrate_on, tuple(extra_summary))
 
 
 def _compare(runs: list[RunSettings], data_root, out: Path, dataset_kwargs: dict, progress, log, n_examples: int,
-             extra_links) -> list[dict]:
+             extra_links, calibrate_on, extra_summary) -> list[dict]:
     """:func:`compare` inside the output folder's lock."""
     if runs:
         dataset_kwargs.setdefault("seed", runs[0].train.seed)
@@ -125,6 +131,8 @@ def _compare(runs: list[RunSettings], data_root, out: Path, dataset_kwargs: dict
         run_dir = out / "runs" / name
         log(f"== {model.title} ==")
         _train_or_reuse(run, data_root, run_dir, dataset_kwargs, progress, log)
+        if calibrate_on is not None:
+            calibrate_once(run_dir, calibrate_on, device=run.train.device, progress=progress, log=log)
         train_minutes, patches_per_s = _training_time(run_dir)
         detector = Detector.load(run_dir, run.train.device)
         residuals = (detector.default_residual,) + tuple(r for r in model.residuals() if r != detector.default_residual)
@@ -159,7 +167,8 @@ def _compare(runs: list[RunSettings], data_root, out: Path, dataset_kwargs: dict
                  figures=[(c, f) for c, f in (("pixel-level ROC, all models", "roc.png"),
                                               ("examples: input, reconstructions, residuals, ground truth",
                                                "examples.png")) if (out / f).exists()],
-                 summary=[f"{len(dataset.test)} test images of {data_root}; the table is results.md / results.json"])
+                 summary=[f"{len(dataset.test)} test images of {data_root}; the table is results.md / results.json",
+                          *extra_summary])
     atomic_write_text(out / "results.json", json.dumps(json_safe(rows), indent=2))
     log(table)
     return rows

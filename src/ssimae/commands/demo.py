@@ -6,7 +6,12 @@
    (:mod:`ssimae.runs.recipes`), and the best model beyond the paper, the inpainting U-Net
    (:mod:`ssimae.models.inpaint`), with its own recipe, each on a fixed patch budget; evaluate
    all three with the paper's protocol (:mod:`ssimae.commands.compare`): one metrics.json per
-   model, the ROC curves in one plot, a table.
+   model, the ROC curves in one plot, a table. Between training and evaluation each run's pixel
+   and image thresholds are set on the dataset's calibration images (``calibration/good``: new
+   good parts of the test region, disjoint from the training crops), as ``ssimae calibrate RUN
+   --good DATA/calibration/good`` sets them. The runs' own validation images are training
+   crops, which overlap each other almost entirely: they score lower than new good parts, and a
+   threshold set on them rejects most good test parts.
 3. Predict every test image with each model at its stored threshold (:mod:`ssimae.commands.predict`):
    verdicts (predictions.csv), heat map, mask and overlay under predictions/<model>/.
 4. report.html in the output folder links it all (:mod:`ssimae.reporting.html`).
@@ -19,7 +24,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ssimae.data.demo_data import make_color_demo_data, make_demo_data
+from ssimae.data.demo_data import CALIBRATION_DIR, make_color_demo_data, make_demo_data
+from ssimae.data.inputs import collect_inputs
 from ssimae.io.folders import RunLock
 from ssimae.models import get_model
 from ssimae.commands.predict import predict
@@ -66,10 +72,19 @@ def _demo(out: Path, seed: int, minutes_per_model, progress, log, color: bool) -
     if not (data / "train").is_dir():
         (make_color_demo_data if color else make_demo_data)(data, seed=seed)
         log(f"{'colour ' if color else ''}demo dataset written to {data}")
+    calibration = data / CALIBRATION_DIR
+    n_calibration = len(collect_inputs([calibration])) if calibration.is_dir() else 0
+    if n_calibration:
+        note = (f"thresholds set on {n_calibration} new good parts ({calibration}), disjoint from the training crops: "
+                "each run is calibrated on them (ssimae calibrate) before it is evaluated")
+    else:  # a dataset made before there were calibration images
+        note = (f"no calibration images in {calibration}: the thresholds rest on each run's validation images, "
+                f"which overlap its training crops and reject most good parts (delete {data} to make it anew)")
+    log(note)
     links = [(f"predictions of the {get_model(m).title} on the test images (verdicts, heat maps, overlays)",
               f"predictions/{m}/{REPORT_NAME}") for m in DEMO_MODELS]
     rows = compare(demo_settings(seed, minutes_per_model, color), data, out, progress=progress, log=log,
-                   extra_links=links)
+                   extra_links=links, calibrate_on=calibration if n_calibration else None, extra_summary=[note])
     for model in DEMO_MODELS:
         predict(out / "runs" / model, [data / "test"], out / "predictions" / model, progress=progress, log=log)
     minutes = (time.monotonic() - t0) / 60

@@ -9,6 +9,7 @@ written in the MVTec AD layout::
     out/test/good/000.png ...
     out/test/<type>/000.png ...           type in cut, roughened, contamination
     out/ground_truth/<type>/000_mask.png  uint8, 0 = good, 255 = defect, same size
+    out/calibration/good/000.png ...      defect-free, to set thresholds on (not MVTec)
     out/README.txt                        how it was made
 
 Source textures are ``skimage.data.brick()``, ``grass()`` and ``gravel()`` (512 x 512
@@ -18,6 +19,15 @@ share no pixel, so no test image overlaps a training image, and both span every 
 by rows would not do: brick is a perspective view whose bricks grow from the top rows to the
 bottom ones, so test bricks would be larger than any seen in training and every good test
 image would look anomalous at the mortar joints.)
+
+The calibration images are defect-free crops of the *test* region: new good parts from the
+same line, disjoint from every training crop (they may share pixels with test crops, as parts
+cut from one sheet do). A run's own validation images are a split of the training crops, which
+in the left columns overlap each other almost entirely, so they score lower than any new part
+and a threshold set on them rejects most good test parts; ``ssimae demo`` therefore sets its
+thresholds on ``calibration/good`` (``ssimae calibrate RUN --good DATA/calibration/good``).
+The MVTec reader (:func:`ssimae.data.datasets.load_dataset`) reads train/, test/ and
+ground_truth/ only, so the extra folder does not change the dataset.
 
 Every image is drawn from its own generator ``numpy.random.default_rng([seed, code,
 index])`` (``image_rng``), so image ``i`` does not depend on how many images are made and
@@ -43,7 +53,9 @@ from ssimae.errors import SsimaeError
 TEXTURES = ("brick", "grass", "gravel")
 DEFAULT_TEXTURE = "brick"
 DEFECT_TYPES = ("cut", "roughened", "contamination")
-KINDS = ("train", "good") + DEFECT_TYPES  # "good" = defect-free test image
+# "good" = defect-free test image; "calibration" = defect-free image of the test region to set
+# thresholds on. New kinds go at the end: a kind's position is its generator's code.
+KINDS = ("train", "good") + DEFECT_TYPES + ("calibration",)
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 MIN_SIZE = 96  # the largest defect (a 70 px cut, a 35 px stain) must fit with a margin
 
@@ -53,7 +65,9 @@ MIN_SIZE = 96  # the largest defect (a 70 px cut, a 35 px stain) must fit with a
 _ALL_DIHEDRAL = tuple((k, f) for k in range(4) for f in (False, True))
 AUGMENTATIONS = {"brick": ((0, False), (0, True)), "grass": _ALL_DIHEDRAL, "gravel": _ALL_DIHEDRAL}
 
-DEFAULTS = dict(texture=DEFAULT_TEXTURE, size=256, n_train=40, n_test_good=10, n_test_per_type=8)
+DEFAULTS = dict(texture=DEFAULT_TEXTURE, size=256, n_train=40, n_test_good=10, n_test_per_type=8, n_calibration=20)
+CALIBRATION_DIR = "calibration/good"  # under the dataset folder: the defect-free calibration images
+_CLEAN_KINDS = ("train", "good", "calibration")
 
 
 @dataclass(frozen=True)
@@ -304,14 +318,15 @@ def demo_sample(kind: str, index: int, seed: int = 0, texture: str = DEFAULT_TEX
                 size: int = 256, tex: np.ndarray | None = None):
     """One image of the demo dataset, as ``make_demo_data`` writes it.
 
-    kind: "train", "good" (defect-free test image) or a defect type. Returns (clean uint8
-    (size, size), image uint8 (size, size), mask bool (size, size), crop ``Crop``); for
-    "train" and "good" the image is the clean crop and the mask is all False."""
+    kind: "train", "good" (defect-free test image), "calibration" (defect-free image of the
+    test region) or a defect type. Returns (clean uint8 (size, size), image uint8 (size, size),
+    mask bool (size, size), crop ``Crop``); for the defect-free kinds the image is the clean
+    crop and the mask is all False."""
     tex = load_texture(texture) if tex is None else tex
     rng = image_rng(seed, kind, index)
     crop = draw_crop(rng, tex.shape, size, "train" if kind == "train" else "test", texture)
     clean = apply_crop(tex, crop)
-    if kind in ("train", "good"):
+    if kind in _CLEAN_KINDS:
         return clean, clean.copy(), np.zeros(clean.shape, dtype=bool), crop
     defective, mask = add_defects(clean, kind, rng)
     return clean, defective, mask, crop
@@ -337,12 +352,13 @@ def _readme(out: Path, texture: str, seed: int, size: int, counts: dict, regions
             mask_pixels: dict) -> str:
     """Text of README.txt."""
     augs = ", ".join(f"rot90 x{k}{' + mirror' if f else ''}" for k, f in AUGMENTATIONS[texture])
+    test_cols = f"{regions['test'][0]}-{regions['test'][1] - 1}"
     lines = [
         "ssimae demo dataset (synthetic defects on a real texture), MVTec AD layout",
         "",
         f"made by: ssimae.data.demo_data.make_demo_data(out_dir, seed={seed}, texture={texture!r}, "
         f"size={size}, n_train={counts['train']}, n_test_good={counts['good']}, "
-        f"n_test_per_type={counts['cut']})",
+        f"n_test_per_type={counts['cut']}, n_calibration={counts['calibration']})",
         f"source:  skimage.data.{texture}(), 512 x 512 gray uint8 - {_TEXTURE_NOTES[texture]}",
         f"images:  {size} x {size} px, 8-bit gray PNG, cropped at native resolution",
         f"split:   training crops lie in texture columns {regions['train'][0]}-{regions['train'][1] - 1}, "
@@ -350,7 +366,7 @@ def _readme(out: Path, texture: str, seed: int, size: int, counts: dict, regions
         "all rows; crop position uniform at random",
         f"augment: one of [{augs}] per image, uniform at random",
         "random:  image i of kind K is drawn from numpy.random.default_rng([seed, code(K), i]),"
-        " K in train, good, cut, roughened, contamination (codes 0-4)",
+        f" K in {', '.join(KINDS)} (codes 0-{len(KINDS) - 1})",
         "",
         "counts:",
         f"  train/good                 {counts['train']}",
@@ -359,6 +375,14 @@ def _readme(out: Path, texture: str, seed: int, size: int, counts: dict, regions
     for t in DEFECT_TYPES:
         lines.append(f"  test/{t:<22}{counts[t]}   (defect pixels: {mask_pixels[t]})")
     lines += [
+        f"  {CALIBRATION_DIR:<27}{counts['calibration']}   (defect-free, not part of the MVTec layout)",
+        "",
+        f"calibration/good: defect-free crops of the test region (columns {test_cols}), to set a",
+        "  run's thresholds on new good parts: ssimae calibrate RUN --good DATA/calibration/good",
+        "  (ssimae demo does). They never share a pixel with a training crop; they may share",
+        "  pixels with test crops (new parts from the same line). A run's own validation images",
+        "  are training crops, which overlap each other almost entirely, so they score lower than",
+        "  new parts and are no basis for a threshold.",
         "",
         "defects (1-2 per image, all of the image's type, not touching, fully inside):",
         "  cut            curved line (constant curvature + slight wiggle), 2-4 px wide, 25-70 px",
@@ -380,21 +404,34 @@ def _readme(out: Path, texture: str, seed: int, size: int, counts: dict, regions
     return "\n".join(lines)
 
 
+def _check_counts(**counts) -> None:
+    """SsimaeError unless every count is between 0 and 1000."""
+    for name, n in counts.items():
+        if int(n) < 0 or int(n) > 1000:
+            raise SsimaeError(f"{name} must be between 0 and 1000, got {n}")
+
+
+def _folder(kind: str) -> str:
+    """The image folder of ``kind`` under the dataset folder."""
+    return {"train": "train/good", "calibration": CALIBRATION_DIR}.get(kind, f"test/{kind}")
+
+
 def make_demo_data(out_dir: str | os.PathLike, seed: int = 0, texture: str = DEFAULT_TEXTURE,
                    size: int = DEFAULTS["size"], n_train: int = DEFAULTS["n_train"],
                    n_test_good: int = DEFAULTS["n_test_good"],
                    n_test_per_type: int = DEFAULTS["n_test_per_type"],
-                   overwrite: bool = False) -> Path:
-    """Write the demo dataset to ``out_dir`` (MVTec AD layout, see the module docstring).
+                   overwrite: bool = False, n_calibration: int = DEFAULTS["n_calibration"]) -> Path:
+    """Write the demo dataset to ``out_dir`` (MVTec AD layout plus ``calibration/good``, see
+    the module docstring).
 
-    Defaults (256 px, 40 train, 10 good test, 8 per defect type) suit a CPU demo; e.g.
-    ``size=160, n_train=3, n_test_good=2, n_test_per_type=2`` is a tiny one for tests.
+    Defaults (256 px, 40 train, 10 good test, 8 per defect type, 20 calibration images) suit
+    a CPU demo; e.g. ``size=160, n_train=3, n_test_good=2, n_test_per_type=2,
+    n_calibration=2`` is a tiny one for tests (``n_calibration=0``: no calibration folder).
     An existing non-empty ``out_dir`` is refused unless ``overwrite``; then its train/,
-    test/, ground_truth/ and README.txt are replaced. Returns ``Path(out_dir)``."""
+    test/, ground_truth/, calibration/ and README.txt are replaced. Returns ``Path(out_dir)``."""
     out = Path(out_dir)
-    for name, n in (("n_train", n_train), ("n_test_good", n_test_good), ("n_test_per_type", n_test_per_type)):
-        if int(n) < 0 or int(n) > 1000:
-            raise SsimaeError(f"{name} must be between 0 and 1000, got {n}")
+    _check_counts(n_train=n_train, n_test_good=n_test_good, n_test_per_type=n_test_per_type,
+                  n_calibration=n_calibration)
     if int(seed) < 0:
         raise SsimaeError(f"seed must be >= 0, got {seed}")
     tex = load_texture(texture)
@@ -404,15 +441,18 @@ def make_demo_data(out_dir: str | os.PathLike, seed: int = 0, texture: str = DEF
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise SsimaeError("folder is not empty (pass overwrite to replace the demo data)", out)
-        for sub in ("train", "test", "ground_truth"):
+        for sub in ("train", "test", "ground_truth", CALIBRATION_DIR.split("/")[0]):
             if (out / sub).is_dir():
                 shutil.rmtree(out / sub)
         (out / "README.txt").unlink(missing_ok=True)
 
-    counts = {"train": n_train, "good": n_test_good, **{t: n_test_per_type for t in DEFECT_TYPES}}
+    counts = {"train": n_train, "good": n_test_good, **{t: n_test_per_type for t in DEFECT_TYPES},
+              "calibration": n_calibration}
     mask_pixels = {t: 0 for t in DEFECT_TYPES}
     for kind, n in counts.items():
-        img_dir = out / ("train/good" if kind == "train" else f"test/{kind}")
+        if kind == "calibration" and not n:
+            continue
+        img_dir = out / _folder(kind)
         img_dir.mkdir(parents=True, exist_ok=True)
         if kind in DEFECT_TYPES:
             (out / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
@@ -457,16 +497,16 @@ def _hue_stain(rgb: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, n
 def color_sample(kind: str, index: int, seed: int = 0, size: int = 256, tex: np.ndarray | None = None):
     """One image of the colour dataset -> (image uint8 (size, size, 3), mask bool (size, size)).
 
-    kind: "train", "good" or one of COLOR_DEFECT_TYPES. The crop (and, for "cut", the defect)
+    kind: "train", "good", "calibration" or one of COLOR_DEFECT_TYPES. The crop (and, for "cut", the defect)
     is drawn as :func:`demo_sample` draws it, so the colour set is the gray set tinted, with
     the "hue" type in place of the gray defect types."""
     gray_kind = {"hue": "roughened"}.get(kind, kind)  # the crop's generator (a kind code of KINDS)
     tex = load_texture(DEFAULT_TEXTURE) if tex is None else tex
-    if kind in ("train", "good", "cut"):
+    if kind in ("train", "good", "calibration", "cut"):
         _, image, mask, _ = demo_sample(gray_kind, index, seed, DEFAULT_TEXTURE, size, tex=tex)
         return np.clip(np.rint(tint(image)), 0, 255).astype(np.uint8), mask
     if kind != "hue":
-        raise ValueError(f"kind must be train, good or one of {COLOR_DEFECT_TYPES}, got {kind!r}")
+        raise ValueError(f"kind must be train, good, calibration or one of {COLOR_DEFECT_TYPES}, got {kind!r}")
     rng = image_rng(seed, gray_kind, index)
     crop = draw_crop(rng, tex.shape, size, "test", DEFAULT_TEXTURE)
     return _place_defects(tint(apply_crop(tex, crop)), _hue_stain, rng)
@@ -474,16 +514,23 @@ def color_sample(kind: str, index: int, seed: int = 0, size: int = 256, tex: np.
 
 def make_color_demo_data(out_dir: str | os.PathLike, seed: int = 0, size: int = DEFAULTS["size"],
                          n_train: int = DEFAULTS["n_train"], n_test_good: int = DEFAULTS["n_test_good"],
-                         n_test_per_type: int = DEFAULTS["n_test_per_type"]) -> Path:
-    """Write the colour dataset (MVTec AD layout, RGB PNGs, types ``COLOR_DEFECT_TYPES``) to
+                         n_test_per_type: int = DEFAULTS["n_test_per_type"],
+                         n_calibration: int = DEFAULTS["n_calibration"]) -> Path:
+    """Write the colour dataset (MVTec AD layout, RGB PNGs, types ``COLOR_DEFECT_TYPES``, plus
+    the calibration images of :func:`make_demo_data`, tinted, in ``calibration/good``) to
     ``out_dir``, which must not exist or be empty. Returns ``Path(out_dir)``."""
     out = Path(out_dir)
+    _check_counts(n_train=n_train, n_test_good=n_test_good, n_test_per_type=n_test_per_type,
+                  n_calibration=n_calibration)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SsimaeError("exists and is not an empty folder", out)
     tex = load_texture(DEFAULT_TEXTURE)
-    counts = {"train": n_train, "good": n_test_good, **{t: n_test_per_type for t in COLOR_DEFECT_TYPES}}
+    counts = {"train": n_train, "good": n_test_good, **{t: n_test_per_type for t in COLOR_DEFECT_TYPES},
+              "calibration": n_calibration}
     for kind, n in counts.items():
-        img_dir = out / ("train/good" if kind == "train" else f"test/{kind}")
+        if kind == "calibration" and not n:
+            continue
+        img_dir = out / _folder(kind)
         img_dir.mkdir(parents=True, exist_ok=True)
         for i in range(int(n)):
             image, mask = color_sample(kind, i, seed, size, tex)
@@ -495,7 +542,11 @@ def make_color_demo_data(out_dir: str | os.PathLike, seed: int = 0, size: int = 
         "ssimae colour demo dataset: skimage.data.brick() crops tinted brick-red "
         f"(RGB gains {COLOR_TINT}), MVTec AD layout, made by ssimae.data.demo_data.make_color_demo_data("
         f"out_dir, seed={seed}, size={size}, n_train={n_train}, n_test_good={n_test_good}, "
-        f"n_test_per_type={n_test_per_type}).\n"
+        f"n_test_per_type={n_test_per_type}, n_calibration={n_calibration}).\n"
         "defects: cut = the gray demo's cut in all channels; hue = an isoluminant stain (20-45 px blob,\n"
-        "colour moved by 35-60 levels along a direction of zero ITU-R 601-2 luma), nearly invisible in gray.\n")
+        "colour moved by 35-60 levels along a direction of zero ITU-R 601-2 luma), nearly invisible in gray.\n"
+        f"calibration: {CALIBRATION_DIR} holds {n_calibration} defect-free crops of the test region (the gray\n"
+        "demo's calibration images, tinted), to set a run's thresholds on new good parts (ssimae calibrate\n"
+        "RUN --good DATA/calibration/good; ssimae demo does): they never share a pixel with a training crop,\n"
+        "and may share pixels with test crops (new parts from the same line).\n")
     return out

@@ -151,11 +151,12 @@ def score_run(run: Path, calibration: Path | None = None) -> dict:
 
 
 def summary(results: dict, config: str, sets: list[str], seeds: list[int]) -> dict | None:
-    """Mean and worst set of a configuration's seed means (None unless every set is done)."""
+    """Mean and worst set of a configuration's seed means, over the seeds each set has (None
+    unless every set has at least one)."""
     per_set = {}
     for name in sets:
-        runs = [results.get(f"{config}/{name}/seed{s}") for s in seeds]
-        if not all(runs):
+        runs = [r for r in (results.get(f"{config}/{name}/seed{s}") for s in seeds) if r]
+        if not runs:
             return None
         per_set[name] = {k: float(np.mean([r["metrics"][k] for r in runs])) for k in ("pixel_auc", "pro", "image_auc")}
     return {k: {"mean": float(np.mean([v[k] for v in per_set.values()])),
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rescore", action="store_true", help="score the runs again (after a change of the scoring)")
     ap.add_argument("--merge", nargs="*", default=[], metavar="DIR",
                     help="first take the results of these suite folders into OUT (runs made in parallel)")
+    ap.add_argument("--table-only", action="store_true",
+                    help="train and score nothing: write the table of the results OUT holds (after --merge)")
     args = ap.parse_args(argv)
     configs, sets = args.configs.split(","), args.sets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     for other in args.merge:
         results.update(json.loads((Path(other) / "results.json").read_text()))
     path.write_text(json.dumps(results, indent=1))
-    for config in configs:
+    for config in [] if args.table_only else configs:
         for name in sets:
             folder = SETS[name][0]
             for seed in seeds:

@@ -17,7 +17,7 @@ Sets (``--shared``: the folder holding ``datasets/``; the demo is made by ``ssim
 - demo: the synthetic texture (gray, 512 px, small defects), 12,000 patches;
 - magnetic-tile: real gray texture photographs (blowholes, cracks, fray), image scale 0.25,
   20,000 patches;
-- visa-fryum: real colour photographs of an object, read as gray, scale 0.5 (375 x 250), 24,000 patches.
+- visa-fryum: real colour photographs of an object, read as gray, scale 0.5 (750 x 500), 24,000 patches.
 
 The demo's thresholds: a run's validation images are a split of its training crops, which
 overlap each other almost entirely, so they score lower than new good parts and the image

@@ -149,7 +149,8 @@ def add_tiling_args(g) -> None:
 
     g.add_argument("--tiling", choices=list(TILINGS), default=None,
                    help=f"window: the paper's sliding window of 128x128 patches (default {I.tiling}); whole: one pass "
-                        "per mask over the whole image (fully convolutional models: inpaint, draem, draem-recon)")
+                        "per mask over the whole image (fully convolutional models: inpaint, draem, draem-recon, "
+                        "whose recipes choose it)")
     g.add_argument("--tile-size", type=int, default=None, metavar="PX",
                    help=f"--tiling whole: largest tile side; larger images are cut into overlapping tiles "
                         f"(default {I.tile_size})")

@@ -57,6 +57,7 @@ CONFIGS = {
     "inpaint": _INPAINT,  # cells 2 and 8 (the demo's choice)
     "inpaint-riad": [*_INPAINT, "--cell-sizes", "2,4,8,16"],  # RIAD's cells
     "inpaint-c8-32": [*_INPAINT, "--cell-sizes", "8,16,32"],  # cells for large defects
+    "inpaint-c2-8-32": [*_INPAINT, "--cell-sizes", "2,8,32"],  # small and large
     "draem": ["--model", "draem"],  # segmentation head, Perlin foreign textures (DRAEM)
     "draem-mixed": ["--model", "draem", "--anomalies", "mixed"],  # + cut-and-paste (NSA) and texture removal
     "draem-cutpaste": ["--model", "draem", "--anomalies", "cutpaste"],

@@ -181,12 +181,12 @@ def add_rule_args(g) -> None:
                    help=f"image verdicts: share of defect-free images the image threshold may reject "
                         f"(default {I.image_fpr:g} / the run's; held to 1/n with n validation images)")
     g.add_argument("--image-threshold-rule", choices=list(IMAGE_THRESHOLD_RULES), default=None,
-                   help="image verdicts: how the image threshold is set on the defect-free images' scores: order (the "
-                        "score that rejects a share --image-fpr of them; the default / the run's) or gaussian (a "
-                        "fitted normal tail, never below their largest score)")
+                   help="image verdicts: how the image threshold is set on the defect-free images' scores: gaussian (a "
+                        "fitted normal tail, never below their largest score; the default / the run's) or order "
+                        "(the score that rejects a share --image-fpr of them)")
     g.add_argument("--image-score", choices=list(IMAGE_SCORES), default=None,
                    help="image verdicts: the image's score, the maximum of its opened residual map or the mean of "
-                        "its largest 1 %% (default: max, top1%% for the inpaint recipe / the run's)")
+                        "its largest 1 %% (default: max, top1%% for the fast and inpaint recipes / the run's)")
 
 
 def check_model_options(args: argparse.Namespace, models) -> None:

@@ -205,14 +205,14 @@ def test_calibrate_threshold_equals_the_detectors_own_maps(trained_run, demo_roo
 @pytest.mark.kernels  # exact by design under any kernels (see the comment in the test)
 @pytest.mark.parametrize("fpr, score", [(0.01, "max"), (0.25, "top1%")])
 def test_calibrate_image_threshold_against_a_brute_force_count(run_copy, demo_root, fpr, score):
-    """ssimae calibrate stores the image threshold of --image-fpr: counted over the detector's
-    own maps of the good images, at most floor(fpr * n) of them score above it, and none of
-    their scores below it would do; predict's verdicts then follow it."""
+    """ssimae calibrate --image-threshold-rule order stores the image threshold of --image-fpr:
+    counted over the detector's own maps of the good images, at most floor(fpr * n) of them
+    score above it, and none of their scores below it would do; predict's verdicts then follow it."""
     from ssimae.core.verdict import image_score
 
     good = demo_root / "train" / "good"
     assert main(["calibrate", str(run_copy), "--good", str(good), "--image-fpr", str(fpr), "--image-score", score,
-                 "--quiet"]) == 0
+                 "--image-threshold-rule", "order", "--quiet"]) == 0
     inf = load_checkpoint(run_copy)["settings"].inference
     assert (inf.image_fpr, inf.image_score) == (fpr, score)
     det = Detector.load(run_copy)
@@ -261,7 +261,7 @@ def test_calibrate_says_both_thresholds_and_undo_restores_them(run_copy, demo_ro
 
 def test_the_image_threshold_states_its_images_and_follows_its_rule(run_copy, demo_root, trained_run):
     """A new run records how many defect-free images its image threshold rests on; calibrate
-    with --image-threshold-rule gaussian sets the fitted tail of those images' scores
+    with --image-threshold-rule order sets the order statistic of those images' scores
     (recomputed here from their maps, :func:`image_threshold` being checked against its
     definition in tests/unit/core/test_image_verdicts.py)."""
     from ssimae.core.thresholds import image_threshold
@@ -270,12 +270,12 @@ def test_the_image_threshold_states_its_images_and_follows_its_rule(run_copy, de
 
     files = [str(p) for p in own_validation_files(trained_run, demo_root)]
     inf = load_checkpoint(trained_run)["settings"].inference
-    assert inf.image_threshold_images == len(files) >= 1 and inf.image_threshold_rule == "order"
+    assert inf.image_threshold_images == len(files) >= 1 and inf.image_threshold_rule == "gaussian"
     good_args = [a for f in files for a in ("--good", f)]
-    assert main(["calibrate", str(run_copy), *good_args, "--image-threshold-rule", "gaussian", "--quiet"]) == 0
+    assert main(["calibrate", str(run_copy), *good_args, "--image-threshold-rule", "order", "--quiet"]) == 0
     inf = load_checkpoint(run_copy)["settings"].inference
     det = Detector.load(run_copy)
     scores = image_scores([gray_opening(det.residual_map(read_image(f)), inf.opening_diameter) for f in files],
                           inf.image_score)
-    assert inf.image_threshold_rule == "gaussian" and inf.image_threshold_images == len(files)
-    assert inf.image_threshold == pytest.approx(image_threshold(scores, inf.image_fpr, "gaussian"), rel=RESIDUAL_RTOL)
+    assert inf.image_threshold_rule == "order" and inf.image_threshold_images == len(files)
+    assert inf.image_threshold == pytest.approx(image_threshold(scores, inf.image_fpr, "order"), rel=RESIDUAL_RTOL)

@@ -13,7 +13,7 @@ def demo_root(tmp_path_factory):
     from ssimae.data.demo_data import make_demo_data
 
     root = tmp_path_factory.mktemp("demo") / "data"
-    return make_demo_data(root, seed=0, size=160, n_train=4, n_test_good=2, n_test_per_type=1)
+    return make_demo_data(root, seed=0, size=160, n_train=4, n_test_good=2, n_test_per_type=1, n_calibration=0)
 
 
 from tests.helpers.clicheck import TINY  # noqa: E402

@@ -59,10 +59,13 @@ def update_error(run, reference) -> float:
 # parameters differ by at most 3.2e-7 (a few ulps of the step lr = 2e-4), the relative update
 # error is 3e-6, and after these 8 steps 7e-6 (Intel AVX-512 and AVX kernels alike). Adam
 # turns a last-bit difference of a near-zero gradient component into a step difference of up
-# to lr, so the error grows with the steps; the bound leaves 14x for that growth on another
-# CPU. A real fault (a wrong shard, a gradient summed instead of averaged, a skipped step)
-# gives an error of order 1e-1 to 1.
-UPDATE_TOLERANCE = 1e-4
+# to lr, so the error grows with the steps and depends on the data: how many gradient
+# components lie near zero. On the demo's earlier row-split crops it was 7e-6; on the column
+# split (the same network, seed and budget) 1.6e-3, and 1.5e-3 under the AVX/default kernels. A
+# real fault (a wrong shard, a gradient summed instead of averaged, a skipped step) gives an
+# error of order 1e-1 to 1, so the bound sits a decade below the smallest fault and leaves 6x
+# above what the amplified rounding has reached.
+UPDATE_TOLERANCE = 1e-2
 
 
 def one_thread_main(argv):

@@ -26,6 +26,7 @@ packages) at opset :data:`OPSET`, and the ``onnx`` package for the metadata
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -209,7 +210,9 @@ def quantize_int8(graph, feeds: list[dict], model: str):
         def get_next(self):
             return next(self.items, None)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # in the temporary folder: onnxruntime's symbolic shape inference writes
+    # "sym_shape_infer_temp.onnx" into the working directory when it cannot infer every shape
+    with tempfile.TemporaryDirectory() as tmp, _working_directory(tmp):
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         prepared = Path(tmp) / "prepared.onnx"
         source.write_bytes(graph.SerializeToString())
@@ -227,6 +230,17 @@ def quantize_int8(graph, feeds: list[dict], model: str):
     return quantized, {"format": "QDQ", "activations": "int8", "weights": "int8, per channel",
                        "calibration": "min-max", "calibration_patches": sum(len(f["patches"]) for f in feeds),
                        "quantized_ops": ops}
+
+
+@contextlib.contextmanager
+def _working_directory(path):
+    """``contextlib.chdir`` (Python 3.11) for Python 3.10."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def count_quantized(graph) -> dict[str, int]:

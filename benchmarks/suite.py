@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ssimae.io.files import atomic_write_text
+from ssimae.io.folders import RunLock
 from recipe_ablation import training_time  # noqa: E402  (benchmarks/: (patches, minutes, patches/s) of a run)
 
 SETS = {
@@ -128,9 +130,9 @@ def score_run(run: Path, calibration: Path | None = None) -> dict:
     def opened_score(x):
         return image_score(gray_opening(x, det.opening_diameter), s.image_score)
 
-    image_scores = np.array([opened_score(x) for x in maps])
-    good = np.array([t == "good" for t in scores.types])
     opened = [gray_opening(x, det.opening_diameter) for x in maps]
+    image_scores = np.array([image_score(o, s.image_score) for o in opened])
+    good = np.array([t == "good" for t in scores.types])
     by_rule = {rule: float(roc_auc_score(~good, [image_score(o, rule) for o in opened])) for rule in IMAGE_SCORES}
 
     def counts(threshold):
@@ -188,7 +190,7 @@ def write_table(results: dict, configs: list[str], sets: list[str], seeds: list[
             lines.append(f"| {c} | " + " | ".join(f"{sm[k]['mean']:.3f} / {sm[k]['worst']:.3f}"
                                                   for k in ("pixel_auc", "pro", "image_auc")) + " |")
     lines += proxy_lines(results, sets) + rule_lines(results, configs, sets, seeds) + score_lines(results, configs)
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def proxy_lines(results: dict, sets: list[str]) -> list[str]:
@@ -268,11 +270,17 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"unknown configuration or set {name!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out, "benchmarks/suite.py"):  # one suite process per folder: results.json is read, then rewritten
+        run_suite(args, out, configs, sets, seeds)
+
+
+def run_suite(args, out: Path, configs: list[str], sets: list[str], seeds: list[int]) -> None:
+    """:func:`main` inside the folder's lock: merge, train and score what is missing, write the tables."""
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for other in args.merge:
         results.update(json.loads((Path(other) / "results.json").read_text()))
-    path.write_text(json.dumps(results, indent=1))
+    atomic_write_text(path, json.dumps(results, indent=1))
     for config in [] if args.table_only else configs:
         for name in sets:
             folder = SETS[name][0]
@@ -298,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
                 if calibration is not None:
                     results[key]["calibrate"] = f"ssimae calibrate {shlex.quote(str(run))} --good " \
                                                 f"{shlex.quote(str(calibration))}"
-                path.write_text(json.dumps(results, indent=1))
+                atomic_write_text(path, json.dumps(results, indent=1))
                 print(f"{key}: pixel {metrics['pixel_auc']:.3f} PRO {metrics['pro']:.3f} image "
                       f"{metrics['image_auc']:.3f}, good flagged {metrics['good_flagged']}/{metrics['good']}, "
                       f"found {metrics['defective_found']}/{metrics['defective']} ({minutes:.1f} min)", flush=True)

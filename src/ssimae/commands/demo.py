@@ -39,7 +39,7 @@ DEMO_MODELS = ("ssim", "l2", "inpaint")  # the paper's comparison, then the best
 # inpainting U-Net trains on 64 x 64 crops (a quarter of a patch's compute) and reaches its
 # AUCs in 8,000 patches (docs/results/models/).
 DEMO_TRAINING = {"ssim": dict(epochs=8, patches_per_epoch=1500), "l2": dict(epochs=8, patches_per_epoch=1500),
-                 "inpaint": dict(epochs=8, patches_per_epoch=1000)}
+                 "inpaint": dict(epochs=8, patches_per_epoch=1500)}
 DEMO_RECIPES = {"ssim": "fast", "l2": "fast", "inpaint": "inpaint"}
 DEMO_VAL_FRACTION = 0.1
 DEMO_MINUTES_PER_MODEL = 10.0  # a safety stop on very slow machines only

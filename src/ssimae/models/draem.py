@@ -92,7 +92,7 @@ class DraemRecon(Model):
 
     name = "draem-recon"
     title = "DRAEM-recon"
-    recipe = "draem"
+    recipe = "draem-recon"
     Params = ReconParams
     default_residual = "msgms"
     compare_residuals = ("msgms", "ssim", "l2")

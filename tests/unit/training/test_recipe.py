@@ -225,6 +225,6 @@ def test_demo_uses_the_fast_recipe_and_a_fixed_patch_budget():
         assert r.train.epochs * r.train.patches_per_epoch == 12_000 and r.train.budget_minutes is None
         assert r.train.latent_dim == RECIPES["fast"]["latent_dim"] and r.inference.smooth == RECIPES["fast"]["smooth"]
     inpaint = runs[2]  # the best model beyond the paper, with its own recipe
-    assert inpaint.train.recipe == "inpaint" and inpaint.train.epochs * inpaint.train.patches_per_epoch == 8_000
+    assert inpaint.train.recipe == "inpaint" and inpaint.train.epochs * inpaint.train.patches_per_epoch == 12_000
     assert (inpaint.train.lr, inpaint.train.batch_size, inpaint.inference.stride, inpaint.inference.image_score) == \
         (RECIPES["inpaint"]["lr"], RECIPES["inpaint"]["batch_size"], 64, "top1%")

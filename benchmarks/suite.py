@@ -63,6 +63,7 @@ CONFIGS = {
     "draem": ["--model", "draem"],  # segmentation head, Perlin foreign textures (DRAEM), its recipe (cosine schedule)
     "draem-constant": ["--model", "draem", "--schedule", "constant"],  # the recipe before: constant learning rate
     "draem-mixed": ["--model", "draem", "--anomalies", "mixed"],  # + cut-and-paste (NSA) and texture removal
+    "draem-mixed-constant": ["--model", "draem", "--anomalies", "mixed", "--schedule", "constant"],
     "draem-cutpaste": ["--model", "draem", "--anomalies", "cutpaste"],
     "draem-perlin-removal": ["--model", "draem", "--anomalies", "perlin-removal"],  # DRAEM's or texture removal
     "draem-cos": ["--model", "draem", "--schedule", "cosine"],  # the learning rate annealed to 0 (now draem's recipe)

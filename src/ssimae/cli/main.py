@@ -511,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which model (default ssim); auto: screen the --candidates on a share of the budget, "
                         "rank them on held-back good images with pasted stains and scratches, train the best on")
     p.add_argument("--candidates", default=None, metavar="A,B",
-                   help="--model auto: the configurations to screen (default ssim-fast,inpaint; "
+                   help="--model auto: the configurations to screen (default ssim-fast,inpaint,draem; "
                         "see ssimae.runs.candidates)")
     p.add_argument("--screen-share", type=float, default=None,
                    help="--model auto: share of the epochs each candidate is screened with (default 0.25)")

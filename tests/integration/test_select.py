@@ -47,3 +47,23 @@ def test_model_auto_refuses_what_it_cannot_do(demo_root, tmp_path, capsys):
     assert main(["train", "--data", str(demo_root), "--out", str(tmp_path / "c"), "--candidates", "ssim-fast",
                  *TINY_AUTO]) == 2
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_model_auto_trains_a_scheduled_candidate_from_the_start(demo_root, tmp_path):
+    """A candidate whose learning rate follows a schedule over the whole run (DRAEM's recipe:
+    cosine) is not resumed from its screening run but trained again from the start: the
+    final weights are those of the plain ``ssimae train`` run with the same settings (the
+    same process, seed and kernels: equal to the bit)."""
+    import torch
+
+    tiny = ["--epochs", "2", "--patches-per-epoch", "16", "--batch-size", "8", "--quiet", "--draem-width", "4"]
+    auto, plain = tmp_path / "auto", tmp_path / "plain"
+    assert main(["train", "--data", str(demo_root), "--out", str(auto), "--model", "auto",
+                 "--candidates", "draem", "--screen-share", "0.5", *tiny]) == 0
+    assert main(["train", "--data", str(demo_root), "--out", str(plain), "--model", "draem", *tiny]) == 0
+    a, p = load_checkpoint(auto / "model.pt"), load_checkpoint(plain / "model.pt")
+    assert a["settings"].train.schedule == "cosine" and a["finished"] and a["epoch"] == 2
+    assert load_checkpoint(auto / "screening" / "draem" / "model.pt")["epoch"] == 1
+    assert a["model"].keys() == p["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], p["model"][k]), k

@@ -69,7 +69,6 @@ CONFIGS = {
     "draem-cos": ["--model", "draem", "--schedule", "cosine"],  # the learning rate annealed to 0 (now draem's recipe)
     "draem-mixed-cos": ["--model", "draem", "--anomalies", "mixed", "--schedule", "cosine"],
     "inpaint-cos": [*_INPAINT, "--schedule", "cosine"],
-    "inpaint-c8-32-cos": [*_INPAINT, "--cell-sizes", "8,16,32", "--schedule", "cosine"],
     "ssim-fast-color": ["--model", "ssim", "--recipe", "fast", "--color"],  # images read as RGB (the colour sets)
     "inpaint-color": [*_INPAINT, "--color"],
     "inpaint-c8-32-color": [*_INPAINT, "--cell-sizes", "8,16,32", "--color"],
@@ -174,7 +173,8 @@ def score_run(run: Path, calibration: Path | None = None) -> dict:
     rules = {r: {"threshold": image_threshold(rule_scores, s.image_fpr, r),
                  **counts(image_threshold(rule_scores, s.image_fpr, r))} for r in IMAGE_THRESHOLD_RULES}
     return {"pixel_auc": m["pixel_roc_auc"], "pro": m["pro_auc_fpr30"], "image_auc": m["image_roc_auc"],
-            "pixel_auc_local": m_local["pixel_roc_auc"], "local_images": len(local), **counts(s.image_threshold), "good": int(good.sum()), "defective": int((~good).sum()),
+            "pixel_auc_local": m_local["pixel_roc_auc"], "local_images": len(local),
+            **counts(s.image_threshold), "good": int(good.sum()), "defective": int((~good).sum()),
             "per_type": {k: v["pixel_roc_auc"] for k, v in m["per_type"].items()},
             "image_threshold": s.image_threshold, "pixel_threshold": s.threshold, "seconds_per_image": seconds,
             "image_threshold_images": s.image_threshold_images, "validation_images": len(val),

@@ -91,8 +91,11 @@ def main(argv=None) -> None:
                   f"  pixel (local defects) {m['pixel_auc_local']:.3f}", flush=True)
     if a.out:
         from ssimae.io.files import atomic_write_text
+        from ssimae.io.folders import RunLock
 
-        atomic_write_text(a.out, json.dumps(results, indent=1) + "\n")
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        with RunLock(a.out.parent, "benchmarks/baseline_maps.py"):
+            atomic_write_text(a.out, json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

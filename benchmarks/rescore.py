@@ -94,6 +94,16 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     residuals = a.residuals.split(",")
     sigmas = [float(s) for s in a.smooth.split(",")]
+    from ssimae.io.folders import RunLock
+
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(a.out.parent, "benchmarks/rescore.py"):  # --out is read, then rewritten after every run
+        results = rescore_all(a, residuals, sigmas)
+    print_table(results)
+
+
+def rescore_all(a, residuals: list[str], sigmas: list[float]) -> dict:
+    """:func:`main`'s loop inside the lock of ``--out``'s folder: every run not yet in ``--out``."""
     results = json.loads(a.out.read_text()) if a.out.exists() else {}
     for suite in a.suites:
         for key, r in json.loads((suite / "results.json").read_text()).items():
@@ -109,7 +119,7 @@ def main(argv=None) -> None:
             print(key, "own", results[key]["own"], json.dumps({k: round(v, 4) for k, v in (own or {}).items()
                                                                if k != "per_type"}), flush=True)
             atomic_write_text(a.out, json.dumps(results, indent=1))
-    print_table(results)
+    return results
 
 
 def print_table(results: dict) -> None:

@@ -79,6 +79,14 @@ CONFIGS = {
     "draem-recon": ["--model", "draem-recon"],
     "draem-recon-mixed": ["--model", "draem-recon", "--anomalies", "mixed"],
 }
+# Fused configurations (``ssimae fuse``): the runs of these configurations for the same set and
+# seed (trained first where missing), their standardised maps added, calibrated on the set's
+# calibration images (the demo) or the first run's validation images.
+FUSIONS = {
+    "fusion-draem-inpaint": ("draem", "inpaint"),
+    "fusion-draem-inpaint-c8-32": ("draem", "inpaint-c8-32"),
+    "fusion-draem-ssim-fast": ("draem", "ssim-fast"),
+}
 
 
 def demo_data(folder: Path) -> Path:
@@ -101,6 +109,27 @@ def calibration_images(set_name: str, data: Path) -> Path | None:
     from ssimae.data.demo_data import CALIBRATION_DIR
 
     return data / CALIBRATION_DIR if SETS[set_name][0] is None else None
+
+
+def ensure_run(out: Path, config: str, set_name: str, data: Path, seed: int, scale: float) -> Path:
+    """OUT/runs/CONFIG/SET/seedS, trained (and, on the demo, calibrated) unless it is there."""
+    run = out / "runs" / config / set_name / f"seed{seed}"
+    if not (run / "config.json").exists() or not (run / "model.pt").exists():
+        cmd = train_command(config, set_name, data, run, seed, scale)
+        print("$ ssimae", shlex.join(cmd), flush=True)
+        subprocess.run([sys.executable, "-m", "ssimae.cli", *cmd], check=True, stdout=subprocess.DEVNULL)
+    calibration = calibration_images(set_name, data)
+    if calibration is not None:
+        from ssimae.commands.calibrate import calibrate_once
+
+        calibrate_once(run, calibration, progress=False)
+    return run
+
+
+def fuse_command(members: list[Path], run: Path, calibration: Path | None) -> list[str]:
+    """The ``ssimae fuse`` arguments of a fused suite run."""
+    return ["fuse", *map(str, members), "--out", str(run), "--quiet",
+            *(["--images", str(calibration)] if calibration is not None else [])]
 
 
 def train_command(config: str, set_name: str, data: Path, run: Path, seed: int, scale: float) -> list[str]:
@@ -141,10 +170,12 @@ def score_run(run: Path, calibration: Path | None = None) -> dict:
     from ssimae.inference.test_set import score_test_set, validation_images
     from ssimae.runs.checkpoint import load_run
 
-    loaded = load_run(run)
+    from ssimae.inference.fusion import is_fusion, read_fusion
+
+    loaded = load_run(run / read_fusion(run)["members"][0] if is_fusion(run) else run)  # a fused run: its first member's data
     data = dict(loaded.settings.train.data)
     dataset = load_dataset(data.pop("root"), **data, log=None, progress=False)
-    det = Detector.load(loaded)
+    det = Detector.load(run if is_fusion(run) else loaded)
     t0 = time.perf_counter()
     scores = score_test_set(det, dataset, progress=False)
     seconds = (time.perf_counter() - t0) / len(scores.masks)
@@ -281,7 +312,7 @@ def score_lines(results: dict, configs: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", required=True, help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    ap.add_argument("--configs", required=True, help=f"comma-separated, of: {', '.join([*CONFIGS, *FUSIONS])}")
     ap.add_argument("--out", required=True)
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--seeds", default="0")
@@ -296,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     configs, sets = args.configs.split(","), args.sets.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     for name in configs + sets:
-        if name not in CONFIGS and name not in SETS:
+        if name not in CONFIGS and name not in SETS and name not in FUSIONS:
             ap.error(f"unknown configuration or set {name!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -320,20 +351,27 @@ def run_suite(args, out: Path, configs: list[str], sets: list[str], seeds: list[
                     continue
                 data = demo_data(out) if folder is None else Path(args.shared) / "datasets" / folder
                 run = out / "runs" / config / name / f"seed{seed}"
-                cmd = train_command(config, name, data, run, seed, args.budget_scale)
-                if not (run / "config.json").exists() or not (run / "model.pt").exists():
-                    print("$ ssimae", shlex.join(cmd), flush=True)
-                    subprocess.run([sys.executable, "-m", "ssimae.cli", *cmd], check=True, stdout=subprocess.DEVNULL)
                 calibration = calibration_images(name, data)
-                if calibration is not None:
-                    from ssimae.commands.calibrate import calibrate_once
-
-                    calibrate_once(run, calibration, progress=False)
-                patches, minutes, _ = training_time(run)
+                if config in FUSIONS:
+                    members = [ensure_run(out, m, name, data, seed, args.budget_scale) for m in FUSIONS[config]]
+                    cmd = fuse_command(members, run, calibration)
+                    if not (run / "fusion.json").exists():
+                        print("$ ssimae", shlex.join(cmd), flush=True)
+                        subprocess.run([sys.executable, "-m", "ssimae.cli", *cmd], check=True, stdout=subprocess.DEVNULL)
+                    times = [training_time(m) for m in members]
+                    patches, minutes = sum(t[0] for t in times), sum(t[1] for t in times)
+                else:
+                    cmd = train_command(config, name, data, run, seed, args.budget_scale)
+                    ensure_run(out, config, name, data, seed, args.budget_scale)
+                    patches, minutes, _ = training_time(run)
                 metrics = score_run(run, calibration)
                 results[key] = {"command": "ssimae " + shlex.join(cmd), "patches": patches, "train_minutes": minutes,
                                 "metrics": metrics}
-                if calibration is not None:
+                if config in FUSIONS:  # the members' own commands, run first
+                    results[key]["member_commands"] = [
+                        "ssimae " + shlex.join(train_command(m, name, data, out / "runs" / m / name / f"seed{seed}", seed,
+                                                             args.budget_scale)) for m in FUSIONS[config]]
+                if calibration is not None and config not in FUSIONS:
                     results[key]["calibrate"] = f"ssimae calibrate {shlex.quote(str(run))} --good " \
                                                 f"{shlex.quote(str(calibration))}"
                 atomic_write_text(path, json.dumps(results, indent=1))

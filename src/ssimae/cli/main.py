@@ -1,4 +1,4 @@
-"""The ``ssimae`` command line: train, evaluate, predict, calibrate, export, serve, compare, demo, make-demo-data.
+"""The ``ssimae`` command line: train, evaluate, predict, calibrate, export, fuse, serve, compare, demo, make-demo-data.
 
 Bad input ends with one line ``ssimae: error: <file>: <problem>`` and exit status 2.
 """
@@ -445,8 +445,15 @@ def cmd_export(args) -> None:
     if args.good and not args.int8:
         raise SsimaeError("--good calibrates an int8 export: give --int8 too")
     path = export(args.run, args.out, int8=args.int8, good=args.good)
-    print(f"exported {args.run} to {path}{' (int8)' if args.int8 else ''} "
-          f"(settings also in {path.parent / 'ssimae.json'})")
+    also = "its members' exports in " + str(path.parent / "members") if path.name == "fusion.json" else \
+        f"settings also in {path.parent / 'ssimae.json'}"
+    print(f"exported {args.run} to {path}{' (int8)' if args.int8 else ''} ({also})")
+
+
+def cmd_fuse(args) -> None:
+    from ssimae.commands.fuse import fuse
+
+    fuse(args.runs, args.out, images=args.images, device=args.device, progress=not args.quiet)
 
 
 def cmd_calibrate(args) -> None:
@@ -609,6 +616,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --int8: folder or file of defect-free images to calibrate on (repeat for more; "
                         "default: the run's validation images)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("fuse", help="fuse two or more runs: their standardised residual maps added (e.g. draem + inpaint)",
+                       description="Write DIR/fusion.json and DIR/members/0, 1, ... (copies of the runs). Each run's "
+                                   "own residual map is standardised by its mean and standard deviation on defect-free "
+                                   "images and the maps are added; the pixel and image thresholds are set on the same "
+                                   "images. Score DIR as any run (predict, evaluate, serve, export).")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or exports) reading images alike")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    p.add_argument("--images", action="append", metavar="DIR", default=None,
+                   help="folder or file of defect-free images to calibrate on (repeat for more; default: the first "
+                        "run's validation images)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("serve", help="serve a run or an export over HTTP (batched; needs ssimae[serve])",
                        description="POST /v1/predict (an image -> its verdict as a predictions.jsonl row, or "

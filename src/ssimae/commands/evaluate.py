@@ -19,10 +19,10 @@ from ssimae.data.datasets import load_dataset
 from ssimae.errors import SsimaeError
 from ssimae.inference.calibration import residual_statistics
 from ssimae.inference.detector import Detector
+from ssimae.inference.fusion import RESIDUAL as FUSION, FusedDetector, is_fusion, read_fusion
 from ssimae.inference.scorer import Scorer
 from ssimae.inference.test_set import Scores, score_images, validation_images
 from ssimae.io.folders import RunLock
-from ssimae.models import get_model
 from ssimae.reporting.evaluation import ImageRows, write_evaluation
 from ssimae.runs.checkpoint import load_run
 
@@ -48,8 +48,17 @@ def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: s
     ``residual`` and ``smooth`` override the run's own; ``changes``: other inference settings
     to change at test time (e.g. ``tiling``, ``model_params``), checked before any work. A residual that needs validation
     statistics the run lacks (runs older than those residuals) gets them from the run's
-    own validation images.
+    own validation images. A fused run (``ssimae fuse``) is evaluated at its own settings on
+    its first member's data.
     """
+    if is_fusion(run):
+        if residual not in (None, FUSION) or smooth is not None or changes:
+            raise SsimaeError("a fused run is evaluated at its own residual and settings (change its members instead)", run)
+        detector = FusedDetector.load(run, "auto", device)
+        member = load_run(Path(run) / read_fusion(Path(run))["members"][0])
+        root, options = dataset_options(member.settings.train.data, data_root, dataset_kwargs)
+        with RunLock(out, "ssimae evaluate"):
+            return _evaluate(member, detector, root, options, out, None, progress, log)
     run = load_run(run)
     detector = Detector.load(run, device)
     if smooth is not None:
@@ -69,7 +78,7 @@ def _evaluate(run, detector: Detector, root, options: dict, out, residual: str |
     if not dataset.test:
         raise SsimaeError("no test images found", root)
     residual = residual or detector.default_residual
-    if set(get_residual(residual).needs_stats) - set(detector.settings.residual_stats):
+    if residual != FUSION and set(get_residual(residual).needs_stats) - set(detector.settings.residual_stats):
         stats, _ = residual_statistics(detector, validation_images(dataset, run.settings), progress=progress)
         detector = detector.with_settings(residual_stats=stats)
     own = residual == detector.default_residual  # the stored threshold belongs to the run's own residual
@@ -116,5 +125,5 @@ def report(scores: Scores, residual: str, out, detector: Scorer, images: list[di
                       detector.settings.image_score)
     curve, pro = m.pop("roc"), m.pop("pro")
     metrics = {"model": name, "residual": residual, "opening_diameter": detector.opening_diameter, **m, **(extra or {})}
-    write_evaluation(Path(out), metrics, curve, pro, f"{get_model(name).title} ({residual} residual)", images)
+    write_evaluation(Path(out), metrics, curve, pro, f"{detector.title} ({residual} residual)", images)
     return metrics | {"roc": curve}

@@ -10,6 +10,7 @@ from ssimae.data.datasets import load_dataset
 from ssimae.data.inputs import collect_inputs
 from ssimae.errors import SsimaeError
 from ssimae.inference.export import export_onnx, exportable
+from ssimae.inference.fusion import export_fused, is_fusion, read_fusion
 from ssimae.inference.test_set import validation_images
 from ssimae.io.folders import RunLock
 from ssimae.runs.checkpoint import Run, load_run
@@ -20,7 +21,15 @@ def export(run: str | os.PathLike, out: str | os.PathLike, *, int8: bool = False
     """Write ``out``/model.onnx and ``out``/ssimae.json (:func:`ssimae.inference.export.export_onnx`)
     while holding ``out``; returns the ONNX file's path. The run is read (and refused while
     training, or without a threshold) before ``out`` is made; ``int8``: quantize the graph,
-    calibrated on defect-free images (:func:`int8_calibration_images`), also found before any work."""
+    calibrated on defect-free images (:func:`int8_calibration_images`), also found before any work.
+    A fused run (``ssimae fuse``) exports each member into ``out``/members/k; returns its fusion.json."""
+    if is_fusion(run):
+        members = [Path(run) / rel for rel in read_fusion(Path(run))["members"]]
+        runs = [exportable(m) for m in members]
+        images = [int8_calibration_images(m, good) if int8 else None for m in runs]
+        with RunLock(out, "ssimae export"):
+            done = iter(images)
+            return export_fused(run, Path(out), lambda src, dst: export_onnx(exportable(src), dst, int8_images=next(done)))
     run = exportable(run)
     images = int8_calibration_images(run, good) if int8 else None
     with RunLock(out, "ssimae export"):

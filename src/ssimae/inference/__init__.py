@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     onnx_detector="OnnxDetector",
     engines="load_detector ENGINES",
     export="export_onnx",
+    fusion="FusedDetector fuse_maps",
     calibration="calibrate Calibration residual_statistics",
     test_set="score_test_set score_images Scores",
 )

@@ -80,7 +80,13 @@ class Detector(scoring.Scorer):
     def load(cls, run: str | os.PathLike | Run, device: str | None = None,
              options: TorchOptions | None = None) -> "Detector":
         """Load a run folder or checkpoint file, or a :class:`ssimae.runs.checkpoint.Run`
-        already read (weights only; no code is executed); ``options``: :class:`TorchOptions`."""
+        already read (weights only; no code is executed); ``options``: :class:`TorchOptions`.
+        A fused run (``ssimae fuse``) gives a :class:`ssimae.inference.fusion.FusedDetector`
+        of Detectors (``options`` do not apply)."""
+        from ssimae.inference.fusion import FusedDetector, is_fusion
+
+        if not isinstance(run, Run) and is_fusion(run):
+            return FusedDetector.load(run, "torch", device)
         run = load_run(run)
         train = run.settings.train
         model = get_model(train.model)

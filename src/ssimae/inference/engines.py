@@ -17,9 +17,12 @@ ENGINES = ("torch", "onnx")
 
 def is_export(source: str | os.PathLike) -> bool:
     """True for a folder written by ``ssimae export`` (model.onnx inside) or an .onnx file."""
+    from ssimae.inference.fusion import MEMBERS_DIR, is_fusion
     from ssimae.inference.onnx_detector import MODEL_FILE
 
     path = Path(source)
+    if is_fusion(path):  # a fused run is an export when its members are
+        return is_export(path / MEMBERS_DIR / "0")
     return path.suffix.lower() == ".onnx" or (path / MODEL_FILE).is_file()
 
 
@@ -34,8 +37,13 @@ def load_detector(run: str | os.PathLike, engine: str = "auto", device: str | No
                   threads: int | None = None):
     """A :class:`ssimae.inference.detector.Detector` (engine "torch") or an
     :class:`ssimae.runtime.OnnxDetector` (engine "onnx"; imports no torch; ``threads``:
-    onnxruntime's intra-op threads, None for its default); "auto": by :func:`pick_engine`."""
+    onnxruntime's intra-op threads, None for its default); "auto": by :func:`pick_engine`.
+    A fused run (``ssimae fuse``) gives a :class:`ssimae.inference.fusion.FusedDetector`."""
+    from ssimae.inference.fusion import FusedDetector, is_fusion
+
     engine = pick_engine(run, engine)
+    if is_fusion(run):
+        return FusedDetector.load(run, engine, device, threads)
     if engine == "torch" and is_export(run):
         raise SsimaeError("this is an export (ssimae export): score it with --engine onnx (or auto)", run)
     if engine == "onnx":

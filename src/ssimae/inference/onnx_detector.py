@@ -263,7 +263,12 @@ class OnnxDetector(scoring.Scorer):
     @classmethod
     def load(cls, path: str | os.PathLike, threads: int | None = None) -> "OnnxDetector":
         """Load an export folder (``model.onnx`` inside) or an ``.onnx`` file; ``threads``:
-        onnxruntime's intra-op threads (None: its default, all cores)."""
+        onnxruntime's intra-op threads (None: its default, all cores). The export of a fused
+        run gives a :class:`ssimae.inference.fusion.FusedDetector` of OnnxDetectors."""
+        from ssimae.inference.fusion import FusedDetector, is_fusion
+
+        if is_fusion(path):
+            return FusedDetector.load(path, "onnx", threads=threads)
         session, onnx_path, info = open_export(path, threads)
         try:
             return cls(session, info, onnx_path)

@@ -40,11 +40,14 @@ RESULT_FILES = (CSV_NAME, JSONL_NAME, REPORT_NAME)  # per folder
 OWN_FOLDERS = (THUMB_DIR,)  # subfolders of the output folder that are predict's own: no input's output name
 
 
-def threshold_source(settings, threshold: float | None) -> str:
+def threshold_source(settings, threshold: float | None, fused_on: int | None = None) -> str:
     """Where the threshold in use comes from, in words (printed by ``predict``): given, or
-    the run's stored one (``settings``: its InferenceSettings) with its rule and history."""
+    the run's stored one (``settings``: its InferenceSettings) with its rule and history;
+    ``fused_on``: the number of images ``ssimae fuse`` set a fused run's thresholds on."""
     if threshold is not None:
         return "given with --threshold"
+    if fused_on is not None:
+        return f"stored: {settings.threshold_rule} rule, set by ssimae fuse on {fused_on} defect-free images"
     last = settings.threshold_history[-1] if settings.threshold_history else None
     where = (f", recalibrated {last['recalibrated_on']} on {last['n_images']} images of {last['good']}" if last
              else ", chosen at training on its validation images")
@@ -164,7 +167,7 @@ class PredictionRows:
         the one given, None for the stored one); SsimaeError when every input was skipped."""
         if not self.records:
             raise SsimaeError("no readable images among the inputs (all were skipped)", inputs[0])
-        return f"{self.summary()} ({threshold_source(detector.settings, threshold)})"
+        return f"{self.summary()} ({threshold_source(detector.settings, threshold, getattr(detector, 'fused_on', None))})"
 
 
 class PredictionWriter(PredictionRows):

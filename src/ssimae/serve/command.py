@@ -99,8 +99,11 @@ def load_detector(source: str | os.PathLike, engine: str = "auto", device: str |
     """(detector, engine name): an OnnxDetector for engine "onnx" (imports no torch) or a
     torch Detector for "torch"; "auto" picks by :func:`ssimae.inference.engines.is_export`."""
     from ssimae.inference.engines import pick_engine
+    from ssimae.inference.fusion import FusedDetector, is_fusion
 
     engine = pick_engine(source, engine)
+    if is_fusion(source):
+        return FusedDetector.load(source, engine, device, threads), engine
     if engine == "onnx":
         from ssimae.inference.onnx_detector import OnnxDetector
 

@@ -15,6 +15,7 @@ from ssimae.inference.calibration import calibrate
 from ssimae.inference.detector import Detector
 from ssimae.io.folders import RunLock
 from ssimae.inference.engines import is_export
+from ssimae.inference.fusion import is_fusion
 from ssimae.runs.checkpoint import load_run, refuse_while_training, resolve_checkpoint, save_run
 from ssimae.runs.settings import RunSettings
 
@@ -33,6 +34,8 @@ def recalibrate(run: str | os.PathLike, good: Sequence[str | os.PathLike], *, de
     Bad options, no images, unreadable images and a run folder that cannot be written raise
     SsimaeError before anything in the run changes. Returns the new threshold.
     """
+    if is_fusion(run):
+        raise SsimaeError("a fused run's thresholds are set by ssimae fuse: fuse its runs again with --images DIR", run)
     if is_export(run):
         raise SsimaeError("an export cannot be recalibrated: calibrate the run it was exported from, then export "
                           "it again", run)

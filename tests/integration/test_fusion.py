@@ -106,6 +106,8 @@ def test_fuse_refuses_what_it_cannot_fuse(fused, trained_run, tmp_path, capsys):
     assert "fused run already" in err and len(err.strip().splitlines()) == 1
     assert main(["fuse", str(trained_run), str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) != 0
     assert "missing" in capsys.readouterr().err
+    assert main(["predict", str(out), str(trained_run), "--smooth", "8", "--quiet"]) != 0
+    assert "members' own smooth" in capsys.readouterr().err
     assert main(["calibrate", str(out), "--good", str(trained_run)]) != 0
     assert "set by ssimae fuse" in capsys.readouterr().err
     (out / "broken").mkdir(exist_ok=True)

@@ -90,6 +90,18 @@ class FusedDetector(Scorer):
     def title(self) -> str:
         return "fusion of " + " + ".join(m.title for m in self.members)
 
+    MEMBER_SETTINGS = ("smooth", "tiling", "tile_size", "residual", "model_params", "stride", "residual_stats")
+
+    def with_settings(self, **changes) -> "FusedDetector":
+        """A copy with ``changes`` to the fused settings (thresholds, opening, image rule); the
+        settings each member scores with (smoothing, tiling, residual, ...) are refused: they
+        are the members' own, and the fused statistics rest on them."""
+        theirs = sorted(set(changes) & set(self.MEMBER_SETTINGS))
+        if theirs:
+            raise SsimaeError(f"a fused run scores with its members' own {', '.join(theirs)}: change a member and "
+                              "fuse again")
+        return super().with_settings(**changes)
+
     def analyze_batch(self, images, residuals=(RESIDUAL,)) -> list[tuple[np.ndarray, dict]]:
         """(first member's reconstruction, {"fusion": (H, W) map}) of each image."""
         other = [r for r in residuals if r != RESIDUAL]

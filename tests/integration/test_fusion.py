@@ -108,6 +108,8 @@ def test_fuse_refuses_what_it_cannot_fuse(fused, trained_run, tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
     assert main(["predict", str(out), str(trained_run), "--smooth", "8", "--quiet"]) != 0
     assert "members' own smooth" in capsys.readouterr().err
+    assert main(["predict", str(out), str(trained_run), "--out", str(tmp_path / "ray"), "--ray", "--quiet"]) != 0
+    assert "this fused run has several" in capsys.readouterr().err  # refused before Ray starts
     assert main(["calibrate", str(out), "--good", str(trained_run)]) != 0
     assert "set by ssimae fuse" in capsys.readouterr().err
     (out / "broken").mkdir(exist_ok=True)

@@ -432,7 +432,13 @@ def predict_on_ray(run: str | os.PathLike, inputs: list[str | os.PathLike], out:
 def _open_run(run, options: dict):
     """(detector, threshold, residual name, (the run file's bytes, their SHA-256, the file's
     suffix)) for ``options``: the bytes are those the detector was loaded from (read before and
-    after loading; SsimaeError if the run changed meanwhile)."""
+    after loading; SsimaeError if the run changed meanwhile). A fused run (several network
+    files) is refused: the job's snapshot is one file."""
+    from ssimae.inference.fusion import is_fusion
+
+    if is_fusion(run):
+        raise SsimaeError("--ray scores runs of one network file; this fused run has several: score it without "
+                          "--ray", run)
     source = weights_file(run, options["engine"])
     try:
         before = sha256_file(source)

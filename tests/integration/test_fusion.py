@@ -12,7 +12,8 @@ from ssimae.core.thresholds import image_threshold, threshold_from_maps
 from ssimae.data.datasets import load_dataset
 from ssimae.errors import SsimaeError
 from ssimae.inference.detector import Detector
-from ssimae.inference.fusion import FUSION_FILE, FusedDetector, fuse_maps, map_stats
+from ssimae.inference.calibration import pooled_stats
+from ssimae.inference.fusion import FUSION_FILE, FusedDetector, fuse_maps
 from ssimae.inference.test_set import validation_images
 from ssimae.runs.checkpoint import load_run
 from tests.helpers.clicheck import TINY
@@ -25,7 +26,7 @@ def test_fuse_maps_is_the_standardised_sum():
     stats = [[0.4, 0.2], [2.0, 0.5]]
     np.testing.assert_allclose(fuse_maps([a, b], stats), (a - 0.4) / 0.2 + (b - 2.0) / 0.5, rtol=1e-6)
     values = np.concatenate([a.ravel(), b.ravel()])
-    np.testing.assert_allclose(map_stats([a, b]), [values.mean(), values.std()])
+    np.testing.assert_allclose(pooled_stats([a, b]), [values.mean(), values.std()])
     with pytest.raises(ValueError):
         fuse_maps([a, b[:4]], stats)
     with pytest.raises(SsimaeError):

@@ -445,7 +445,9 @@ def cmd_export(args) -> None:
     if args.good and not args.int8:
         raise SsimaeError("--good calibrates an int8 export: give --int8 too")
     path = export(args.run, args.out, int8=args.int8, good=args.good)
-    also = "its members' exports in " + str(path.parent / "members") if path.name == "fusion.json" else \
+    from ssimae.inference.fusion import MEMBERS_DIR, is_fusion
+
+    also = f"its members' exports in {path.parent / MEMBERS_DIR}" if is_fusion(path.parent) else \
         f"settings also in {path.parent / 'ssimae.json'}"
     print(f"exported {args.run} to {path}{' (int8)' if args.int8 else ''} ({also})")
 

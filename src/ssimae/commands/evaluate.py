@@ -24,7 +24,7 @@ from ssimae.inference.scorer import Scorer
 from ssimae.inference.test_set import Scores, score_images, validation_images
 from ssimae.io.folders import RunLock
 from ssimae.reporting.evaluation import ImageRows, write_evaluation
-from ssimae.runs.checkpoint import load_run
+from ssimae.runs.checkpoint import Run, load_run
 
 
 def dataset_options(run_data: dict, data_root=None, given: dict | None = None) -> tuple[str | None, dict]:
@@ -37,6 +37,27 @@ def dataset_options(run_data: dict, data_root=None, given: dict | None = None) -
     if root is None and data.get("train_dir") is None and data.get("test_dir") is None:
         raise SsimaeError("give --data ROOT")
     return root, data
+
+
+def defect_free_images(run, given, purpose: str, option: str) -> list:
+    """The files of ``given`` (folders or files of defect-free images), else the validation
+    images of the run folder (or :class:`ssimae.runs.checkpoint.Run`) ``run``: the seeded split of
+    its training images, as calibration chose its threshold on. SsimaeError (naming ``option``,
+    e.g. "--good") when there are none or ``run`` is an export, which does not know its images."""
+    from ssimae.data.inputs import collect_inputs
+    from ssimae.inference.engines import is_export
+
+    if given:
+        return [f for f, _ in collect_inputs(list(given))]
+    if not isinstance(run, Run) and is_export(run):
+        raise SsimaeError(f"an export does not know its training images: give {option} DIR of defect-free images", run)
+    loaded = load_run(run)
+    root, options = dataset_options(loaded.settings.train.data)
+    images = validation_images(load_dataset(root, **options, verify=False, log=None, progress=False), loaded.settings)
+    if not images:
+        raise SsimaeError(f"{purpose} needs defect-free images and the run has no validation images; "
+                          f"give {option} DIR", loaded.path)
+    return images
 
 
 def evaluate(run: str | os.PathLike, data_root: str | os.PathLike | None, out: str | os.PathLike, *,

@@ -6,15 +6,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ssimae.commands.evaluate import dataset_options
-from ssimae.data.datasets import load_dataset
-from ssimae.data.inputs import collect_inputs
+from ssimae.commands.evaluate import defect_free_images
 from ssimae.errors import SsimaeError
-from ssimae.inference.engines import is_export, load_detector
+from ssimae.inference.engines import load_detector
 from ssimae.inference.fusion import calibrate_fusion, is_fusion, write_fused
-from ssimae.inference.test_set import validation_images
 from ssimae.io.folders import RunLock
-from ssimae.runs.checkpoint import load_run
 
 
 def fuse(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, images: Sequence[str | os.PathLike] | None = None,
@@ -31,7 +27,7 @@ def fuse(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, images: S
         if not src.is_dir():
             raise SsimaeError("not a run folder or an export", src)
     members = [load_detector(src, "auto", device) for src in sources]
-    files = [f for f, _ in collect_inputs(list(images))] if images else run_validation_images(sources[0])
+    files = defect_free_images(sources[0], images, "calibrating a fusion", "--images")
     with RunLock(out, "ssimae fuse"):
         fused, n = calibrate_fusion(members, files, progress)
         write_fused(fused, sources, Path(out), n)
@@ -39,16 +35,3 @@ def fuse(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, images: S
     log(f"fused {' + '.join(m.title for m in members)} into {out}: calibrated on {n} defect-free images, "
         f"pixel threshold {s.threshold:.4g}, image threshold {s.image_threshold:.4g}")
     return fused
-
-
-def run_validation_images(run: Path) -> list:
-    """The validation images of a run folder (the seeded split of its training images);
-    SsimaeError for an export or a run without any."""
-    if is_export(run):
-        raise SsimaeError("an export does not know its training images: give --images DIR of defect-free images", run)
-    loaded = load_run(run)
-    root, options = dataset_options(loaded.settings.train.data)
-    files = validation_images(load_dataset(root, **options, verify=False, log=None, progress=False), loaded.settings)
-    if not files:
-        raise SsimaeError("the run has no validation images to calibrate the fusion on: give --images DIR", run)
-    return files

@@ -66,10 +66,10 @@ def residual_statistics(detector: Scorer, images: Sequence[str | os.PathLike], e
         _, maps = raw.analyze_many(read(p), names)
         for n in names:
             collected[n].append(maps[n])
-    return {n: _pooled_stats(collected[n]) for n in STATS_RESIDUALS}, collected
+    return {n: pooled_stats(collected[n]) for n in STATS_RESIDUALS}, collected
 
 
-def _pooled_stats(maps: Sequence[np.ndarray]) -> list[float]:
+def pooled_stats(maps: Sequence[np.ndarray]) -> list[float]:
     """[mean, standard deviation] of all pixels of all maps (of any sizes)."""
     values = np.concatenate([m.ravel() for m in maps]).astype(np.float64)
     return [float(values.mean()), float(values.std())]

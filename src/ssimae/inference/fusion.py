@@ -11,7 +11,7 @@ A fused run is a folder: ``fusion.json`` (the statistics, both thresholds, where
 came from) and ``members/0``, ``members/1``, ... (each a complete run, or a complete export, copied
 in: the folder moves as one). :class:`FusedDetector` scores with it on either engine and is a
 :class:`ssimae.inference.scorer.Scorer`, so ``predict``, ``evaluate``, ``serve`` and the
-Python API treat it as any run. ``ssimae fuse`` writes one (:func:`fuse_runs`), ``ssimae
+Python API treat it as any run. ``ssimae fuse`` writes one (:func:`calibrate_fusion`, :func:`write_fused`), ``ssimae
 export`` exports its members (:func:`export_fused`).
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ssimae.core.morphology import gray_opening
 from ssimae.core.thresholds import image_threshold, threshold_from_maps
 from ssimae.core.verdict import image_scores
 from ssimae.errors import SsimaeError
+from ssimae.inference.calibration import pooled_stats
 from ssimae.inference.scorer import Scorer
 from ssimae.io.files import atomic_write_text, json_safe
 from ssimae.io.progress import progress as progress_display
@@ -44,12 +45,6 @@ MEMBER_FILES = ("model.pt", "config.json", "model.onnx", "ssimae.json")  # what 
 def is_fusion(path: str | os.PathLike) -> bool:
     """True for a folder written by ``ssimae fuse`` (or its export): ``fusion.json`` inside."""
     return (Path(path) / FUSION_FILE).is_file()
-
-
-def map_stats(maps: Sequence[np.ndarray]) -> list[float]:
-    """[mean, standard deviation] over all pixels of ``maps`` (any sizes), in float64."""
-    values = np.concatenate([np.asarray(m, np.float64).ravel() for m in maps])
-    return [float(values.mean()), float(values.std())]
 
 
 def fuse_maps(maps: Sequence[np.ndarray], stats: Sequence[Sequence[float]]) -> np.ndarray:
@@ -156,7 +151,7 @@ def read_fusion(path: Path) -> dict:
 
 def calibrate_fusion(members: Sequence[Scorer], images: Sequence[str | os.PathLike], progress: bool = True):
     """(FusedDetector with statistics and both thresholds, number of images) from defect-free
-    ``images``: each member's own map of each image, its [mean, std] (:func:`map_stats`), the
+    ``images``: each member's own map of each image, its [mean, std] (:func:`ssimae.inference.calibration.pooled_stats`), the
     fused maps, the pixel threshold of the first member's rule (:func:`threshold_from_maps`)
     and the image threshold of its image rule on the max of the opened fused maps."""
     if not images:
@@ -171,7 +166,7 @@ def calibrate_fusion(members: Sequence[Scorer], images: Sequence[str | os.PathLi
         image = members[0].read(p)
         for k, m in enumerate(members):
             maps[k].append(m.residual_map(image))
-    stats = [map_stats(ms) for ms in maps]
+    stats = [pooled_stats(ms) for ms in maps]
     fused = FusedDetector(members, stats)
     s = fused.settings
     fused_maps = [fuse_maps(list(ms), stats) for ms in zip(*maps)]
@@ -218,12 +213,12 @@ def write_fused(fused: FusedDetector, sources: Sequence[Path], out: Path, images
 
 
 def export_fused(run: str | os.PathLike, out: Path, export_member) -> Path:
-    """Export each member of the fused run ``run`` into ``out``/members/k with
-    ``export_member(member_run, folder)`` and copy fusion.json last. The caller holds ``out``'s lock."""
+    """Export member k of the fused run ``run`` into ``out``/members/k with
+    ``export_member(k, folder)`` and copy fusion.json last. The caller holds ``out``'s lock."""
     run = Path(run)
     info = read_fusion(run)
-    for rel in info["members"]:
-        export_member(run / rel, out / rel)
+    for k, rel in enumerate(info["members"]):
+        export_member(k, out / rel)
     text = (run / FUSION_FILE).read_text()
     atomic_write_text(out / FUSION_FILE, text)
     return out / FUSION_FILE

@@ -20,6 +20,16 @@ from tests.helpers.clicheck import TINY
 from tests.helpers.floats import RESIDUAL_RTOL
 
 
+def fused_tolerance(det: FusedDetector, path) -> float:
+    """How far two evaluations of ``det``'s fused map of ``path`` may differ when each member's
+    map differs within RESIDUAL_RTOL (relative, floor RESIDUAL_RTOL; tests/helpers/floats.py):
+    another batch composition, engine, process or CPU. The fused map divides each member's by
+    its std, so the bound is the sum of those bounds over the stds; the opening and the maximum
+    are 1-Lipschitz in the max norm, so the image score obeys it too."""
+    member_max = [np.abs(m.residual_map(m.read(path))).max() for m in det.members]
+    return sum(RESIDUAL_RTOL * max(1.0, mx) / std for mx, (_, std) in zip(member_max, det.stats))
+
+
 def test_fuse_maps_is_the_standardised_sum():
     rng = np.random.default_rng(0)
     a, b = rng.random((5, 7)), 3 * rng.random((5, 7)) + 1
@@ -75,9 +85,11 @@ def test_fused_run_predicts_evaluates_and_exports(fused, demo_root, tmp_path):
     det = Detector.load(out)
     assert main(["predict", str(out), *map(str, good), "--out", str(tmp_path / "p"), "--quiet"]) in (0, 1)
     rows = [json.loads(line) for line in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
-    for row, f in zip(rows, good):
-        p = det.predict(str(f))
-        assert row["score"] == pytest.approx(p.score, rel=1e-6) and row["defective"] == p.defective
+    for row, f in zip(rows, good):  # predict scores its files two at a time: another batch composition
+        p, tol = det.predict(str(f)), fused_tolerance(det, f)
+        assert abs(row["score"] - p.score) <= tol
+        if abs(p.score - det.settings.image_threshold) > tol:  # else the verdict may flip by rounding
+            assert row["defective"] == p.defective
         assert row["image_threshold"] == pytest.approx(det.settings.image_threshold)
 
     assert main(["evaluate", str(out), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
@@ -89,13 +101,9 @@ def test_fused_run_predicts_evaluates_and_exports(fused, demo_root, tmp_path):
 
     onnx = OnnxDetector.load(tmp_path / "ex")
     assert isinstance(onnx, FusedDetector) and onnx.engine == "onnx"
-    # each member's ONNX map is within RESIDUAL_RTOL (relative, floor RESIDUAL_RTOL) of its torch map;
-    # the fused map divides each by its std, so they may differ by the sum of those bounds
-    for f in good:
+    for f in good:  # each member's ONNX map is within RESIDUAL_RTOL of its torch map
         ref, got = det.residual_map(det.read(f)), onnx.residual_map(onnx.read(f))
-        member_max = [np.abs(m.residual_map(m.read(f))).max() for m in det.members]
-        bound = sum(RESIDUAL_RTOL * max(1.0, mx) / std for mx, (_, std) in zip(member_max, det.stats))
-        assert np.abs(got.astype(np.float64) - ref).max() <= bound
+        assert np.abs(got.astype(np.float64) - ref).max() <= fused_tolerance(det, f)
 
 
 def test_fuse_refuses_what_it_cannot_fuse(fused, trained_run, tmp_path, capsys):
@@ -131,6 +139,6 @@ def test_server_scores_a_fused_run_as_predict_does(fused, demo_root):
         assert got.status_code == 200, got.text
         row = got.json()
         assert row["model"] == "fusion" and row["residual"] == "fusion"
-        assert row["score"] == pytest.approx(det.predict(str(f)).score, rel=1e-5)
+        assert abs(row["score"] - det.predict(str(f)).score) <= fused_tolerance(det, f)  # another process
     finally:
         stop(proc)

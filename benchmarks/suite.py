@@ -58,9 +58,12 @@ CONFIGS = {
     "l2-fast": ["--model", "l2", "--recipe", "fast"],
     "inpaint": _INPAINT,  # cells 2 and 8 (the demo's choice)
     "inpaint-riad": [*_INPAINT, "--cell-sizes", "2,4,8,16"],  # RIAD's cells
+    "inpaint-w8": [*_INPAINT, "--unet-width", "8"],  # U-Net of half the width (8-16-32-64): a quarter of the FLOPs
+    "inpaint-w12": [*_INPAINT, "--unet-width", "12"],  # 12-24-48-96: 0.56 of the FLOPs
     "inpaint-c8-32": [*_INPAINT, "--cell-sizes", "8,16,32"],  # cells for large defects
     "inpaint-c2-8-32": [*_INPAINT, "--cell-sizes", "2,8,32"],  # small and large
     "draem": ["--model", "draem"],  # segmentation head, Perlin foreign textures (DRAEM), its recipe (cosine schedule)
+    "draem-s05": ["--model", "draem", "--scale", "0.5"],  # Magnetic Tile at twice its scale (tiles 52-194 px)
     "draem-constant": ["--model", "draem", "--schedule", "constant"],  # the recipe before: constant learning rate
     "draem-mixed": ["--model", "draem", "--anomalies", "mixed"],  # + cut-and-paste (NSA) and texture removal
     "draem-mixed-constant": ["--model", "draem", "--anomalies", "mixed", "--schedule", "constant"],

@@ -358,6 +358,7 @@ def test_int8_export_scores_near_fp32_and_loads_without_torch(exports, demo_root
     int8, fp32 = OnnxDetector.load(out, threads=2), OnnxDetector.load(out / "model-fp32.onnx", threads=2)
     q = int8.info["quantization"]
     assert q["quantized_ops"]["Conv"] >= 8 and q["calibration_images"] >= 1 and "quantization" not in fp32.info
+    assert q["subpixel_conv_transposes"] >= 3 and "ConvTranspose" not in q["quantized_ops"]  # all rewritten
     assert json.loads((out / "ssimae.json").read_text())["quantization"] == q
     (p8, i8), (p32, i32) = pixel_and_image_auc(int8, demo_root), pixel_and_image_auc(fp32, demo_root)
     n_bad = sum(1 for f in demo_images(demo_root) if f.parent.name != "good")
@@ -379,6 +380,61 @@ print("ok")
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("c_in,c_out,k,stride,pad,bias", [
+    (3, 5, 4, 2, 1, True),   # Table 1's decoder: kernel 4, stride 2, pad 1
+    (4, 2, 2, 2, 0, True),   # the U-Nets' upsampling: kernel 2, stride 2
+    (3, 2, 2, 2, 0, False),
+    (2, 3, 6, 2, 2, True),   # more taps per phase
+    (2, 2, 3, 3, 0, True),   # stride 3
+])
+def test_subpixel_rewrite_equals_the_transposed_convolution(tmp_path, c_in, c_out, k, stride, pad, bias):
+    """The int8 export's rewrite of a ConvTranspose into Conv + DepthToSpace computes the same
+    map: both graphs (onnxruntime, float32) within the float32 summation bound
+    (:func:`tests.helpers.floats.sum_bound`) of torch's float64 transposed convolution."""
+    import onnx
+    import onnxruntime as ort
+    from tests.helpers.floats import sum_bound
+
+    from ssimae.inference.export import subpixel_conv_transposes
+
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(c_in, c_out, k, stride, pad, bias=bias)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, (torch.rand(2, c_in, 9, 7),), tmp_path / "t.onnx", input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, dynamo=False)
+    graph = onnx.load(tmp_path / "t.onnx")
+    rewritten, count = subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"))
+    onnx.checker.check_model(rewritten)
+    assert count == 1 and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
+    x = torch.randn(3, c_in, 11, 6, dtype=torch.float64)
+    w, b = layer.weight.detach().double(), None if layer.bias is None else layer.bias.detach().double()
+    ref = torch.nn.functional.conv_transpose2d(x, w, b, stride, pad).numpy()
+    abs_sum = torch.nn.functional.conv_transpose2d(x.abs(), w.abs(), None if b is None else b.abs(), stride, pad)
+    # the float32 sums (c_in k^2 products and the bias), plus the inputs' rounding to float32
+    bound = sum_bound(abs_sum.numpy(), c_in * k * k + 1) + abs_sum.numpy() * 2.0**-24
+    for g in (graph, rewritten):
+        got = ort.InferenceSession(g.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"x": x.numpy().astype(np.float32)})[0]
+        assert got.shape == ref.shape == (3, c_out, 11 * stride, 6 * stride)
+        assert np.all(np.abs(got - ref) <= bound)
+
+
+def test_subpixel_rewrite_leaves_other_transposed_convolutions(tmp_path):
+    """A ConvTranspose whose output is not its input times its stride (here kernel 3, stride 2,
+    pad 1: 2n - 1 pixels) is kept as it is."""
+    import onnx
+
+    from ssimae.inference.export import subpixel_conv_transposes
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(torch.nn.ConvTranspose2d(2, 2, 3, 2, 1), (torch.rand(1, 2, 5, 5),), tmp_path / "t.onnx",
+                          dynamo=False)
+    rewritten, count = subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"))
+    assert count == 0 and [n.op_type for n in rewritten.graph.node] == ["ConvTranspose"]
 
 
 def test_int8_refuses_a_graph_whose_operators_do_not_quantize(tmp_path):

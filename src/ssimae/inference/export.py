@@ -191,9 +191,11 @@ def calibration_feeds(det: Detector, params, noise_shape, images: Sequence[str |
     return feeds
 
 
-def subpixel_conv_transposes(graph):
+def subpixel_conv_transposes(graph, same_work: bool = True):
     """(graph, how many rewritten): every ConvTranspose whose output is its input's size times
-    its stride (kernel - 2 * pad == stride, square, one group, no dilation or output padding)
+    its stride (kernel - 2 * pad == stride, square, one group, no dilation or output padding;
+    with ``same_work``, only those whose kernel equals the stride, whose rewrite adds no
+    multiply-adds)
     replaced by the equivalent Conv to stride^2 x C_out channels followed by DepthToSpace
     ("CRD", PyTorch's pixel shuffle): the sub-pixel convolution of Shi et al. (CVPR 2016),
     whose int8 kernel onnxruntime has (it has none for ConvTranspose on the CPU).
@@ -202,8 +204,9 @@ def subpixel_conv_transposes(graph):
     over the j with 0 <= s j + a + p < k, so output phase a is a correlation of x with the taps
     v_a[u] = w[a + p - s u], u = -j; the phases' taps u share one kernel of size
     max(u) - min(u) + 1 padded by -min(u) before and max(u) after (zeros where a phase has no
-    tap). Kernel 4, stride 2, pad 1 (Table 1's decoder): a 3 x 3 kernel (2.25x the
-    multiply-adds); kernel 2, stride 2 (the U-Nets): 1 x 1. Same outputs up to float32
+    tap). Kernel 2, stride 2 (the U-Nets): 1 x 1, the same multiply-adds; kernel 4, stride 2,
+    pad 1 (Table 1's decoder): a 3 x 3 kernel, 2.25x the multiply-adds, and no faster in int8
+    on the SSIM-AE (docs/results/speed), so ``same_work`` leaves it. Same outputs up to float32
     summation order. The graph's other nodes are kept."""
     import numpy as np
     from onnx import helper, numpy_helper
@@ -217,7 +220,8 @@ def subpixel_conv_transposes(graph):
         if (n.op_type != "ConvTranspose" or n.input[1] not in inits or len(k) != 2 or a.get("group", 1) != 1
                 or any(d != 1 for d in a.get("dilations", [1, 1])) or any(a.get("output_padding", [0, 0]))
                 or "output_shape" in a or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
-                or len(set(k)) != 1 or len(set(s)) != 1 or len(set(p)) != 1 or k[0] - 2 * p[0] != s[0]):
+                or len(set(k)) != 1 or len(set(s)) != 1 or len(set(p)) != 1 or k[0] - 2 * p[0] != s[0]
+                or (same_work and k[0] != s[0])):
             nodes.append(n)
             continue
         k, s, p = k[0], s[0], p[0]
@@ -257,7 +261,7 @@ def subpixel_conv_transposes(graph):
 
 
 def quantize_int8(graph, feeds: list[dict], model: str):
-    """(int8 ModelProto, what was done) of a float32 graph: its transposed convolutions
+    """(int8 ModelProto, what was done) of a float32 graph: its 2 x 2 transposed convolutions
     rewritten as sub-pixel convolutions (:func:`subpixel_conv_transposes`), then onnxruntime's
     static quantization in the QDQ format (uint8 activations and per-channel int8 weights, the
     pair whose kernels onnxruntime's CPU provider fuses for every convolution, concatenation

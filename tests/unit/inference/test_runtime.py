@@ -358,7 +358,8 @@ def test_int8_export_scores_near_fp32_and_loads_without_torch(exports, demo_root
     int8, fp32 = OnnxDetector.load(out, threads=2), OnnxDetector.load(out / "model-fp32.onnx", threads=2)
     q = int8.info["quantization"]
     assert q["quantized_ops"]["Conv"] >= 8 and q["calibration_images"] >= 1 and "quantization" not in fp32.info
-    assert q["subpixel_conv_transposes"] >= 3 and "ConvTranspose" not in q["quantized_ops"]  # all rewritten
+    if model != "ssim":  # the U-Nets' 2 x 2 transposed convolutions, all rewritten (Table 1's 4 x 4 kept)
+        assert q["subpixel_conv_transposes"] >= 3 and "ConvTranspose" not in q["quantized_ops"]
     assert json.loads((out / "ssimae.json").read_text())["quantization"] == q
     (p8, i8), (p32, i32) = pixel_and_image_auc(int8, demo_root), pixel_and_image_auc(fp32, demo_root)
     n_bad = sum(1 for f in demo_images(demo_root) if f.parent.name != "good")
@@ -406,8 +407,9 @@ def test_subpixel_rewrite_equals_the_transposed_convolution(tmp_path, c_in, c_ou
         torch.onnx.export(layer, (torch.rand(2, c_in, 9, 7),), tmp_path / "t.onnx", input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}}, dynamo=False)
     graph = onnx.load(tmp_path / "t.onnx")
-    rewritten, count = subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"))
+    rewritten, count = subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"), same_work=False)
     onnx.checker.check_model(rewritten)
+    assert subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"))[1] == int(k == stride)  # the export's default
     assert count == 1 and [n.op_type for n in rewritten.graph.node] == ["Conv", "DepthToSpace"]
     x = torch.randn(3, c_in, 11, 6, dtype=torch.float64)
     w, b = layer.weight.detach().double(), None if layer.bias is None else layer.bias.detach().double()
@@ -433,7 +435,7 @@ def test_subpixel_rewrite_leaves_other_transposed_convolutions(tmp_path):
         warnings.simplefilter("ignore")
         torch.onnx.export(torch.nn.ConvTranspose2d(2, 2, 3, 2, 1), (torch.rand(1, 2, 5, 5),), tmp_path / "t.onnx",
                           dynamo=False)
-    rewritten, count = subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"))
+    rewritten, count = subpixel_conv_transposes(onnx.load(tmp_path / "t.onnx"), same_work=False)
     assert count == 0 and [n.op_type for n in rewritten.graph.node] == ["ConvTranspose"]
 
 

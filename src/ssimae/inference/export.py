@@ -178,6 +178,8 @@ def calibration_feeds(det: Detector, params, noise_shape, images: Sequence[str |
                     for c in patch_starts(padded.shape[2], stride=s.stride)]
     keep = np.unique(np.linspace(0, len(patches) - 1, min(len(patches), MAX_CALIBRATION_PATCHES)).round().astype(int))
     chosen = np.stack([patches[i] for i in keep]).astype(np.float32)
+    if "anomaly" in det.model.outputs and chosen.shape[1] == 1:
+        chosen = with_synthetic_anomalies(chosen, params.anomalies, s.seed)
     masks = det.model.pass_masks(params)
     gen = torch.Generator().manual_seed(s.seed)
     feeds = []
@@ -189,6 +191,24 @@ def calibration_feeds(det: Detector, params, noise_shape, images: Sequence[str |
             feed["masks"] = window_masks(masks)
         feeds.append(feed)
     return feeds
+
+
+def with_synthetic_anomalies(patches, kind: str, seed: int):
+    """(N, 1, H, W) float32 calibration patches with the model's own synthetic anomalies
+    (:func:`ssimae.data.synthetic.make_anomaly`, generator ``kind``) in every other one: a
+    segmentation head's logits on defect-free patches span a small range, and an int8 range
+    calibrated on them alone clips every anomaly to the same value (measured: DRAEM's demo
+    pixel AUC 0.894 -> 0.859); with anomalies in the calibration the range covers them."""
+    import numpy as np
+
+    from ssimae.data.synthetic import make_anomaly, source_textures
+
+    rng, sources = np.random.default_rng(seed), source_textures()
+    out = patches.copy()
+    for i in range(0, len(out), 2):
+        donor = patches[(i + 1) % len(patches), 0]
+        out[i, 0] = make_anomaly(patches[i, 0], donor, rng, sources, kind, p_anomaly=1.0)[0]
+    return out
 
 
 def subpixel_conv_transposes(graph, same_work: bool = True):

@@ -424,6 +424,25 @@ def test_subpixel_rewrite_equals_the_transposed_convolution(tmp_path, c_in, c_ou
         assert np.all(np.abs(got - ref) <= bound)
 
 
+def test_int8_calibration_of_a_segmentation_head_includes_its_own_anomalies():
+    """DRAEM's int8 calibration patches: every other one holds the model's own synthetic
+    anomaly (the generator replayed with the same seed gives the same patch), the rest are
+    the defect-free patches bit for bit."""
+    from ssimae.data.synthetic import make_anomaly, source_textures
+    from ssimae.inference.export import with_synthetic_anomalies
+
+    rng = np.random.default_rng(3)
+    patches = rng.random((5, 1, 32, 32), dtype=np.float32)
+    out = with_synthetic_anomalies(patches, "perlin", seed=7)
+    assert out.shape == patches.shape and out.dtype == np.float32
+    assert np.array_equal(out[1::2], patches[1::2])
+    replay, sources = np.random.default_rng(7), source_textures()
+    for i in range(0, 5, 2):
+        expected = make_anomaly(patches[i, 0], patches[(i + 1) % 5, 0], replay, sources, "perlin", p_anomaly=1.0)[0]
+        assert np.array_equal(out[i, 0], expected)
+    assert not np.array_equal(out[::2], patches[::2])
+
+
 def test_subpixel_rewrite_leaves_other_transposed_convolutions(tmp_path):
     """A ConvTranspose whose output is not its input times its stride (here kernel 3, stride 2,
     pad 1: 2n - 1 pixels) is kept as it is."""

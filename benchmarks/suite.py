@@ -53,17 +53,16 @@ SETS = {
     "visa-fryum": ("visa-fryum", ["--scale", "0.5"], 12, 2000),
 }
 _INPAINT = ["--model", "inpaint"]  # its recipe: batch 8, lr 1e-3, stride 64, smoothing 4, top-1 % image score
-_INPAINT16 = [*_INPAINT, "--unet-width", "16"]  # the U-Net's width before 2026-12-03 (every inpaint-* variant below)
 CONFIGS = {
     "ssim-fast": ["--model", "ssim", "--recipe", "fast"],  # the paper's SSIM-AE, the CPU recipe
     "l2-fast": ["--model", "l2", "--recipe", "fast"],
-    "inpaint": _INPAINT,  # its defaults: cells 2 and 8 (the demo's choice), width 8 (the suite's)
+    "inpaint": _INPAINT,  # its defaults: cells 2 and 8 (the demo's choice), width 16
     "inpaint-w8": [*_INPAINT, "--unet-width", "8"],  # U-Net of half the width (8-16-32-64): a quarter of the FLOPs
     "inpaint-w12": [*_INPAINT, "--unet-width", "12"],  # 12-24-48-96: 0.56 of the FLOPs
-    "inpaint-w16": _INPAINT16,  # 16-32-64-128, the default before (named "inpaint" in results before 2026-12-03)
-    "inpaint-riad": [*_INPAINT16, "--cell-sizes", "2,4,8,16"],  # RIAD's cells
-    "inpaint-c8-32": [*_INPAINT16, "--cell-sizes", "8,16,32"],  # cells for large defects
-    "inpaint-c2-8-32": [*_INPAINT16, "--cell-sizes", "2,8,32"],  # small and large
+    "inpaint-w16": [*_INPAINT, "--unet-width", "16"],  # = inpaint (its default width), named beside inpaint-w8
+    "inpaint-riad": [*_INPAINT, "--cell-sizes", "2,4,8,16"],  # RIAD's cells
+    "inpaint-c8-32": [*_INPAINT, "--cell-sizes", "8,16,32"],  # cells for large defects
+    "inpaint-c2-8-32": [*_INPAINT, "--cell-sizes", "2,8,32"],  # small and large
     "draem": ["--model", "draem"],  # segmentation head, Perlin foreign textures (DRAEM), its recipe (cosine schedule)
     "draem-s05": ["--model", "draem", "--scale", "0.5"],  # Magnetic Tile at twice its scale (tiles 52-194 px)
     "draem-constant": ["--model", "draem", "--schedule", "constant"],  # the recipe before: constant learning rate
@@ -73,15 +72,14 @@ CONFIGS = {
     "draem-perlin-removal": ["--model", "draem", "--anomalies", "perlin-removal"],  # DRAEM's or texture removal
     "draem-cos": ["--model", "draem", "--schedule", "cosine"],  # the learning rate annealed to 0 (now draem's recipe)
     "draem-mixed-cos": ["--model", "draem", "--anomalies", "mixed", "--schedule", "cosine"],
-    "inpaint-cos": [*_INPAINT16, "--schedule", "cosine"],
+    "inpaint-cos": [*_INPAINT, "--schedule", "cosine"],
     "ssim-fast-color": ["--model", "ssim", "--recipe", "fast", "--color"],  # images read as RGB (the colour sets)
-    "inpaint-color": [*_INPAINT16, "--color"],
-    "inpaint-c8-32-color": [*_INPAINT16, "--cell-sizes", "8,16,32", "--color"],
+    "inpaint-color": [*_INPAINT, "--color"],
+    "inpaint-c8-32-color": [*_INPAINT, "--cell-sizes", "8,16,32", "--color"],
     "ssim-fast-s025": ["--model", "ssim", "--recipe", "fast", "--scale", "0.25"],  # visa-fryum at half its scale
-    "inpaint-s025": [*_INPAINT16, "--scale", "0.25"],
-    "inpaint-c8-32-s025": [*_INPAINT16, "--cell-sizes", "8,16,32", "--scale", "0.25"],
+    "inpaint-s025": [*_INPAINT, "--scale", "0.25"],
+    "inpaint-c8-32-s025": [*_INPAINT, "--cell-sizes", "8,16,32", "--scale", "0.25"],
     "auto-draem": ["--model", "auto", "--candidates", "ssim-fast,inpaint,draem"],  # --model auto, DRAEM screened too
-    # (rows before 2026-12-03, named auto-draem-w16 in the results: its inpaint candidate had width 16)
     "draem-recon": ["--model", "draem-recon"],
     "draem-recon-mixed": ["--model", "draem-recon", "--anomalies", "mixed"],
 }
@@ -91,7 +89,6 @@ CONFIGS = {
 FUSIONS = {
     "fusion-draem-inpaint": ("draem", "inpaint"),
     "fusion-draem-inpaint-w8": ("draem", "inpaint-w8"),
-    "fusion-draem-inpaint-w16": ("draem", "inpaint-w16"),  # named fusion-draem-inpaint before 2026-12-03
     "fusion-draem-inpaint-c8-32": ("draem", "inpaint-c8-32"),
     "fusion-draem-ssim-fast": ("draem", "ssim-fast"),
 }

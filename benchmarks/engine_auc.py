@@ -100,9 +100,13 @@ def main() -> None:
         lines.append(f"| {r['run']} | {r['config']} | {r['pixel_roc_auc']:.4f} | {r['pro']:.4f} | {r['image_roc_auc']:.4f} | "
                      f"{r['pixel_roc_auc'] - base['pixel_roc_auc']:+.4f} / "
                      f"{r['image_roc_auc'] - base['image_roc_auc']:+.4f} |")
+    from ssimae.io.files import atomic_write_text
+    from ssimae.io.folders import RunLock
+
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine_auc.md").write_text("\n".join(lines) + "\n")
-    (args.out / "engine_auc.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
+    with RunLock(args.out, "benchmarks/engine_auc.py"):  # one writer of the folder at a time
+        atomic_write_text(args.out / "engine_auc.md", "\n".join(lines) + "\n")
+        atomic_write_text(args.out / "engine_auc.json", json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
     print("\n".join(lines))
 
 

@@ -126,10 +126,14 @@ def main() -> None:
                     print(f"{run} {precision} {tiling}: {r['ms_per_image']:.1f} ms per image in the graph",
                           flush=True)
     command = "python benchmarks/profile_onnx.py " + " ".join(sys.argv[1:])
+    from ssimae.io.files import atomic_write_text
+    from ssimae.io.folders import RunLock
+
     args.out.mkdir(parents=True, exist_ok=True)
     text = table(rows, command, machine_info(), args.top)
-    (args.out / "profile_onnx.md").write_text(text + "\n")
-    (args.out / "profile_onnx.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
+    with RunLock(args.out, "benchmarks/profile_onnx.py"):  # one writer of the folder at a time
+        atomic_write_text(args.out / "profile_onnx.md", text + "\n")
+        atomic_write_text(args.out / "profile_onnx.json", json.dumps({"command": command, "rows": rows}, indent=1) + "\n")
     print(text)
 
 
